@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# scripts/setup.sh -- prepare the TAP lab once, as root.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+
+usage() {
+    cat <<EOF
+Usage: sudo $TB_PROG [OPTIONS]
+
+Prepare the tapbook lab (run once, as root; safe to run again):
+  1. make sure /dev/net/tun exists (modprobe tun) and that ordinary users
+     may open it (mode 0666, the usual distribution default);
+  2. create the persistent TAP interface $TB_DEFAULT_IFACE, owned by the user who will
+     run the lab programs, so that 'cargo run' needs no sudo;
+     (an existing one with another owner, or a TUN, is deleted and recreated)
+  3. give it the address $TB_DEFAULT_ADDR and bring it up.
+
+Afterwards, without sudo:  cargo run --bin $TB_RESPONDER_BIN
+and in another terminal:   ping $TB_RESPONDER_IP   (or scripts/ping.sh)
+
+Options:
+  --user NAME       owner of the interface: the user who will run cargo
+                    (default: \$SUDO_USER, else the current user)
+  --addr CIDR       host address on the interface (default: $TB_DEFAULT_ADDR)
+$(common_help)
+With --netns, the namespace is created if it does not exist yet.
+
+Undo with: sudo scripts/teardown.sh   Check with: scripts/doctor.sh
+EOF
+}
+
+LAB_USER=
+ADDR=$TB_DEFAULT_ADDR
+
+tb_split_args "$@"; set -- "${TB_ARGS[@]}"
+while (($#)); do
+    case $1 in
+        -h | --help) usage; exit 0 ;;
+        --user) need_value "$1" $#; LAB_USER=$2; shift 2 ;;
+        --addr) need_value "$1" $#; ADDR=$2; shift 2 ;;
+        --iface) need_value "$1" $#; TB_IFACE=$2; shift 2 ;;
+        --netns) need_value "$1" $#; TB_NETNS=$2; shift 2 ;;
+        --) shift; (($# == 0)) || die "unexpected arguments: $*" ;;
+        *) unknown_option "$1" ;;
+    esac
+done
+validate_common
+[[ $ADDR =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$ ]] ||
+    die "--addr wants an IPv4 address with prefix length, like $TB_DEFAULT_ADDR (got '$ADDR')"
+
+need_root "$@"
+
+[[ -n $LAB_USER ]] || LAB_USER=$(default_lab_user)
+LAB_UID=$(id -u -- "$LAB_USER" 2>/dev/null) || die "no such user: '$LAB_USER' (use --user NAME)"
+LAB_GROUP=$(id -gn -- "$LAB_USER")
+LAB_GID=$(id -g -- "$LAB_USER")
+if [[ $LAB_UID -eq 0 ]]; then
+    warn "the interface will belong to root, so only root can attach to it."
+    warn "to run the lab without sudo, use:  sudo $TB_PROG --user YOUR_LOGIN   (or run this script via sudo from your login)"
+fi
+
+DONE=()   # what this run changed, for the summary
+did() { step "$*"; DONE+=("$*"); }
+
+say "Setting up the tapbook lab in $(where) for user $LAB_USER (group $LAB_GROUP)."
+
+# ---- 1. /dev/net/tun --------------------------------------------------------
+TUN=/dev/net/tun
+if [[ ! -e $TUN ]]; then
+    if modprobe tun 2>/dev/null; then
+        did "loaded the tun kernel module (modprobe tun)"
+    fi
+    if [[ ! -e $TUN && -e /sys/class/misc/tun ]]; then
+        # The driver is there but nothing created the device node.
+        mkdir -p /dev/net
+        mknod -m 0666 "$TUN" c 10 200
+        did "created the device node $TUN (char 10:200)"
+    fi
+    [[ -e $TUN ]] || die "$TUN is still missing: this kernel has no tun driver (CONFIG_TUN). Install/boot a kernel with it, then re-run."
+fi
+[[ -c $TUN ]] || die "$TUN exists but is not a character device; remove it and re-run (it should be char 10:200)"
+majmin=$(stat -c '%t:%T' "$TUN")   # hex
+[[ $majmin == a:c8 ]] || die "$TUN has device number $((16#${majmin%:*})):$((16#${majmin#*:})), expected 10:200; remove it and re-run"
+
+mode=$(stat -c '%a' "$TUN")
+if [[ $mode != 666 ]]; then
+    chmod 0666 "$TUN"
+    did "changed $TUN mode from $mode to 0666"
+    cat <<EOF
+    Why this is harmless: opening $TUN by itself grants nothing. Creating a
+    new interface still needs CAP_NET_ADMIN, and attaching to an existing
+    persistent one is allowed only for its owner/group (or CAP_NET_ADMIN).
+    0666 is the default on Debian, Ubuntu, Fedora and Arch; your system had $mode.
+    (Device permissions under /dev reset at reboot; re-run this script then.)
+EOF
+else
+    step "$TUN is present and usable by users (mode 0666)"
+fi
+
+# ---- 2. namespace -----------------------------------------------------------
+if [[ -n $TB_NETNS ]]; then
+    if netns_exists; then
+        step "network namespace $TB_NETNS already exists"
+    else
+        ip netns add "$TB_NETNS"
+        did "created network namespace $TB_NETNS"
+    fi
+    run ip link set lo up
+fi
+
+# ---- 3. the TAP interface ---------------------------------------------------
+create_tap() {
+    run ip tuntap add dev "$TB_IFACE" mode tap user "$LAB_USER" group "$LAB_GROUP"
+}
+
+if iface_exists; then
+    iface_is_tuntap || die "an interface named $TB_IFACE exists in $(where) but it is not a tun/tap device; pick another name with --iface, or remove it yourself"
+    flags=$(iface_attr tun_flags)
+    owner=$(iface_attr owner)
+    group=$(iface_attr group)
+    why=()
+    has_flag "$flags" "$TB_IFF_TAP" || why+=("it is a TUN (layer 3), the lab needs a TAP (layer 2 Ethernet frames)")
+    has_flag "$flags" "$TB_IFF_MULTI_QUEUE" && why+=("it is multi-queue; the lab program opens it single-queue")
+    has_flag "$flags" "$TB_IFF_NO_PI" || why+=("it was created with packet info headers (pi)")
+    [[ $owner == "$LAB_UID" ]] || why+=("its owner is $(uid_name "$owner"), not $LAB_USER")
+    [[ $group == "$LAB_GID" ]] || why+=("its group is $(gid_name "$group"), not $LAB_GROUP")
+    if ((${#why[@]} == 0)); then
+        step "$TB_IFACE already exists as a persistent TAP owned by $LAB_USER:$LAB_GROUP"
+    else
+        if [[ $(carrier_state) == on ]]; then
+            die "$TB_IFACE must be recreated ($(join_by '; ' "${why[@]}")), but a program has it open right now (carrier is on). Stop that program and run this again."
+        fi
+        # `ip tuntap add` on an existing device always fails with
+        # "ioctl(TUNSETIFF): Device or resource busy", so delete first.
+        run ip link delete dev "$TB_IFACE"
+        create_tap
+        did "deleted and recreated $TB_IFACE because $(join_by '; ' "${why[@]}")"
+    fi
+else
+    create_tap
+    did "created persistent TAP $TB_IFACE (owner $LAB_USER, group $LAB_GROUP)"
+fi
+
+# ---- 4. address -------------------------------------------------------------
+mapfile -t addrs < <(iface_ipv4_addrs)
+have_addr=false
+for a in "${addrs[@]}"; do
+    if [[ $a == "$ADDR" ]]; then
+        have_addr=true
+    else
+        warn "$TB_IFACE also has address $a (left alone; remove it with: $(netns_prefix)ip addr del $a dev $TB_IFACE)"
+    fi
+done
+if $have_addr; then
+    step "$TB_IFACE already has address $ADDR"
+else
+    run ip addr add "$ADDR" dev "$TB_IFACE"
+    did "added address $ADDR to $TB_IFACE"
+fi
+# The same subnet on another interface would send the pings elsewhere.
+net_conflicts=$(run ip -o -4 addr show to "$ADDR" 2>/dev/null | awk -v me="$TB_IFACE" '$2 != me {print $2 " (" $4 ")"}' || true)
+if [[ -n $net_conflicts ]]; then
+    warn "other interfaces in $(where) overlap $ADDR: $(echo "$net_conflicts" | tr '\n' ' ')"
+    warn "the lab traffic may be routed there instead; consider --addr with another subnet or --netns"
+fi
+
+# ---- 5. link up -------------------------------------------------------------
+if iface_is_up; then
+    step "$TB_IFACE is already up"
+else
+    run ip link set dev "$TB_IFACE" up
+    did "brought $TB_IFACE up"
+fi
+
+# ---- summary ------------------------------------------------------------------
+say ""
+if ((${#DONE[@]} == 0)); then
+    say "Nothing to change: the lab was already set up."
+else
+    say "Done (${#DONE[@]} change(s) made)."
+fi
+say ""
+run ip -d addr show dev "$TB_IFACE" | sed 's/^/    /'
+say ""
+if [[ $(carrier_state) == on ]]; then
+    say "Carrier is ON: a program already has $TB_IFACE open."
+else
+    say "NO-CARRIER / state DOWN above is expected: a TAP has carrier only while a"
+    say "program has it open. It turns on when the lab program attaches."
+fi
+
+ns=$(netns_opt)
+next() { printf '  %-28s%s\n' "$1" "$2"; }
+say ""
+say "Next steps:"
+if [[ -z $TB_NETNS ]]; then
+    next "1. as $LAB_USER, no sudo:" "cargo run --bin $TB_RESPONDER_BIN"
+    next "2. in another terminal:" "ping $TB_RESPONDER_IP   (or: scripts/ping.sh)"
+    next "optional, watch frames:" "sudo scripts/capture.sh"
+    next "check everything:" "scripts/doctor.sh"
+else
+    next "1. as $LAB_USER, build:" "cargo build --bin $TB_RESPONDER_BIN"
+    next "   run it in the namespace:" "sudo ip netns exec $TB_NETNS sudo -u $LAB_USER target/debug/$TB_RESPONDER_BIN"
+    next "2. in another terminal:" "sudo scripts/ping.sh$ns"
+    next "optional, watch frames:" "sudo scripts/capture.sh$ns"
+    next "check everything:" "sudo scripts/doctor.sh --user $LAB_USER$ns"
+fi
+next "undo:" "sudo scripts/teardown.sh$ns"

@@ -1,0 +1,38 @@
+//! Chapter 2: print every frame the kernel sends out of the TAP, as a one-line summary
+//! and an annotated hex dump. Answers nothing.
+
+use anyhow::Context;
+use tapbook::cli::{Args, Program};
+use tapbook::show::{Dump, Summary};
+use tapbook::{FRAME_BUFFER_LEN, Tap, signals};
+
+const PROGRAM: Program = Program {
+    name: "02_hexdump",
+    about: "Print every frame read from a TAP: a summary line and an annotated hex dump.",
+    addresses: false,
+    responder_flags: false,
+};
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::from_env(PROGRAM);
+    signals::stop_on_signals().context("installing the Ctrl-C handler")?;
+    let tap = Tap::open(&args.iface)?;
+    let mtu = tap.report().mtu.unwrap_or_else(|| "?".into());
+    println!(
+        "Reading frames from {} (MTU {mtu}; buffer {FRAME_BUFFER_LEN} bytes). Ctrl-C to stop.",
+        tap.name()
+    );
+
+    // ANCHOR: read_loop
+    let mut frame = vec![0u8; FRAME_BUFFER_LEN];
+    let mut count = 0u64;
+    while let Some(len) = tap.read_frame(&mut frame)? {
+        count += 1;
+        let frame = &frame[..len];
+        println!("\n#{count}: {len} bytes: {}", Summary(frame));
+        print!("{}", Dump(frame));
+    }
+    // ANCHOR_END: read_loop
+    println!("\n{count} frames read.");
+    Ok(())
+}

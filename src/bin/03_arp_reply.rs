@@ -1,0 +1,50 @@
+//! Chapter 3: answer ARP requests for our address, and only for it.
+//!
+//! `cargo run --bin 03_arp_reply`, then in another terminal `arping -I tap4 172.16.1.2`
+//! (or `ping 172.16.1.2`: the kernel's ARP request is answered, its pings are not yet).
+
+use anyhow::Context;
+use tapbook::cli::{Args, Program};
+use tapbook::show::Summary;
+use tapbook::{FRAME_BUFFER_LEN, Services, Tap, respond, signals};
+
+const PROGRAM: Program = Program {
+    name: "03_arp_reply",
+    about: "Answer ARP requests for our IPv4 address on a TAP.",
+    addresses: true,
+    responder_flags: false,
+};
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::from_env(PROGRAM);
+    signals::stop_on_signals().context("installing the Ctrl-C handler")?;
+    let host = args.host();
+    let tap = Tap::open(&args.iface)?;
+    println!(
+        "Answering ARP for {} with {} on {}. Ctrl-C to stop.",
+        host.ip,
+        host.mac,
+        tap.name()
+    );
+
+    // ANCHOR: loop
+    let mut frame = vec![0u8; FRAME_BUFFER_LEN];
+    let mut reply = vec![0u8; FRAME_BUFFER_LEN];
+    while let Some(len) = tap.read_frame(&mut frame)? {
+        let request = &frame[..len];
+        println!("<- {}", Summary(request));
+        match respond(&host, Services::ARP, request, &mut reply) {
+            Ok(answer) => {
+                let reply = &reply[..answer.len()];
+                if let Err(err) = tap.write_frame(reply) {
+                    eprintln!("   reply not sent: {err}");
+                    continue;
+                }
+                println!("-> {}", Summary(reply));
+            }
+            Err(reason) => println!("   (ignored: {reason})"),
+        }
+    }
+    // ANCHOR_END: loop
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! The arguments every binary shares: `--iface`, `--ip`, `--mac`, and for the full
+//! responder `--quiet` and `--pcap`. With none, the lab defaults apply.
+//!
+//! Five flags do not need a parser crate; this one is written out so that a student can
+//! read it.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use crate::respond::Host;
+use crate::wire::MacAddr;
+
+/// The lab's defaults: `scripts/setup.sh` gives tap4 the address 172.16.1.1/24 on the
+/// kernel's side; our responder is the other end of that link.
+pub const DEFAULT_IFACE: &str = "tap4";
+pub const DEFAULT_IP: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 2);
+/// Locally administered (second-lowest bit of the first byte set) and unicast (lowest bit
+/// clear): an address no vendor's card will ever have.
+pub const DEFAULT_MAC: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x02]);
+
+/// What a binary accepts beyond the common flags.
+#[derive(Debug, Clone, Copy)]
+pub struct Program {
+    /// The binary's name, for the usage line.
+    pub name: &'static str,
+    /// One line saying what it does.
+    pub about: &'static str,
+    /// Whether `--ip` and `--mac` mean anything to it (not to 01 and 02).
+    pub addresses: bool,
+    /// Whether it takes `--quiet` and `--pcap FILE`.
+    pub responder_flags: bool,
+}
+
+/// The parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    pub iface: String,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+    pub quiet: bool,
+    pub pcap: Option<PathBuf>,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            iface: DEFAULT_IFACE.to_owned(),
+            ip: DEFAULT_IP,
+            mac: DEFAULT_MAC,
+            quiet: false,
+            pcap: None,
+        }
+    }
+}
+
+impl Args {
+    /// Who we are on the link.
+    pub fn host(&self) -> Host {
+        Host {
+            ip: self.ip,
+            mac: self.mac,
+        }
+    }
+
+    /// Parses `std::env::args`; prints the usage and exits on `--help` (status 0) or on a
+    /// mistake (status 2), like any command-line tool.
+    pub fn from_env(program: Program) -> Args {
+        match Args::parse(program, std::env::args().skip(1)) {
+            Ok(Some(args)) => args,
+            Ok(None) => {
+                print!("{}", usage(program));
+                std::process::exit(0);
+            }
+            Err(message) => {
+                eprintln!("{}: {message}\n\n{}", program.name, usage(program));
+                std::process::exit(2);
+            }
+        }
+    }
+
+    /// Parses arguments; `Ok(None)` means help was asked for.
+    pub fn parse(
+        program: Program,
+        args: impl IntoIterator<Item = String>,
+    ) -> Result<Option<Args>, String> {
+        let mut parsed = Args::default();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            // Accept both `--ip 10.0.0.2` and `--ip=10.0.0.2`.
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) if flag.starts_with("--") => {
+                    (flag.to_owned(), Some(value.to_owned()))
+                }
+                _ => (arg.clone(), None),
+            };
+            let mut value = |what: &str| {
+                inline
+                    .clone()
+                    .or_else(|| args.next())
+                    .ok_or_else(|| format!("{flag} needs {what}"))
+            };
+            match flag.as_str() {
+                "-h" | "--help" => return Ok(None),
+                "-i" | "--iface" => parsed.iface = value("an interface name")?,
+                "--ip" if program.addresses => {
+                    let v = value("an IPv4 address")?;
+                    parsed.ip = v
+                        .parse()
+                        .map_err(|_| format!("--ip: {v:?} is not an IPv4 address"))?;
+                }
+                "--mac" if program.addresses => {
+                    let v = value("a MAC address")?;
+                    let mac: MacAddr = v.parse().map_err(|e| format!("--mac: {v:?}: {e}"))?;
+                    if mac.is_multicast() {
+                        return Err(format!(
+                            "--mac: {mac} is a group address; a host needs a unicast one"
+                        ));
+                    }
+                    parsed.mac = mac;
+                }
+                "-q" | "--quiet" if program.responder_flags => parsed.quiet = true,
+                "--pcap" if program.responder_flags => {
+                    parsed.pcap = Some(PathBuf::from(value("a file name")?))
+                }
+                _ => return Err(format!("unexpected argument {arg:?}")),
+            }
+        }
+        Ok(Some(parsed))
+    }
+}
+
+/// The `--help` text.
+pub fn usage(program: Program) -> String {
+    let mut text = format!(
+        "{}\n\nUsage: {} [OPTIONS]\n\nOptions:\n",
+        program.about, program.name
+    );
+    text += &format!(
+        "  -i, --iface NAME   the TAP interface to attach to [default: {DEFAULT_IFACE}]\n"
+    );
+    if program.addresses {
+        text += &format!("      --ip ADDR      our IPv4 address [default: {DEFAULT_IP}]\n");
+        text += &format!("      --mac ADDR     our MAC address [default: {DEFAULT_MAC}]\n");
+    }
+    if program.responder_flags {
+        text += "  -q, --quiet        print nothing per frame, only the final counts\n";
+        text += "      --pcap FILE    also write every frame read and written to FILE (pcap)\n";
+    }
+    text += "  -h, --help         print this help\n";
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: Program = Program {
+        name: "05",
+        about: "test",
+        addresses: true,
+        responder_flags: true,
+    };
+    const DUMP: Program = Program {
+        name: "02",
+        about: "test",
+        addresses: false,
+        responder_flags: false,
+    };
+
+    fn parse(program: Program, args: &[&str]) -> Result<Option<Args>, String> {
+        Args::parse(program, args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn no_arguments_means_the_lab_defaults() {
+        let args = parse(FULL, &[]).unwrap().unwrap();
+        assert_eq!(args, Args::default());
+        assert_eq!(args.iface, "tap4");
+        assert_eq!(args.ip, Ipv4Addr::new(172, 16, 1, 2));
+        assert!(args.mac.is_local() && args.mac.is_unicast());
+    }
+
+    #[test]
+    fn every_flag_in_both_spellings() {
+        let args = parse(
+            FULL,
+            &[
+                "--iface",
+                "tap7",
+                "--ip=10.0.0.2",
+                "--mac",
+                "02:aa:bb:cc:dd:ee",
+                "-q",
+                "--pcap=x.pcap",
+            ],
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(args.iface, "tap7");
+        assert_eq!(args.ip, Ipv4Addr::new(10, 0, 0, 2));
+        assert_eq!(args.mac.to_string(), "02:aa:bb:cc:dd:ee");
+        assert!(args.quiet);
+        assert_eq!(args.pcap, Some(PathBuf::from("x.pcap")));
+        assert_eq!(parse(FULL, &["--help"]).unwrap(), None);
+    }
+
+    #[test]
+    fn mistakes_are_reported() {
+        assert!(parse(FULL, &["--ip", "300.1.1.1"]).is_err());
+        assert!(parse(FULL, &["--mac", "ff:ff:ff:ff:ff:ff"]).is_err());
+        assert!(parse(FULL, &["--iface"]).is_err());
+        assert!(parse(DUMP, &["--quiet"]).is_err(), "02 has no --quiet");
+        assert!(
+            parse(DUMP, &["--ip", "10.0.0.2"]).is_err(),
+            "02 answers nothing"
+        );
+        assert!(usage(FULL).contains("--pcap") && !usage(DUMP).contains("--mac"));
+    }
+}

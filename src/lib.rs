@@ -1,0 +1,29 @@
+//! # tapbook: how virtual machines reach the network through a Linux TAP device
+//!
+//! The library is the toolbox the chapters share; the binaries in `src/bin/` are the
+//! lessons. Which module serves which chapter:
+//!
+//! | module        | chapter | what it holds |
+//! |---------------|---------|---------------|
+//! | [`tap`]       | 1 | the clone device `/dev/net/tun`, `TUNSETIFF`, the owned TAP handle |
+//! | [`show`]      | 2 | one-line summaries and annotated hex dumps of frames |
+//! | [`wire`]      | 2-4 | Ethernet, ARP, IPv4, ICMPv4 and the internet checksum, by hand |
+//! | [`respond`]   | 3-5 | frame in, reply (or the reason for silence) out: pure functions |
+//! | [`signals`]   | 5 | Ctrl-C and SIGTERM as a clean, race-free stop |
+//! | [`pcap`]      | 5 | a pcap writer for tshark and Wireshark |
+//! | [`cli`]       | all | `--iface`, `--ip`, `--mac` and the lab defaults |
+//!
+//! The arrows point one way: binaries use the library; `respond` uses `wire`; nothing in
+//! `wire` or `respond` touches a file descriptor or prints.
+
+pub mod cli;
+pub mod pcap;
+pub mod respond;
+pub mod show;
+pub mod signals;
+pub mod tap;
+pub mod wire;
+
+pub use cli::Args;
+pub use respond::{Drop, Host, Reply, Services, respond};
+pub use tap::{FRAME_BUFFER_LEN, Tap, TapError};

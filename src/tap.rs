@@ -1,0 +1,463 @@
+//! Chapter 1: the clone device `/dev/net/tun`, the `TUNSETIFF` ioctl and an owned TAP
+//! handle that reads and writes whole Ethernet frames.
+//!
+//! Opening `/dev/net/tun` gives a file descriptor that is not yet attached to anything;
+//! `TUNSETIFF` on it creates the interface (or attaches to an existing persistent one) and
+//! from then on every `read` returns one frame the kernel sent out of that interface and
+//! every `write` injects one frame as if it had arrived on the wire.
+
+use std::ffi::CStr;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, open};
+use nix::sys::stat::Mode;
+
+use crate::signals;
+
+/// The clone device: opening it hands out a fresh, unattached TUN/TAP file descriptor.
+pub const CLONE_DEVICE: &str = "/dev/net/tun";
+
+/// The largest MTU the kernel lets a TAP have: `ip -d link show tap4` says `maxmtu 65521`,
+/// which is 65535 less the 14-byte Ethernet header.
+pub const MAX_MTU: usize = 65521;
+
+// ANCHOR: buffer_len
+/// How large a read buffer must be so that no frame is ever cut short: the MTU counts the
+/// IP packet only, so a frame adds the 14-byte Ethernet header, plus 4 bytes should the
+/// kernel hand over a VLAN tag. We size for the largest MTU a TAP accepts, not the
+/// current one (1500 by default, needing 1514), so raising the MTU while a program runs
+/// (`ip link set tap4 mtu 9000`) can never truncate a frame. 64 KiB is allocated once.
+pub const FRAME_BUFFER_LEN: usize = MAX_MTU + crate::wire::ethernet::HEADER_LEN + 4;
+// ANCHOR_END: buffer_len
+
+// ANCHOR: ioctl
+// `TUNSETIFF` is defined in <linux/if_tun.h> as `_IOW('T', 202, int)`: direction "write",
+// type 'T', number 202, and a size of sizeof(int) = 4, giving 0x400454ca. Yet the
+// argument is a `struct ifreq *` (40 bytes), which the kernel reads *and writes back*
+// (with the name it chose). The `int` is a historical mistake that can no longer be fixed
+// without breaking every program compiled against the old number, so we use nix's "bad"
+// macro, which takes the number as given instead of computing it from the argument type.
+nix::ioctl_readwrite_bad!(
+    tunsetiff,
+    nix::request_code_write!(b'T', 202, std::mem::size_of::<libc::c_int>()),
+    libc::ifreq
+);
+// ANCHOR_END: ioctl
+
+/// The longest interface name: `IFNAMSIZ` (16) less the terminating NUL.
+pub const MAX_NAME_LEN: usize = libc::IFNAMSIZ - 1;
+
+/// A failure, worded so that the reader knows what happened and what to do about it.
+#[derive(Debug)]
+pub enum TapError {
+    BadName {
+        name: String,
+        why: &'static str,
+    },
+    NoCloneDevice,
+    CloneDeviceAccess(Errno),
+    NotPermitted {
+        name: String,
+    },
+    Busy {
+        name: String,
+    },
+    WrongKind {
+        name: String,
+    },
+    InterfaceDown {
+        name: String,
+    },
+    InterfaceGone {
+        name: String,
+    },
+    Io {
+        what: &'static str,
+        name: String,
+        errno: Errno,
+    },
+    /// Writing the program's own output (the terminal, a log or pcap file) failed.
+    Output(io::Error),
+}
+
+impl fmt::Display for TapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TapError::BadName { name, why } => {
+                write!(f, "{name:?} is not a valid interface name: {why}")
+            }
+            TapError::NoCloneDevice => write!(
+                f,
+                "{CLONE_DEVICE} does not exist: the tun module is not loaded.\n\
+                 Fix: sudo modprobe tun (or run sudo scripts/setup.sh once)."
+            ),
+            TapError::CloneDeviceAccess(errno) => write!(
+                f,
+                "cannot open {CLONE_DEVICE}: {}.\n\
+                 Its file mode does not let you open it (see ls -l {CLONE_DEVICE}; \
+                 most distributions ship mode 0666).\n\
+                 Fix: run sudo scripts/setup.sh once; it makes the device usable and \
+                 creates a tap4 that you own.",
+                errno.desc()
+            ),
+            TapError::NotPermitted { name } => write!(
+                f,
+                "the kernel refused to create or attach {name} (EPERM).\n\
+                 Creating a network interface needs CAP_NET_ADMIN, and attaching to an \
+                 existing one needs it too unless the interface belongs to you.\n\
+                 Fix: run sudo scripts/setup.sh once: it creates a persistent {name} owned \
+                 by you, after which no sudo is needed."
+            ),
+            TapError::Busy { name } => write!(
+                f,
+                "{name} is already in use (EBUSY): another program holds it open.\n\
+                 Fix: stop the other program (see: fuser -v {CLONE_DEVICE}), or use another \
+                 interface with --iface."
+            ),
+            TapError::WrongKind { name } => write!(
+                f,
+                "{name} exists but is not a TAP we can attach to (EINVAL): it is a TUN \
+                 device, a TAP with other flags, or not a TUN/TAP interface at all.\n\
+                 Fix: check with ip -d link show {name}; then sudo scripts/teardown.sh and \
+                 sudo scripts/setup.sh to recreate it."
+            ),
+            TapError::InterfaceDown { name } => write!(
+                f,
+                "cannot send on {name}: the interface is down (EIO).\n\
+                 Fix: sudo ip link set {name} up"
+            ),
+            TapError::InterfaceGone { name } => write!(
+                f,
+                "{name} has been deleted (EBADFD): this file descriptor is no longer \
+                 attached to any interface.\n\
+                 Fix: recreate it with sudo scripts/setup.sh, then start again."
+            ),
+            TapError::Io { what, name, errno } => {
+                write!(f, "{what} {name} failed: {} ({errno})", errno.desc())
+            }
+            TapError::Output(err) => write!(f, "writing our output failed: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for TapError {}
+
+// ANCHOR: check_name
+/// Checks a name the way the kernel's `dev_valid_name` does, so that the mistake is
+/// reported here rather than as a bare EINVAL from the ioctl.
+pub fn check_name(name: &str) -> Result<(), TapError> {
+    let why = if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > MAX_NAME_LEN {
+        Some("it is longer than 15 bytes (IFNAMSIZ is 16, including the final NUL)")
+    } else if name == "." || name == ".." {
+        Some("'.' and '..' are reserved")
+    } else if name
+        .bytes()
+        .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace())
+    {
+        Some("it contains '/', ':', a NUL or white space")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(TapError::BadName {
+            name: name.to_owned(),
+            why,
+        }),
+        None => Ok(()),
+    }
+}
+// ANCHOR_END: check_name
+
+/// An open TAP interface. Dropping it closes the file descriptor, which detaches the
+/// program; a persistent interface survives that, a transient one vanishes with it.
+#[derive(Debug)]
+pub struct Tap {
+    fd: OwnedFd,
+    name: String,
+}
+
+impl Tap {
+    // ANCHOR: open
+    /// Opens the clone device and attaches it to the TAP called `name`, creating it if it
+    /// does not exist (which needs `CAP_NET_ADMIN`).
+    pub fn open(name: &str) -> Result<Tap, TapError> {
+        check_name(name)?;
+        let fd = open(
+            CLONE_DEVICE,
+            OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|errno| match errno {
+            Errno::ENOENT | Errno::ENODEV | Errno::ENXIO => TapError::NoCloneDevice,
+            other => TapError::CloneDeviceAccess(other),
+        })?;
+
+        // SAFETY: ifreq is a plain C struct (a byte array and a union of integers and
+        // byte arrays), for which all zeroes is a valid value.
+        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+            *dst = src as libc::c_char;
+        }
+        // IFF_TAP: Ethernet frames, not bare IP packets (that would be IFF_TUN).
+        // IFF_NO_PI: no 4-byte "packet information" header before each frame.
+        ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+
+        // SAFETY: fd is an open descriptor of the clone device and ifr a complete,
+        // initialised struct ifreq that outlives the call; the kernel reads and writes
+        // exactly sizeof(struct ifreq) bytes of it.
+        unsafe { tunsetiff(fd.as_raw_fd(), &mut ifr) }.map_err(|errno| match errno {
+            Errno::EPERM => TapError::NotPermitted {
+                name: name.to_owned(),
+            },
+            Errno::EBUSY => TapError::Busy {
+                name: name.to_owned(),
+            },
+            Errno::EINVAL => TapError::WrongKind {
+                name: name.to_owned(),
+            },
+            errno => TapError::Io {
+                what: "TUNSETIFF on",
+                name: name.to_owned(),
+                errno,
+            },
+        })?;
+
+        // The kernel wrote back the name it used (it would fill in a "tap%d" pattern).
+        // SAFETY: the kernel always NUL-terminates ifr_name within its 16 bytes.
+        let got = unsafe { CStr::from_ptr(ifr.ifr_name.as_ptr()) };
+        let tap = Tap {
+            fd,
+            name: got.to_string_lossy().into_owned(),
+        };
+        tap.set_nonblocking()?;
+        Ok(tap)
+    }
+    // ANCHOR_END: open
+
+    /// Reads never block inside `read(2)`: when no frame is waiting we sleep in `ppoll`,
+    /// which is where a Ctrl-C can interrupt us without a race (see [`signals`]).
+    fn set_nonblocking(&self) -> Result<(), TapError> {
+        use nix::fcntl::{FcntlArg, fcntl};
+        let io_err = |errno| TapError::Io {
+            what: "fcntl on",
+            name: self.name.clone(),
+            errno,
+        };
+        let flags = fcntl(&self.fd, FcntlArg::F_GETFL).map_err(io_err)?;
+        let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
+        fcntl(&self.fd, FcntlArg::F_SETFL(flags)).map_err(io_err)?;
+        Ok(())
+    }
+
+    /// The interface name the kernel attached us to.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    // ANCHOR: read_frame
+    /// Reads one whole frame into `buf` and returns its length, or `None` once a stop
+    /// signal (Ctrl-C, SIGTERM) has arrived. `buf` should be [`FRAME_BUFFER_LEN`] long:
+    /// the kernel silently cuts a frame that does not fit. Interrupted reads are retried.
+    pub fn read_frame(&self, buf: &mut [u8]) -> Result<Option<usize>, TapError> {
+        self.read_frame_or_idle(buf, || Ok(()))
+    }
+
+    /// Like [`Tap::read_frame`], but when no frame is waiting, calls `idle` before going
+    /// to sleep: the place to flush buffered output, so that a busy program writes in
+    /// large blocks and an idle one shows everything at once.
+    pub fn read_frame_or_idle(
+        &self,
+        buf: &mut [u8],
+        mut idle: impl FnMut() -> io::Result<()>,
+    ) -> Result<Option<usize>, TapError> {
+        loop {
+            if signals::stop_requested() {
+                return Ok(None);
+            }
+            match nix::unistd::read(&self.fd, buf) {
+                Ok(len) => return Ok(Some(len)),
+                Err(Errno::EAGAIN) => {
+                    idle().map_err(TapError::Output)?;
+                    signals::wait_readable(self.fd.as_fd())
+                        .map_err(|errno| self.io_error("waiting on", errno))?;
+                }
+                Err(Errno::EINTR) => continue,
+                Err(errno) => return Err(self.io_error("reading from", errno)),
+            }
+        }
+    }
+    // ANCHOR_END: read_frame
+
+    // ANCHOR: write_frame
+    /// Writes one whole frame: the kernel takes it as if it had arrived on the wire.
+    pub fn write_frame(&self, frame: &[u8]) -> Result<(), TapError> {
+        loop {
+            match nix::unistd::write(&self.fd, frame) {
+                Ok(len) if len == frame.len() => return Ok(()),
+                // A TAP takes a frame whole or not at all; anything else is a kernel bug.
+                Ok(_) => return Err(self.io_error("writing a whole frame to", Errno::EIO)),
+                Err(Errno::EINTR) => continue,
+                Err(errno) => return Err(self.io_error("writing to", errno)),
+            }
+        }
+    }
+    // ANCHOR_END: write_frame
+
+    fn io_error(&self, what: &'static str, errno: Errno) -> TapError {
+        let name = self.name.clone();
+        match errno {
+            // Written while the interface is administratively down.
+            Errno::EIO => TapError::InterfaceDown { name },
+            // `ip link del` detached us: the descriptor is attached to nothing.
+            Errno::EBADFD | Errno::ENXIO | Errno::ENODEV => TapError::InterfaceGone { name },
+            errno => TapError::Io { what, name, errno },
+        }
+    }
+
+    /// What the kernel says about this descriptor and interface.
+    pub fn report(&self) -> KernelReport {
+        let fd = self.fd.as_raw_fd();
+        let sys = |attr: &str| read_trimmed(format!("/sys/class/net/{}/{attr}", self.name));
+        KernelReport {
+            name: self.name.clone(),
+            fd,
+            fd_link: fs::read_link(format!("/proc/self/fd/{fd}")).ok(),
+            fdinfo_iff: fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+                .ok()
+                .and_then(|info| {
+                    info.lines()
+                        .find(|l| l.starts_with("iff:"))
+                        .map(|l| l.trim().to_owned())
+                }),
+            tun_flags: sys("tun_flags"),
+            owner: sys("owner"),
+            group: sys("group"),
+            mtu: sys("mtu"),
+        }
+    }
+}
+
+impl AsFd for Tap {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+fn read_trimmed(path: String) -> Option<String> {
+    fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
+}
+
+/// Whether an interface of this name exists in our network namespace (asks the kernel
+/// through `if_nametoindex`, which works whatever `/sys` shows).
+pub fn interface_exists(name: &str) -> bool {
+    nix::net::if_::if_nametoindex(name).is_ok()
+}
+
+/// What the kernel reports about an attached TAP (chapter 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelReport {
+    pub name: String,
+    pub fd: i32,
+    /// `/proc/self/fd/<fd>`: the descriptor still points at the clone device.
+    pub fd_link: Option<PathBuf>,
+    /// The `iff:` line of `/proc/self/fdinfo/<fd>`: the interface this fd is attached to.
+    pub fdinfo_iff: Option<String>,
+    /// `/sys/class/net/<name>/tun_flags`: IFF_TAP is 0x0002, IFF_NO_PI 0x1000, and
+    /// IFF_PERSIST 0x0800 shows for a persistent interface.
+    pub tun_flags: Option<String>,
+    /// The uid allowed to attach without `CAP_NET_ADMIN` (-1: nobody in particular).
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    pub mtu: Option<String>,
+}
+
+impl fmt::Display for KernelReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let or_missing = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unavailable)".into());
+        let link = self.fd_link.as_ref().map(|p| p.display().to_string());
+        writeln!(f, "interface:                 {}", self.name)?;
+        writeln!(f, "file descriptor:           {}", self.fd)?;
+        writeln!(f, "/proc/self/fd/{:<12} -> {}", self.fd, or_missing(&link))?;
+        writeln!(
+            f,
+            "/proc/self/fdinfo/{:<8} {}",
+            self.fd,
+            or_missing(&self.fdinfo_iff)
+        )?;
+        let sys = format!("/sys/class/net/{}", self.name);
+        writeln!(f, "{sys}/tun_flags  {}", or_missing(&self.tun_flags))?;
+        writeln!(f, "{sys}/owner      {}", or_missing(&self.owner))?;
+        writeln!(f, "{sys}/group      {}", or_missing(&self.group))?;
+        write!(f, "{sys}/mtu        {}", or_missing(&self.mtu))
+    }
+}
+
+/// `io::Error` for callers that mix TAP errors with other I/O.
+impl From<TapError> for io::Error {
+    fn from(err: TapError) -> Self {
+        io::Error::other(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tunsetiff_has_the_number_in_the_kernel_headers() {
+        // <linux/if_tun.h>: #define TUNSETIFF _IOW('T', 202, int), which is 0x400454ca:
+        // direction 01 (write) << 30 | size 4 << 16 | type 'T' (0x54) << 8 | nr 202 (0xca).
+        let code = nix::request_code_write!(b'T', 202, std::mem::size_of::<libc::c_int>());
+        assert_eq!(code as u64, 0x4004_54ca);
+        assert_eq!(
+            std::mem::size_of::<libc::ifreq>(),
+            40,
+            "the full struct ifreq"
+        );
+    }
+
+    #[test]
+    fn names_are_checked_before_the_kernel_sees_them() {
+        assert!(check_name("tap4").is_ok());
+        assert!(check_name("tap%d").is_ok());
+        assert!(check_name("fifteen-bytes-x").is_ok());
+        for bad in [
+            "",
+            "sixteen-bytes-xx",
+            ".",
+            "..",
+            "a/b",
+            "a:b",
+            "a b",
+            "tap\n",
+        ] {
+            assert!(
+                matches!(check_name(bad), Err(TapError::BadName { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_error_says_what_to_do() {
+        let name = "tap4".to_owned();
+        for err in [
+            TapError::NoCloneDevice,
+            TapError::CloneDeviceAccess(Errno::EACCES),
+            TapError::NotPermitted { name: name.clone() },
+            TapError::Busy { name: name.clone() },
+            TapError::WrongKind { name: name.clone() },
+            TapError::InterfaceDown { name: name.clone() },
+            TapError::InterfaceGone { name },
+        ] {
+            assert!(err.to_string().contains("Fix: "), "{err}");
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Wire formats, written by hand (chapters 2 to 4).
+//!
+//! Each header gets a *view* over a byte buffer, in the shape of smoltcp's wire module:
+//! `new_checked` does every length check once, after which no accessor can panic; the
+//! getters return host values and the setters exist only for mutable buffers. Nothing in
+//! this module knows about file descriptors, files or printing.
+
+pub mod arp;
+pub mod checksum;
+pub mod ethernet;
+pub mod icmpv4;
+pub mod ipv4;
+pub mod ipv6;
+
+use std::fmt;
+
+pub use arp::{ArpOperation, ArpPacket};
+pub use ethernet::{EtherType, EthernetFrame, MacAddr};
+pub use icmpv4::{Icmpv4Message, Icmpv4Type};
+pub use ipv4::{IpProtocol, Ipv4Packet};
+pub use ipv6::Ipv6Packet;
+
+/// Why a buffer could not be read as the header it was supposed to hold.
+///
+/// A small enum rather than strings: the full responder counts each kind separately and
+/// the book explains every one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Error {
+    /// The buffer ends before the header (or the length the header claims) does.
+    Truncated,
+    /// A length field contradicts itself or the buffer (e.g. IPv4 total length shorter
+    /// than its own header).
+    BadLength,
+    /// A field holds a value this code does not handle (IPv4 version 6, ARP for another
+    /// hardware type...).
+    Unsupported,
+    /// The internet checksum does not verify.
+    BadChecksum,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Error::Truncated => "truncated",
+            Error::BadLength => "inconsistent length field",
+            Error::Unsupported => "unsupported field value",
+            Error::BadChecksum => "bad checksum",
+        })
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = core::result::Result<T, Error>;
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    //! Frames captured from the kernel (see `tests/fixtures/README.md` for how), loaded
+    //! at compile time so the unit tests need no files at run time.
+
+    /// Parses a fixture: `#` lines are comments, the rest is whitespace-separated hex.
+    pub fn parse(text: &str) -> Vec<u8> {
+        let hex: String = text
+            .lines()
+            .filter(|line| !line.trim_start().starts_with('#'))
+            .flat_map(|line| line.split_whitespace())
+            .collect();
+        hex::decode(hex).expect("fixture files hold whitespace-separated hex bytes")
+    }
+
+    macro_rules! fixture {
+        ($name:literal) => {
+            $crate::wire::fixtures::parse(include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/",
+                $name,
+                ".hex"
+            )))
+        };
+    }
+    pub(crate) use fixture;
+}
