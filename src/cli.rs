@@ -56,10 +56,7 @@ impl Default for Args {
 impl Args {
     /// Who we are on the link.
     pub fn host(&self) -> Host {
-        Host {
-            ip: self.ip,
-            mac: self.mac,
-        }
+        Host { ip: self.ip, mac: self.mac }
     }
 
     /// Parses `std::env::args`; prints the usage and exits on `--help` (status 0) or on a
@@ -94,19 +91,15 @@ impl Args {
                 _ => (arg.clone(), None),
             };
             let mut value = |what: &str| {
-                inline
-                    .clone()
-                    .or_else(|| args.next())
-                    .ok_or_else(|| format!("{flag} needs {what}"))
+                inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{flag} needs {what}"))
             };
             match flag.as_str() {
                 "-h" | "--help" => return Ok(None),
                 "-i" | "--iface" => parsed.iface = value("an interface name")?,
                 "--ip" if program.addresses => {
                     let v = value("an IPv4 address")?;
-                    parsed.ip = v
-                        .parse()
-                        .map_err(|_| format!("--ip: {v:?} is not an IPv4 address"))?;
+                    parsed.ip =
+                        v.parse().map_err(|_| format!("--ip: {v:?} is not an IPv4 address"))?;
                 }
                 "--mac" if program.addresses => {
                     let v = value("a MAC address")?;
@@ -131,10 +124,7 @@ impl Args {
 
 /// The `--help` text.
 pub fn usage(program: Program) -> String {
-    let mut text = format!(
-        "{}\n\nUsage: {} [OPTIONS]\n\nOptions:\n",
-        program.about, program.name
-    );
+    let mut text = format!("{}\n\nUsage: {} [OPTIONS]\n\nOptions:\n", program.about, program.name);
     text += &format!(
         "  -i, --iface NAME   the TAP interface to attach to [default: {DEFAULT_IFACE}]\n"
     );
@@ -154,18 +144,10 @@ pub fn usage(program: Program) -> String {
 mod tests {
     use super::*;
 
-    const FULL: Program = Program {
-        name: "05",
-        about: "test",
-        addresses: true,
-        responder_flags: true,
-    };
-    const DUMP: Program = Program {
-        name: "02",
-        about: "test",
-        addresses: false,
-        responder_flags: false,
-    };
+    const FULL: Program =
+        Program { name: "05", about: "test", addresses: true, responder_flags: true };
+    const DUMP: Program =
+        Program { name: "02", about: "test", addresses: false, responder_flags: false };
 
     fn parse(program: Program, args: &[&str]) -> Result<Option<Args>, String> {
         Args::parse(program, args.iter().map(|s| s.to_string()))
@@ -210,10 +192,7 @@ mod tests {
         assert!(parse(FULL, &["--mac", "ff:ff:ff:ff:ff:ff"]).is_err());
         assert!(parse(FULL, &["--iface"]).is_err());
         assert!(parse(DUMP, &["--quiet"]).is_err(), "02 has no --quiet");
-        assert!(
-            parse(DUMP, &["--ip", "10.0.0.2"]).is_err(),
-            "02 answers nothing"
-        );
+        assert!(parse(DUMP, &["--ip", "10.0.0.2"]).is_err(), "02 answers nothing");
         assert!(usage(FULL).contains("--pcap") && !usage(DUMP).contains("--mac"));
     }
 }

@@ -69,19 +69,10 @@ mod tests {
         pcap.write_frame(&[0xaa; 42], when).unwrap();
         let bytes = pcap.out;
         assert_eq!(bytes.len(), 24 + 16 + 42);
-        assert_eq!(
-            u32::from_ne_bytes(bytes[0..4].try_into().unwrap()),
-            0xa1b2c3d4
-        );
+        assert_eq!(u32::from_ne_bytes(bytes[0..4].try_into().unwrap()), 0xa1b2c3d4);
         assert_eq!(u32::from_ne_bytes(bytes[20..24].try_into().unwrap()), 1);
-        assert_eq!(
-            u32::from_ne_bytes(bytes[24..28].try_into().unwrap()),
-            1_700_000_000
-        );
-        assert_eq!(
-            u32::from_ne_bytes(bytes[28..32].try_into().unwrap()),
-            123_456
-        );
+        assert_eq!(u32::from_ne_bytes(bytes[24..28].try_into().unwrap()), 1_700_000_000);
+        assert_eq!(u32::from_ne_bytes(bytes[28..32].try_into().unwrap()), 123_456);
         assert_eq!(u32::from_ne_bytes(bytes[32..36].try_into().unwrap()), 42);
         assert_eq!(u32::from_ne_bytes(bytes[36..40].try_into().unwrap()), 42);
     }

@@ -166,14 +166,8 @@ pub struct Services {
 }
 
 impl Services {
-    pub const ARP: Services = Services {
-        arp: true,
-        echo: false,
-    };
-    pub const ALL: Services = Services {
-        arp: true,
-        echo: true,
-    };
+    pub const ARP: Services = Services { arp: true, echo: false };
+    pub const ALL: Services = Services { arp: true, echo: true };
 }
 
 fn wire_drop(err: wire::Error) -> Drop {
@@ -367,11 +361,7 @@ impl fmt::Display for Counters {
         writeln!(f, "{:>10}  ARP replies sent", self.arp_replies)?;
         writeln!(f, "{:>10}  ICMP echo replies sent", self.echo_replies)?;
         if self.send_failures > 0 {
-            writeln!(
-                f,
-                "{:>10}  replies the kernel refused (interface down)",
-                self.send_failures
-            )?;
+            writeln!(f, "{:>10}  replies the kernel refused (interface down)", self.send_failures)?;
         }
         write!(f, "{:>10}  frames dropped", self.total_dropped())?;
         for reason in Drop::ALL {
@@ -499,118 +489,34 @@ mod tests {
         let arp = fixture!("arp_request_arping");
         let ping = fixture!("icmp_echo_request_56");
         let cases: Vec<(&str, Vec<u8>, Drop)> = vec![
-            (
-                "ARP for another address",
-                patch(&arp, 38, &[172, 16, 1, 9]),
-                Drop::ArpNotForUs,
-            ),
+            ("ARP for another address", patch(&arp, 38, &[172, 16, 1, 9]), Drop::ArpNotForUs),
             ("ARP reply", patch(&arp, 21, &[2]), Drop::ArpNotRequest),
-            (
-                "ARP for IPv6",
-                patch(&arp, 16, &[0x86, 0xdd]),
-                Drop::ArpUnsupported,
-            ),
-            (
-                "ARP hardware type",
-                patch(&arp, 15, &[6]),
-                Drop::ArpUnsupported,
-            ),
-            (
-                "ARP gratuitous",
-                patch(&arp, 28, &[172, 16, 1, 2]),
-                Drop::ArpBadSender,
-            ),
-            (
-                "ARP to another MAC",
-                patch(&arp, 0, &[0x02, 0, 0, 0, 0, 9]),
-                Drop::NotOurMac,
-            ),
-            (
-                "group source MAC",
-                patch(&ping, 6, &[0x01]),
-                Drop::BadSourceMac,
-            ),
+            ("ARP for IPv6", patch(&arp, 16, &[0x86, 0xdd]), Drop::ArpUnsupported),
+            ("ARP hardware type", patch(&arp, 15, &[6]), Drop::ArpUnsupported),
+            ("ARP gratuitous", patch(&arp, 28, &[172, 16, 1, 2]), Drop::ArpBadSender),
+            ("ARP to another MAC", patch(&arp, 0, &[0x02, 0, 0, 0, 0, 9]), Drop::NotOurMac),
+            ("group source MAC", patch(&ping, 6, &[0x01]), Drop::BadSourceMac),
             ("VLAN", patch(&ping, 12, &[0x81, 0x00]), Drop::VlanTagged),
             ("IPv6", patch(&ping, 12, &[0x86, 0xdd]), Drop::OtherProtocol),
-            (
-                "IPv4 version 5",
-                patch(&ping, 14, &[0x55]),
-                Drop::Ipv4Malformed,
-            ),
+            ("IPv4 version 5", patch(&ping, 14, &[0x55]), Drop::Ipv4Malformed),
             ("IPv4 IHL 4", patch(&ping, 14, &[0x44]), Drop::Ipv4Malformed),
-            (
-                "IPv4 bad checksum",
-                patch(&ping, 22, &[0x3f]),
-                Drop::Ipv4BadChecksum,
-            ),
+            ("IPv4 bad checksum", patch(&ping, 22, &[0x3f]), Drop::Ipv4BadChecksum),
             ("ICMP bad checksum", flip(&ping, 37), Drop::IcmpBadChecksum),
             ("ICMP damaged data", flip(&ping, 60), Drop::IcmpBadChecksum),
-            (
-                "echo to another MAC",
-                patch(&ping, 0, &[0x02, 0, 0, 0, 0, 9]),
-                Drop::NotOurMac,
-            ),
-            (
-                "echo to broadcast MAC",
-                patch(&ping, 0, &[0xff; 6]),
-                Drop::NotOurMac,
-            ),
+            ("echo to another MAC", patch(&ping, 0, &[0x02, 0, 0, 0, 0, 9]), Drop::NotOurMac),
+            ("echo to broadcast MAC", patch(&ping, 0, &[0xff; 6]), Drop::NotOurMac),
             ("UDP", with_ip(&ping, |p| p[9] = 17), Drop::OtherProtocol),
-            (
-                "fragment",
-                with_ip(&ping, |p| p[6] |= 0x20),
-                Drop::Ipv4Fragment,
-            ),
-            (
-                "later fragment",
-                with_ip(&ping, |p| p[7] = 1),
-                Drop::Ipv4Fragment,
-            ),
-            (
-                "to another host",
-                with_ip(&ping, |p| p[19] = 9),
-                Drop::Ipv4NotForUs,
-            ),
-            (
-                "to broadcast",
-                with_ip(&ping, |p| p[16..20].fill(255)),
-                Drop::Ipv4NotForUs,
-            ),
-            (
-                "from broadcast",
-                with_ip(&ping, |p| p[12..16].fill(255)),
-                Drop::Ipv4BadSource,
-            ),
-            (
-                "from multicast",
-                with_ip(&ping, |p| p[12] = 224),
-                Drop::Ipv4BadSource,
-            ),
-            (
-                "from ourselves",
-                with_ip(&ping, |p| p[15] = 2),
-                Drop::Ipv4BadSource,
-            ),
-            (
-                "echo reply",
-                with_icmp(&ping, |m| m[0] = 0),
-                Drop::IcmpNotEchoRequest,
-            ),
-            (
-                "echo code 1",
-                with_icmp(&ping, |m| m[1] = 1),
-                Drop::IcmpNotEchoRequest,
-            ),
-            (
-                "unreachable",
-                with_icmp(&ping, |m| m[0] = 3),
-                Drop::IcmpNotEchoRequest,
-            ),
-            (
-                "total length past the end",
-                with_ip(&ping, |p| p[3] += 1),
-                Drop::Truncated,
-            ),
+            ("fragment", with_ip(&ping, |p| p[6] |= 0x20), Drop::Ipv4Fragment),
+            ("later fragment", with_ip(&ping, |p| p[7] = 1), Drop::Ipv4Fragment),
+            ("to another host", with_ip(&ping, |p| p[19] = 9), Drop::Ipv4NotForUs),
+            ("to broadcast", with_ip(&ping, |p| p[16..20].fill(255)), Drop::Ipv4NotForUs),
+            ("from broadcast", with_ip(&ping, |p| p[12..16].fill(255)), Drop::Ipv4BadSource),
+            ("from multicast", with_ip(&ping, |p| p[12] = 224), Drop::Ipv4BadSource),
+            ("from ourselves", with_ip(&ping, |p| p[15] = 2), Drop::Ipv4BadSource),
+            ("echo reply", with_icmp(&ping, |m| m[0] = 0), Drop::IcmpNotEchoRequest),
+            ("echo code 1", with_icmp(&ping, |m| m[1] = 1), Drop::IcmpNotEchoRequest),
+            ("unreachable", with_icmp(&ping, |m| m[0] = 3), Drop::IcmpNotEchoRequest),
+            ("total length past the end", with_ip(&ping, |p| p[3] += 1), Drop::Truncated),
         ];
         for (what, frame, expected) in cases {
             assert_eq!(reply_to(&frame), Err(expected), "{what}");
@@ -628,14 +534,7 @@ mod tests {
         ] {
             counters.record(&respond(&US, Services::ALL, &frame, &mut out));
         }
-        assert_eq!(
-            (
-                counters.frames_read,
-                counters.arp_replies,
-                counters.echo_replies
-            ),
-            (3, 1, 1)
-        );
+        assert_eq!((counters.frames_read, counters.arp_replies, counters.echo_replies), (3, 1, 1));
         assert_eq!(counters.dropped[Drop::OtherProtocol.index()], 1);
         let text = counters.to_string();
         assert!(
@@ -648,34 +547,24 @@ mod tests {
     fn chapter_3_answers_arp_but_not_ping() {
         let mut out = [0u8; 1514];
         let ping = fixture!("icmp_echo_request_56");
-        assert_eq!(
-            respond(&US, Services::ARP, &ping, &mut out),
-            Err(Drop::OtherProtocol)
-        );
+        assert_eq!(respond(&US, Services::ARP, &ping, &mut out), Err(Drop::OtherProtocol));
         let arp = fixture!("arp_request_arping");
-        assert_eq!(
-            respond(&US, Services::ARP, &arp, &mut out),
-            Ok(Reply::Arp(42))
-        );
+        assert_eq!(respond(&US, Services::ARP, &arp, &mut out), Ok(Reply::Arp(42)));
     }
 
     #[test]
     fn a_small_output_buffer_is_reported_not_a_panic() {
         let ping = fixture!("icmp_echo_request_1472");
         let mut out = [0u8; 100];
-        assert_eq!(
-            respond(&US, Services::ALL, &ping, &mut out),
-            Err(Drop::NoRoom)
-        );
+        assert_eq!(respond(&US, Services::ALL, &ping, &mut out), Err(Drop::NoRoom));
     }
 
     #[test]
     fn every_truncation_of_real_frames_is_dropped() {
         // arping pads its request with 16 zero bytes; 42 bytes are the whole ARP frame.
-        for (frame, needed) in [
-            (fixture!("arp_request_arping"), 42),
-            (fixture!("icmp_echo_request_56"), 98),
-        ] {
+        for (frame, needed) in
+            [(fixture!("arp_request_arping"), 42), (fixture!("icmp_echo_request_56"), 98)]
+        {
             assert!(reply_to(&frame[..needed]).is_ok());
             for len in 0..needed {
                 let outcome = reply_to(&frame[..len]);

@@ -40,28 +40,14 @@ impl fmt::Display for Summary<'_> {
 
 fn arp(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
     let Ok(p) = ArpPacket::new_checked(bytes) else {
-        return write!(
-            f,
-            "ARP, malformed or not Ethernet/IPv4 ({} bytes)",
-            bytes.len()
-        );
+        return write!(f, "ARP, malformed or not Ethernet/IPv4 ({} bytes)", bytes.len());
     };
     match p.operation() {
         ArpOperation::Request => {
-            write!(
-                f,
-                "ARP who-has {} tell {}",
-                p.target_proto_addr(),
-                p.sender_proto_addr()
-            )
+            write!(f, "ARP who-has {} tell {}", p.target_proto_addr(), p.sender_proto_addr())
         }
         ArpOperation::Reply => {
-            write!(
-                f,
-                "ARP reply {} is-at {}",
-                p.sender_proto_addr(),
-                p.sender_hw_addr()
-            )
+            write!(f, "ARP reply {} is-at {}", p.sender_proto_addr(), p.sender_hw_addr())
         }
         ArpOperation::Unknown(op) => write!(f, "ARP operation {op}"),
     }
@@ -93,11 +79,7 @@ fn icmpv4(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
     let len = bytes.len();
     match m.msg_type() {
         t @ (Icmpv4Type::EchoRequest | Icmpv4Type::EchoReply) => {
-            let what = if t == Icmpv4Type::EchoRequest {
-                "request"
-            } else {
-                "reply"
-            };
+            let what = if t == Icmpv4Type::EchoRequest { "request" } else { "reply" };
             write!(
                 f,
                 "ICMP echo {what} id 0x{:04x} seq {}, {len} bytes",
@@ -106,11 +88,7 @@ fn icmpv4(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
             )
         }
         Icmpv4Type::DestinationUnreachable => {
-            write!(
-                f,
-                "ICMP destination unreachable code {}, {len} bytes",
-                m.msg_code()
-            )
+            write!(f, "ICMP destination unreachable code {}, {len} bytes", m.msg_code())
         }
         Icmpv4Type::TimeExceeded => write!(f, "ICMP time exceeded, {len} bytes"),
         Icmpv4Type::Redirect => write!(f, "ICMP redirect, {len} bytes"),
@@ -163,11 +141,7 @@ impl fmt::Display for Dump<'_> {
                 continue;
             }
             writeln!(f, "  {label} ({} bytes)", end - start)?;
-            let config = HexConfig {
-                title: false,
-                display_offset: start,
-                ..HexConfig::default()
-            };
+            let config = HexConfig { title: false, display_offset: start, ..HexConfig::default() };
             hex_write(f, &&frame[start..end], config)?;
             writeln!(f)?;
             start = end;
@@ -242,19 +216,10 @@ mod tests {
     #[test]
     fn summaries_read_like_tcpdump() {
         let s = |b: Vec<u8>| Summary(&b).to_string();
-        assert_eq!(
-            s(fixture!("arp_request_arping")),
-            "ARP who-has 172.16.1.2 tell 172.16.1.1"
-        );
-        assert_eq!(
-            s(fixture!("kernel_arp_reply")),
-            "ARP reply 172.16.1.2 is-at 02:00:00:00:00:02"
-        );
+        assert_eq!(s(fixture!("arp_request_arping")), "ARP who-has 172.16.1.2 tell 172.16.1.1");
+        assert_eq!(s(fixture!("kernel_arp_reply")), "ARP reply 172.16.1.2 is-at 02:00:00:00:00:02");
         let ping = s(fixture!("icmp_echo_request_56"));
-        assert!(
-            ping.starts_with("IPv4 172.16.1.1 > 172.16.1.2 ICMP echo request id 0x"),
-            "{ping}"
-        );
+        assert!(ping.starts_with("IPv4 172.16.1.1 > 172.16.1.2 ICMP echo request id 0x"), "{ping}");
         assert!(ping.ends_with(", 64 bytes"), "{ping}");
         assert!(s(fixture!("ipv6_router_solicitation")).contains("ICMPv6 router solicitation"));
         assert!(s(fixture!("ipv6_mld_report")).contains("ICMPv6 MLDv2 report"));
@@ -268,10 +233,7 @@ mod tests {
         assert!(dump.contains("Ethernet header (14 bytes)"), "{dump}");
         assert!(dump.contains("IPv4 header with options"), "{dump}");
         assert!(dump.contains("ICMP message (64 bytes)"), "{dump}");
-        assert!(
-            dump.contains("000e:"),
-            "offsets count from the frame's start:\n{dump}"
-        );
+        assert!(dump.contains("000e:"), "offsets count from the frame's start:\n{dump}");
     }
 
     #[test]

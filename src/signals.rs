@@ -27,11 +27,8 @@ extern "C" fn request_stop(_signal: libc::c_int) {
 /// Makes SIGINT (Ctrl-C) and SIGTERM set the stop flag instead of killing the process.
 /// Without `SA_RESTART`, a blocking call interrupted by them returns EINTR.
 pub fn stop_on_signals() -> nix::Result<()> {
-    let action = SigAction::new(
-        SigHandler::Handler(request_stop),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
+    let action =
+        SigAction::new(SigHandler::Handler(request_stop), SaFlags::empty(), SigSet::empty());
     for signal in STOP_SIGNALS {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe { sigaction(signal, &action) }?;
@@ -54,11 +51,7 @@ pub fn wait_readable(fd: BorrowedFd<'_>) -> nix::Result<()> {
         stop_signals.add(signal);
     }
     let mut previous = SigSet::empty();
-    pthread_sigmask(
-        SigmaskHow::SIG_BLOCK,
-        Some(&stop_signals),
-        Some(&mut previous),
-    )?;
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&stop_signals), Some(&mut previous))?;
     let result = if stop_requested() {
         Ok(())
     } else {

@@ -157,19 +157,13 @@ pub fn check_name(name: &str) -> Result<(), TapError> {
         Some("it is longer than 15 bytes (IFNAMSIZ is 16, including the final NUL)")
     } else if name == "." || name == ".." {
         Some("'.' and '..' are reserved")
-    } else if name
-        .bytes()
-        .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace())
-    {
+    } else if name.bytes().any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace()) {
         Some("it contains '/', ':', a NUL or white space")
     } else {
         None
     };
     match why {
-        Some(why) => Err(TapError::BadName {
-            name: name.to_owned(),
-            why,
-        }),
+        Some(why) => Err(TapError::BadName { name: name.to_owned(), why }),
         None => Ok(()),
     }
 }
@@ -189,15 +183,12 @@ impl Tap {
     /// does not exist (which needs `CAP_NET_ADMIN`).
     pub fn open(name: &str) -> Result<Tap, TapError> {
         check_name(name)?;
-        let fd = open(
-            CLONE_DEVICE,
-            OFlag::O_RDWR | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|errno| match errno {
-            Errno::ENOENT | Errno::ENODEV | Errno::ENXIO => TapError::NoCloneDevice,
-            other => TapError::CloneDeviceAccess(other),
-        })?;
+        let fd = open(CLONE_DEVICE, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).map_err(
+            |errno| match errno {
+                Errno::ENOENT | Errno::ENODEV | Errno::ENXIO => TapError::NoCloneDevice,
+                other => TapError::CloneDeviceAccess(other),
+            },
+        )?;
 
         // SAFETY: ifreq is a plain C struct (a byte array and a union of integers and
         // byte arrays), for which all zeroes is a valid value.
@@ -213,29 +204,16 @@ impl Tap {
         // initialised struct ifreq that outlives the call; the kernel reads and writes
         // exactly sizeof(struct ifreq) bytes of it.
         unsafe { tunsetiff(fd.as_raw_fd(), &mut ifr) }.map_err(|errno| match errno {
-            Errno::EPERM => TapError::NotPermitted {
-                name: name.to_owned(),
-            },
-            Errno::EBUSY => TapError::Busy {
-                name: name.to_owned(),
-            },
-            Errno::EINVAL => TapError::WrongKind {
-                name: name.to_owned(),
-            },
-            errno => TapError::Io {
-                what: "TUNSETIFF on",
-                name: name.to_owned(),
-                errno,
-            },
+            Errno::EPERM => TapError::NotPermitted { name: name.to_owned() },
+            Errno::EBUSY => TapError::Busy { name: name.to_owned() },
+            Errno::EINVAL => TapError::WrongKind { name: name.to_owned() },
+            errno => TapError::Io { what: "TUNSETIFF on", name: name.to_owned(), errno },
         })?;
 
         // The kernel wrote back the name it used (it would fill in a "tap%d" pattern).
         // SAFETY: the kernel always NUL-terminates ifr_name within its 16 bytes.
         let got = unsafe { CStr::from_ptr(ifr.ifr_name.as_ptr()) };
-        let tap = Tap {
-            fd,
-            name: got.to_string_lossy().into_owned(),
-        };
+        let tap = Tap { fd, name: got.to_string_lossy().into_owned() };
         tap.set_nonblocking()?;
         Ok(tap)
     }
@@ -245,11 +223,7 @@ impl Tap {
     /// which is where a Ctrl-C can interrupt us without a race (see [`signals`]).
     fn set_nonblocking(&self) -> Result<(), TapError> {
         use nix::fcntl::{FcntlArg, fcntl};
-        let io_err = |errno| TapError::Io {
-            what: "fcntl on",
-            name: self.name.clone(),
-            errno,
-        };
+        let io_err = |errno| TapError::Io { what: "fcntl on", name: self.name.clone(), errno };
         let flags = fcntl(&self.fd, FcntlArg::F_GETFL).map_err(io_err)?;
         let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
         fcntl(&self.fd, FcntlArg::F_SETFL(flags)).map_err(io_err)?;
@@ -329,13 +303,9 @@ impl Tap {
             name: self.name.clone(),
             fd,
             fd_link: fs::read_link(format!("/proc/self/fd/{fd}")).ok(),
-            fdinfo_iff: fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
-                .ok()
-                .and_then(|info| {
-                    info.lines()
-                        .find(|l| l.starts_with("iff:"))
-                        .map(|l| l.trim().to_owned())
-                }),
+            fdinfo_iff: fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok().and_then(
+                |info| info.lines().find(|l| l.starts_with("iff:")).map(|l| l.trim().to_owned()),
+            ),
             tun_flags: sys("tun_flags"),
             owner: sys("owner"),
             group: sys("group"),
@@ -385,12 +355,7 @@ impl fmt::Display for KernelReport {
         writeln!(f, "interface:                 {}", self.name)?;
         writeln!(f, "file descriptor:           {}", self.fd)?;
         writeln!(f, "/proc/self/fd/{:<12} -> {}", self.fd, or_missing(&link))?;
-        writeln!(
-            f,
-            "/proc/self/fdinfo/{:<8} {}",
-            self.fd,
-            or_missing(&self.fdinfo_iff)
-        )?;
+        writeln!(f, "/proc/self/fdinfo/{:<8} {}", self.fd, or_missing(&self.fdinfo_iff))?;
         let sys = format!("/sys/class/net/{}", self.name);
         writeln!(f, "{sys}/tun_flags  {}", or_missing(&self.tun_flags))?;
         writeln!(f, "{sys}/owner      {}", or_missing(&self.owner))?;
@@ -416,11 +381,7 @@ mod tests {
         // direction 01 (write) << 30 | size 4 << 16 | type 'T' (0x54) << 8 | nr 202 (0xca).
         let code = nix::request_code_write!(b'T', 202, std::mem::size_of::<libc::c_int>());
         assert_eq!(code as u64, 0x4004_54ca);
-        assert_eq!(
-            std::mem::size_of::<libc::ifreq>(),
-            40,
-            "the full struct ifreq"
-        );
+        assert_eq!(std::mem::size_of::<libc::ifreq>(), 40, "the full struct ifreq");
     }
 
     #[test]
@@ -428,20 +389,8 @@ mod tests {
         assert!(check_name("tap4").is_ok());
         assert!(check_name("tap%d").is_ok());
         assert!(check_name("fifteen-bytes-x").is_ok());
-        for bad in [
-            "",
-            "sixteen-bytes-xx",
-            ".",
-            "..",
-            "a/b",
-            "a:b",
-            "a b",
-            "tap\n",
-        ] {
-            assert!(
-                matches!(check_name(bad), Err(TapError::BadName { .. })),
-                "{bad:?}"
-            );
+        for bad in ["", "sixteen-bytes-xx", ".", "..", "a/b", "a:b", "a b", "tap\n"] {
+            assert!(matches!(check_name(bad), Err(TapError::BadName { .. })), "{bad:?}");
         }
     }
 

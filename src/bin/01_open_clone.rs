@@ -21,11 +21,7 @@ fn main() -> anyhow::Result<()> {
 
     // ANCHOR: open
     let tap = tap::Tap::open(&args.iface)?;
-    println!(
-        "Opened {} and attached it to {}.\n",
-        tap::CLONE_DEVICE,
-        tap.name()
-    );
+    println!("Opened {} and attached it to {}.\n", tap::CLONE_DEVICE, tap.name());
     println!("{}\n", tap.report());
     // ANCHOR_END: open
 

@@ -20,12 +20,7 @@ fn main() -> anyhow::Result<()> {
     signals::stop_on_signals().context("installing the Ctrl-C handler")?;
     let host = args.host();
     let tap = Tap::open(&args.iface)?;
-    println!(
-        "Answering ARP for {} with {} on {}. Ctrl-C to stop.",
-        host.ip,
-        host.mac,
-        tap.name()
-    );
+    println!("Answering ARP for {} with {} on {}. Ctrl-C to stop.", host.ip, host.mac, tap.name());
 
     // ANCHOR: loop
     let mut frame = vec![0u8; FRAME_BUFFER_LEN];

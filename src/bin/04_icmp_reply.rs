@@ -59,12 +59,7 @@ fn print_checksums(request: &[u8], reply: &[u8]) {
         let ip = EthernetFrame::new_checked(frame).ok().and_then(|eth| {
             let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
             let icmp = Icmpv4Message::new_checked(ip.payload()).ok()?;
-            Some((
-                ip.checksum(),
-                ip.header_len(),
-                icmp.checksum(),
-                icmp.as_bytes().len(),
-            ))
+            Some((ip.checksum(), ip.header_len(), icmp.checksum(), icmp.as_bytes().len()))
         });
         if let Some((ip_sum, ip_len, icmp_sum, icmp_len)) = ip {
             println!(

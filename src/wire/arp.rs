@@ -286,18 +286,12 @@ mod tests {
         let bytes = fixture!("arp_request_kernel");
         let arp = &bytes[HEADER_LEN..HEADER_LEN + PACKET_LEN];
         for len in 0..PACKET_LEN {
-            assert_eq!(
-                ArpPacket::new_checked(&arp[..len]).unwrap_err(),
-                Error::Truncated
-            );
+            assert_eq!(ArpPacket::new_checked(&arp[..len]).unwrap_err(), Error::Truncated);
         }
         for (offset, value) in [(1, 6u8), (2, 0x86), (4, 8), (5, 16)] {
             let mut bad = arp.to_vec();
             bad[offset] = value;
-            assert_eq!(
-                ArpPacket::new_checked(&bad[..]).unwrap_err(),
-                Error::Unsupported
-            );
+            assert_eq!(ArpPacket::new_checked(&bad[..]).unwrap_err(), Error::Unsupported);
         }
     }
 }

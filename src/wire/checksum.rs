@@ -102,10 +102,7 @@ mod tests {
     #[test]
     fn byte_order_independence() {
         // RFC 1071 section 2 (B): swapping the bytes of every word swaps the bytes of the sum.
-        let swapped: Vec<u8> = RFC1071_EXAMPLE
-            .chunks(2)
-            .flat_map(|w| [w[1], w[0]])
-            .collect();
+        let swapped: Vec<u8> = RFC1071_EXAMPLE.chunks(2).flat_map(|w| [w[1], w[0]]).collect();
         assert_eq!(fold64(u64::from(sum(&swapped))), 0xf2dd);
     }
 
@@ -150,9 +147,7 @@ mod tests {
     #[test]
     fn incremental_update_equals_recomputation() {
         // ICMP echo request -> reply changes the first word from 0x0800 to 0x0000.
-        let mut msg = vec![
-            0x08, 0x00, 0x00, 0x00, 0x1c, 0x2f, 0x00, 0x03, 0xde, 0xad, 0xbe,
-        ];
+        let mut msg = vec![0x08, 0x00, 0x00, 0x00, 0x1c, 0x2f, 0x00, 0x03, 0xde, 0xad, 0xbe];
         let c = checksum(&msg);
         msg[0] = 0;
         assert_eq!(update(c, 0x0800, 0x0000), checksum(&msg));

@@ -226,10 +226,7 @@ mod tests {
     fn rejects_every_truncation_of_the_header() {
         let bytes = fixture!("arp_request_kernel");
         for len in 0..HEADER_LEN {
-            assert_eq!(
-                EthernetFrame::new_checked(&bytes[..len]).unwrap_err(),
-                Error::Truncated
-            );
+            assert_eq!(EthernetFrame::new_checked(&bytes[..len]).unwrap_err(), Error::Truncated);
         }
         assert!(EthernetFrame::new_checked(&bytes[..HEADER_LEN]).is_ok());
     }
@@ -241,10 +238,7 @@ mod tests {
         frame.set_dst_addr(MacAddr([1, 2, 3, 4, 5, 6]));
         frame.set_src_addr(MacAddr([0x02, 0, 0, 0, 0, 2]));
         frame.set_ethertype(EtherType::Ipv4);
-        assert_eq!(
-            buf[..14],
-            [1, 2, 3, 4, 5, 6, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00]
-        );
+        assert_eq!(buf[..14], [1, 2, 3, 4, 5, 6, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00]);
     }
 
     #[test]
@@ -253,13 +247,7 @@ mod tests {
         assert_eq!(mac.to_string(), "02:00:00:00:00:02");
         assert!(mac.is_local() && mac.is_unicast());
         assert_eq!("02-0A-bc-00-00-ff".parse::<MacAddr>().unwrap().0[2], 0xbc);
-        for bad in [
-            "",
-            "02:00:00:00:00",
-            "02:00:00:00:00:02:03",
-            "2:0:0:0:0:zz",
-            "002:0:0:0:0:1",
-        ] {
+        for bad in ["", "02:00:00:00:00", "02:00:00:00:00:02:03", "2:0:0:0:0:zz", "002:0:0:0:0:1"] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }

@@ -182,10 +182,7 @@ mod tests {
 
     fn icmp_of(frame: &[u8]) -> Vec<u8> {
         let eth = EthernetFrame::new_checked(frame).unwrap();
-        Ipv4Packet::new_checked(eth.payload())
-            .unwrap()
-            .payload()
-            .to_vec()
+        Ipv4Packet::new_checked(eth.payload()).unwrap().payload().to_vec()
     }
 
     #[test]
@@ -211,11 +208,7 @@ mod tests {
         let mut msg = icmp_of(&bytes);
         assert_eq!(msg.len(), 9);
         msg[8] ^= 0x80;
-        assert!(
-            !Icmpv4Message::new_checked(&msg[..])
-                .unwrap()
-                .verify_checksum()
-        );
+        assert!(!Icmpv4Message::new_checked(&msg[..]).unwrap().verify_checksum());
     }
 
     #[test]
@@ -233,10 +226,7 @@ mod tests {
     fn rejects_a_truncated_header() {
         for len in 0..HEADER_LEN {
             let buf = vec![8u8; len];
-            assert_eq!(
-                Icmpv4Message::new_checked(&buf[..]).unwrap_err(),
-                Error::Truncated
-            );
+            assert_eq!(Icmpv4Message::new_checked(&buf[..]).unwrap_err(), Error::Truncated);
         }
     }
 }

@@ -242,10 +242,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     /// Sets the flags and fragment offset word: only "don't fragment" may be set, since
     /// what we build is never a fragment.
     pub fn set_unfragmented(&mut self, dont_frag: bool) {
-        self.set_u16(
-            field::FLAGS_FRAG,
-            if dont_frag { FLAG_DONT_FRAGMENT } else { 0 },
-        );
+        self.set_u16(field::FLAGS_FRAG, if dont_frag { FLAG_DONT_FRAGMENT } else { 0 });
     }
 
     pub fn set_ttl(&mut self, value: u8) {
@@ -380,30 +377,18 @@ mod tests {
         }
         let mut v6 = ip.to_vec();
         v6[0] = 0x65;
-        assert_eq!(
-            Ipv4Packet::new_checked(&v6[..]).unwrap_err(),
-            Error::Unsupported
-        );
+        assert_eq!(Ipv4Packet::new_checked(&v6[..]).unwrap_err(), Error::Unsupported);
         let mut short_ihl = ip.to_vec();
         short_ihl[0] = 0x44;
-        assert_eq!(
-            Ipv4Packet::new_checked(&short_ihl[..]).unwrap_err(),
-            Error::BadLength
-        );
+        assert_eq!(Ipv4Packet::new_checked(&short_ihl[..]).unwrap_err(), Error::BadLength);
         let mut short_total = ip.to_vec();
         short_total[2..4].copy_from_slice(&19u16.to_be_bytes());
-        assert_eq!(
-            Ipv4Packet::new_checked(&short_total[..]).unwrap_err(),
-            Error::BadLength
-        );
+        assert_eq!(Ipv4Packet::new_checked(&short_total[..]).unwrap_err(), Error::BadLength);
         let mut long_ihl = ip.to_vec();
         long_ihl.truncate(40);
         long_ihl[0] = 0x4f; // 60-byte header in a 40-byte buffer
         long_ihl[2..4].copy_from_slice(&40u16.to_be_bytes());
-        assert_eq!(
-            Ipv4Packet::new_checked(&long_ihl[..]).unwrap_err(),
-            Error::BadLength
-        );
+        assert_eq!(Ipv4Packet::new_checked(&long_ihl[..]).unwrap_err(), Error::BadLength);
     }
 
     #[test]
@@ -429,10 +414,7 @@ mod tests {
         let mut buf = [0xa5u8; 20 + 64];
         let mut packet = Ipv4Packet::new_unchecked(&mut buf[..]);
         repr.emit(&mut packet);
-        assert_eq!(
-            buf[..10],
-            [0x45, 0x00, 0x00, 0x54, 0x12, 0x34, 0x00, 0x00, 0x40, 0x01]
-        );
+        assert_eq!(buf[..10], [0x45, 0x00, 0x00, 0x54, 0x12, 0x34, 0x00, 0x00, 0x40, 0x01]);
         assert_eq!(buf[12..20], [172, 16, 1, 2, 172, 16, 1, 1]);
         let packet = Ipv4Packet::new_checked(&buf[..]).unwrap();
         assert!(packet.verify_checksum());
