@@ -122,6 +122,22 @@ impl Args {
     }
 }
 
+// ANCHOR: exit_status
+/// Ends a program: on error, prints the message (with its context, on one line each) and
+/// returns a failure status. Returning `anyhow::Result` from `main` would print the
+/// error's `Debug` form, which includes a backtrace whenever `RUST_BACKTRACE` is set: a
+/// student needs the fix, not our call stack.
+pub fn exit_status(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+// ANCHOR_END: exit_status
+
 /// The `--help` text.
 pub fn usage(program: Program) -> String {
     let mut text = format!("{}\n\nUsage: {} [OPTIONS]\n\nOptions:\n", program.about, program.name);

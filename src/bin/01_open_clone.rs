@@ -3,6 +3,7 @@
 //! Run it after `sudo scripts/setup.sh`: `cargo run --bin 01_open_clone`.
 
 use std::path::Path;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use tapbook::cli::{Args, Program};
@@ -15,8 +16,12 @@ const PROGRAM: Program = Program {
     responder_flags: false,
 };
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let args = Args::from_env(PROGRAM);
+    tapbook::cli::exit_status(run(&args))
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
     signals::stop_on_signals().context("installing the Ctrl-C handler")?;
 
     // ANCHOR: open

@@ -1,6 +1,8 @@
 //! Chapter 2: print every frame the kernel sends out of the TAP, as a one-line summary
 //! and an annotated hex dump. Answers nothing.
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use tapbook::cli::{Args, Program};
 use tapbook::show::{Dump, Summary};
@@ -13,8 +15,12 @@ const PROGRAM: Program = Program {
     responder_flags: false,
 };
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let args = Args::from_env(PROGRAM);
+    tapbook::cli::exit_status(run(&args))
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
     signals::stop_on_signals().context("installing the Ctrl-C handler")?;
     let tap = Tap::open(&args.iface)?;
     let mtu = tap.report().mtu.unwrap_or_else(|| "?".into());

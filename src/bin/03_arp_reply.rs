@@ -3,6 +3,8 @@
 //! `cargo run --bin 03_arp_reply`, then in another terminal `arping -I tap4 172.16.1.2`
 //! (or `ping 172.16.1.2`: the kernel's ARP request is answered, its pings are not yet).
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use tapbook::cli::{Args, Program};
 use tapbook::show::Summary;
@@ -15,8 +17,12 @@ const PROGRAM: Program = Program {
     responder_flags: false,
 };
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let args = Args::from_env(PROGRAM);
+    tapbook::cli::exit_status(run(&args))
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
     signals::stop_on_signals().context("installing the Ctrl-C handler")?;
     let host = args.host();
     let tap = Tap::open(&args.iface)?;

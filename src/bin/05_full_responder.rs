@@ -29,13 +29,7 @@ fn main() -> ExitCode {
     if counters.frames_read > 0 || result.is_ok() {
         println!("\n{counters}");
     }
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("Error: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    tapbook::cli::exit_status(result)
 }
 
 fn run(args: &Args, counters: &mut Counters) -> anyhow::Result<()> {

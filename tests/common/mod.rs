@@ -66,6 +66,12 @@ pub fn tool_exists(tool: &str) -> bool {
     })
 }
 
+/// A name no other test (or test run) uses at the same time: tag, our PID, a counter.
+fn unique_name(tag: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("tb-{tag}-{}-{n}", std::process::id())
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -85,9 +91,7 @@ impl Lab {
 
     /// A lab whose tap4 belongs to `user` (who can then attach without privileges).
     pub fn with_owner(tag: &str, user: &str) -> Lab {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let netns = format!("tb-{tag}-{}-{n}", std::process::id());
-        let lab = Lab { netns, iface: "tap4".to_owned(), children: Vec::new() };
+        let lab = Lab { netns: unique_name(tag), iface: "tap4".to_owned(), children: Vec::new() };
         let out = Command::new(repo_root().join("scripts/setup.sh"))
             .args(["--netns", &lab.netns, "--user", user])
             .env_remove("TAPBOOK_NETNS")
@@ -104,10 +108,8 @@ impl Lab {
 
     /// A lab namespace without any TAP in it (for the "no tap prepared" tests).
     pub fn empty(tag: &str) -> Lab {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let netns = format!("tb-{tag}-{}-{n}", std::process::id());
-        run_ok(Command::new("ip").args(["netns", "add", &netns]));
-        let lab = Lab { netns, iface: "tap4".to_owned(), children: Vec::new() };
+        let lab = Lab { netns: unique_name(tag), iface: "tap4".to_owned(), children: Vec::new() };
+        run_ok(Command::new("ip").args(["netns", "add", &lab.netns]));
         lab.ip(&["link", "set", "lo", "up"]);
         lab
     }
