@@ -8,7 +8,22 @@
 //! - answer only echo *requests* (never a reply: two responders must not ping-pong);
 //! - never reply to, or from, a broadcast or multicast address (no smurf amplifier);
 //! - never send more bytes than we received (no amplification);
-//! - verify every length and checksum before trusting a field.
+//! - verify every length and checksum before trusting a field;
+//! - never panic, whatever the frame: the lints below forbid indexing, `unwrap` and the
+//!   like outside the tests, and the property tests and the fuzzer try it.
+
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -41,7 +56,7 @@ pub enum Drop {
     /// The source MAC is a group (multicast or broadcast) address: no frame may come from
     /// one, and a reply would go to everybody.
     BadSourceMac,
-    /// An IEEE 802.1Q VLAN tag: this host is not on any VLAN.
+    /// An IEEE 802.1Q VLAN tag (or an 802.1ad "Q-in-Q" one): this host is on no VLAN.
     VlanTagged,
     /// A protocol this program does not answer (IPv6, LLDP, TCP, UDP, ...).
     OtherProtocol,
@@ -51,7 +66,8 @@ pub enum Drop {
     ArpNotRequest,
     /// An ARP request for another address: answering would steal that host's traffic.
     ArpNotForUs,
-    /// An ARP request whose sender claims a group MAC or our own IP address.
+    /// An ARP request whose sender claims a group MAC, our own IP address, or an IP
+    /// address no host can have (broadcast, multicast, loopback).
     ArpBadSender,
     /// IPv4 with a version other than 4, a header shorter than 20 bytes, or a total
     /// length shorter than its own header.
@@ -62,8 +78,8 @@ pub enum Drop {
     Ipv4Fragment,
     /// IPv4 for another address, broadcast and multicast included.
     Ipv4NotForUs,
-    /// IPv4 from an address no reply may go to (broadcast, multicast, 0.0.0.0, loopback,
-    /// or our own address).
+    /// IPv4 from an address no reply may go to (broadcast, multicast, 0.0.0.0/8,
+    /// loopback, or our own address).
     Ipv4BadSource,
     /// The ICMP checksum does not verify.
     IcmpBadChecksum,
@@ -120,10 +136,10 @@ impl Drop {
         }
     }
 
-    /// The position of this reason in [`Drop::ALL`], for counter arrays.
+    /// The position of this reason in [`Drop::ALL`], for counter arrays: its place in the
+    /// declaration, which `ALL` follows (the tests check it).
     pub fn index(self) -> usize {
-        // ALL lists every variant once (the tests check it), so this always finds one.
-        Drop::ALL.iter().position(|d| *d == self).unwrap_or(0)
+        self as usize
     }
 }
 
@@ -189,7 +205,7 @@ pub fn respond(host: &Host, services: Services, frame: &[u8], out: &mut [u8]) ->
     match eth.ethertype() {
         EtherType::Arp if services.arp => arp_reply(host, &eth, out),
         EtherType::Ipv4 if services.echo => echo_reply(host, &eth, out),
-        EtherType::Vlan => Err(Drop::VlanTagged),
+        tag if tag.is_vlan_tag() => Err(Drop::VlanTagged),
         _ => Err(Drop::OtherProtocol),
     }
 }
@@ -215,8 +231,15 @@ pub fn arp_reply(host: &Host, eth: &EthernetFrame<&[u8]>, out: &mut [u8]) -> Out
         return Err(Drop::ArpNotForUs);
     }
     // A sender claiming our own address is a conflict (or a gratuitous ARP), not a
-    // question; a group sender address would make our reply a broadcast.
-    if request.sender_hw_addr.is_multicast() || request.sender_proto_addr == host.ip {
+    // question; a group sender address would make our reply a broadcast. A sender IP of
+    // 0.0.0.0 is an address probe (RFC 5227): answered, as Linux does, to defend ours.
+    let sender_ip = request.sender_proto_addr;
+    if request.sender_hw_addr.is_multicast()
+        || sender_ip == host.ip
+        || sender_ip.is_broadcast()
+        || sender_ip.is_multicast()
+        || sender_ip.is_loopback()
+    {
         return Err(Drop::ArpBadSender);
     }
 
@@ -233,7 +256,7 @@ pub fn arp_reply(host: &Host, eth: &EthernetFrame<&[u8]>, out: &mut [u8]) -> Out
     frame.set_dst_addr(request.sender_hw_addr);
     frame.set_src_addr(host.mac);
     frame.set_ethertype(EtherType::Arp);
-    reply.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+    reply.emit(&mut ArpPacket::new_unchecked(frame.payload_mut())).map_err(|_| Drop::NoRoom)?;
     Ok(Reply::Arp(len))
 }
 // ANCHOR_END: arp_reply
@@ -259,10 +282,11 @@ fn ipv4_for_us<'a>(
     if ip.dst_addr() != host.ip {
         return Err(Drop::Ipv4NotForUs);
     }
+    // 0.0.0.0/8 means "this network": a source only while a host has no address yet.
     let src = ip.src_addr();
     if src.is_broadcast()
         || src.is_multicast()
-        || src.is_unspecified()
+        || src.octets()[0] == 0
         || src.is_loopback()
         || src == host.ip
     {
@@ -314,15 +338,26 @@ pub fn echo_reply(host: &Host, eth: &EthernetFrame<&[u8]>, out: &mut [u8]) -> Ou
         ttl: REPLY_TTL,
         payload_len: icmp_len,
     }
-    .emit(&mut packet);
+    .emit(&mut packet)
+    .map_err(|_| Drop::NoRoom)?;
 
-    let payload = packet.payload_mut();
+    // The header we just wrote says the payload is `icmp_len` bytes: `get_mut` takes
+    // exactly that many, so the copy has matching lengths.
+    let payload = packet.payload_mut().get_mut(..icmp_len).ok_or(Drop::NoRoom)?;
     payload.copy_from_slice(request.as_bytes());
     let mut reply = Icmpv4Message::new_unchecked(payload);
     reply.set_msg_type(Icmpv4Type::EchoReply);
     // Only the type word changed (0x0800 -> 0x0000): RFC 1624's incremental update gives
-    // the same checksum as summing the whole message again, without reading the data twice.
-    reply.set_checksum(checksum::update(request.checksum(), 0x0800, 0x0000));
+    // the same checksum as summing the whole message again, without reading the data
+    // twice. Save in one case: one's complement has two zeros, and where a full sum gives
+    // 0xffff (a message of zeroes only: identifier, sequence number and data all 0) the
+    // update gives 0x0000, which receivers reject. Then we sum the message again.
+    let sum = checksum::update(request.checksum(), 0x0800, 0x0000);
+    if sum == 0 {
+        reply.fill_checksum();
+    } else {
+        reply.set_checksum(sum);
+    }
     Ok(Reply::Echo(len))
 }
 // ANCHOR_END: echo_reply
@@ -346,8 +381,17 @@ impl Counters {
         match outcome {
             Ok(Reply::Arp(_)) => self.arp_replies += 1,
             Ok(Reply::Echo(_)) => self.echo_replies += 1,
-            Err(reason) => self.dropped[reason.index()] += 1,
+            Err(reason) => {
+                if let Some(count) = self.dropped.get_mut(reason.index()) {
+                    *count += 1;
+                }
+            }
         }
+    }
+
+    /// How many frames were dropped for this reason.
+    pub fn dropped_for(&self, reason: Drop) -> u64 {
+        self.dropped.get(reason.index()).copied().unwrap_or(0)
     }
 
     pub fn total_dropped(&self) -> u64 {
@@ -365,7 +409,7 @@ impl fmt::Display for Counters {
         }
         write!(f, "{:>10}  frames dropped", self.total_dropped())?;
         for reason in Drop::ALL {
-            let count = self.dropped[reason.index()];
+            let count = self.dropped_for(reason);
             if count > 0 {
                 write!(f, "\n{count:>10}    {reason}")?;
             }
@@ -517,9 +561,125 @@ mod tests {
             ("echo code 1", with_icmp(&ping, |m| m[1] = 1), Drop::IcmpNotEchoRequest),
             ("unreachable", with_icmp(&ping, |m| m[0] = 3), Drop::IcmpNotEchoRequest),
             ("total length past the end", with_ip(&ping, |p| p[3] += 1), Drop::Truncated),
+            ("802.1ad Q-in-Q tag", patch(&ping, 12, &[0x88, 0xa8]), Drop::VlanTagged),
+            ("old Q-in-Q tag", patch(&ping, 12, &[0x91, 0x00]), Drop::VlanTagged),
+            ("ARP hardware length 8", patch(&arp, 18, &[8]), Drop::ArpUnsupported),
+            ("ARP protocol length 16", patch(&arp, 19, &[16]), Drop::ArpUnsupported),
+            ("ARP operation 3 (RARP)", patch(&arp, 21, &[3]), Drop::ArpNotRequest),
+            ("ARP to a multicast MAC", patch(&arp, 0, &[0x01, 0, 0x5e, 0, 0, 1]), Drop::NotOurMac),
+            ("ARP from a group MAC", patch(&arp, 22, &[0x01]), Drop::ArpBadSender),
+            ("ARP from 255.255.255.255", patch(&arp, 28, &[255; 4]), Drop::ArpBadSender),
+            ("ARP from 224.0.0.1", patch(&arp, 28, &[224, 0, 0, 1]), Drop::ArpBadSender),
+            ("ARP from 127.0.0.1", patch(&arp, 28, &[127, 0, 0, 1]), Drop::ArpBadSender),
+            ("ARP cut in the middle", arp[..41].to_vec(), Drop::Truncated),
+            (
+                "IPv4 total length < header",
+                with_ip(&ping, |p| p[2..4].copy_from_slice(&[0, 19])),
+                Drop::Ipv4Malformed,
+            ),
+            (
+                "IPv4 IHL past the total length",
+                with_ip(&fixture!("icmp_echo_request_0"), |p| p[0] = 0x4f),
+                Drop::Ipv4Malformed,
+            ),
+            ("IPv4 IHL past the frame", patch(&ping, 14, &[0x4f])[..60].to_vec(), Drop::Truncated),
+            ("IPv4 version 6", patch(&ping, 14, &[0x65]), Drop::Ipv4Malformed),
+            (
+                "to multicast",
+                with_ip(&ping, |p| p[16..20].copy_from_slice(&[224, 0, 0, 1])),
+                Drop::Ipv4NotForUs,
+            ),
+            ("to the subnet broadcast", with_ip(&ping, |p| p[19] = 255), Drop::Ipv4NotForUs),
+            ("from 0.0.0.0", with_ip(&ping, |p| p[12..16].fill(0)), Drop::Ipv4BadSource),
+            (
+                "from 0.1.2.3",
+                with_ip(&ping, |p| p[12..16].copy_from_slice(&[0, 1, 2, 3])),
+                Drop::Ipv4BadSource,
+            ),
+            (
+                "from loopback",
+                with_ip(&ping, |p| p[12..16].copy_from_slice(&[127, 0, 0, 1])),
+                Drop::Ipv4BadSource,
+            ),
+            (
+                "ICMP shorter than 8 bytes",
+                with_ip(&ping[..38], |p| p[2..4].copy_from_slice(&[0, 24])),
+                Drop::Truncated,
+            ),
+            ("timestamp request", with_icmp(&ping, |m| m[0] = 13), Drop::IcmpNotEchoRequest),
+            ("time exceeded", with_icmp(&ping, |m| m[0] = 11), Drop::IcmpNotEchoRequest),
+            ("TCP", with_ip(&ping, |p| p[9] = 6), Drop::OtherProtocol),
+            ("LLC (802.3 length field)", patch(&ping, 12, &[0x00, 0x54]), Drop::OtherProtocol),
+            ("source MAC broadcast", patch(&ping, 6, &[0xff; 6]), Drop::BadSourceMac),
         ];
         for (what, frame, expected) in cases {
             assert_eq!(reply_to(&frame), Err(expected), "{what}");
+        }
+    }
+
+    #[test]
+    fn legal_but_unusual_requests_are_answered() {
+        let arp = fixture!("arp_request_arping");
+        let ping = fixture!("icmp_echo_request_56");
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            // RFC 5227 probe: "who has 172.16.1.2? tell 0.0.0.0". Linux answers to defend
+            // its address; the reply goes to the asker's MAC, never to a broadcast.
+            ("ARP probe", patch(&arp, 28, &[0, 0, 0, 0])),
+            ("ARP unicast to us", patch(&arp, 0, &US.mac.0)),
+            ("ARP with padding", [&arp[..], &[0xee; 100]].concat()),
+            ("TTL 0", with_ip(&ping, |p| p[8] = 0)),
+            ("DF clear", with_ip(&ping, |p| p[6] = 0)),
+            ("reserved flag", with_ip(&ping, |p| p[6] |= 0x80)),
+            ("TOS 0xff", with_ip(&ping, |p| p[1] = 0xff)),
+            ("from class E", with_ip(&ping, |p| p[12] = 240)),
+            ("junk after the total length", [&ping[..], &[0x55; 7]].concat()),
+        ];
+        for (what, frame) in cases {
+            let reply = reply_to(&frame).unwrap_or_else(|d| panic!("{what}: dropped: {d}"));
+            assert!(reply.len() <= frame.len(), "{what}");
+            assert!(MacAddr(reply[0..6].try_into().unwrap()).is_unicast(), "{what}");
+        }
+        let probe = reply_to(&patch(&arp, 28, &[0, 0, 0, 0])).unwrap();
+        assert_eq!(probe[0..6], arp[6..12], "the probe's answer goes to the asker");
+        assert_eq!(probe[38..42], [0, 0, 0, 0], "target protocol address: the asker's 0.0.0.0");
+    }
+
+    #[test]
+    fn an_all_zero_echo_reply_gets_checksum_0xffff_not_0x0000() {
+        // ping -s 0 with identifier and sequence number 0: the reply's ICMP message is all
+        // zeroes, whose checksum is 0xffff. RFC 1624's update alone would give 0x0000,
+        // which the kernel rejects as a bad checksum.
+        let request = with_icmp(&fixture!("icmp_echo_request_0"), |m| m[4..8].fill(0));
+        let reply = reply_to(&request).unwrap();
+        assert_eq!(reply[34..], [0, 0, 0xff, 0xff, 0, 0, 0, 0]);
+        assert!(Icmpv4Message::new_checked(&reply[34..]).unwrap().verify_checksum());
+    }
+
+    #[test]
+    fn a_jumbo_echo_request_is_answered_whole() {
+        // ping -s 8972 on an interface with MTU 9000: built from the captured 1472-byte
+        // request by repeating its data pattern, with the lengths and checksums to match.
+        let small = fixture!("icmp_echo_request_1472");
+        let mut frame = small[..42].to_vec();
+        frame.extend(small[42..].iter().cycle().take(8972));
+        let mut ip = Ipv4Packet::new_unchecked(&mut frame[14..]);
+        ip.set_total_len(9000);
+        ip.fill_checksum();
+        Icmpv4Message::new_unchecked(&mut frame[34..]).fill_checksum();
+        assert_eq!(frame.len(), 9014);
+        let reply = reply_to(&frame).unwrap();
+        assert_eq!(reply.len(), 9014);
+        assert_eq!(reply[42..], frame[42..], "identifier, sequence number and data");
+        assert!(Icmpv4Message::new_checked(&reply[34..]).unwrap().verify_checksum());
+    }
+
+    #[test]
+    fn no_drop_writes_into_the_output_buffer() {
+        let ping = fixture!("icmp_echo_request_56");
+        for frame in [flip(&ping, 40), patch(&ping, 12, &[0x81, 0x00]), ping[..50].to_vec()] {
+            let mut out = [0xa5u8; 1514];
+            assert!(respond(&US, Services::ALL, &frame, &mut out).is_err());
+            assert!(out.iter().all(|&b| b == 0xa5));
         }
     }
 

@@ -21,8 +21,9 @@
 //! ```
 
 use std::net::Ipv4Addr;
+use std::ops::Range;
 
-use super::{Error, MacAddr, Result};
+use super::{Error, MacAddr, Result, bytes};
 
 /// `ar$op`: request or reply (RFC 826); other values exist (RARP, InARP) but not here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,20 +109,16 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     }
     // ANCHOR_END: new_checked
 
-    fn u16_at(&self, range: std::ops::Range<usize>) -> u16 {
-        let b = &self.buffer.as_ref()[range];
-        u16::from_be_bytes([b[0], b[1]])
+    fn u16_at(&self, range: Range<usize>) -> u16 {
+        bytes::read_u16(self.buffer.as_ref(), range)
     }
 
-    fn ipv4_at(&self, range: std::ops::Range<usize>) -> Ipv4Addr {
-        let b = &self.buffer.as_ref()[range];
-        Ipv4Addr::new(b[0], b[1], b[2], b[3])
+    fn ipv4_at(&self, range: Range<usize>) -> Ipv4Addr {
+        Ipv4Addr::from(bytes::read::<4>(self.buffer.as_ref(), range))
     }
 
-    fn mac_at(&self, range: std::ops::Range<usize>) -> MacAddr {
-        let mut mac = [0u8; 6];
-        mac.copy_from_slice(&self.buffer.as_ref()[range]);
-        MacAddr(mac)
+    fn mac_at(&self, range: Range<usize>) -> MacAddr {
+        MacAddr(bytes::read(self.buffer.as_ref(), range))
     }
 
     pub fn hardware_type(&self) -> u16 {
@@ -133,11 +130,11 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     }
 
     pub fn hardware_len(&self) -> u8 {
-        self.buffer.as_ref()[field::HLEN]
+        bytes::read_u8(self.buffer.as_ref(), field::HLEN)
     }
 
     pub fn protocol_len(&self) -> u8 {
-        self.buffer.as_ref()[field::PLEN]
+        bytes::read_u8(self.buffer.as_ref(), field::PLEN)
     }
 
     pub fn operation(&self) -> ArpOperation {
@@ -162,8 +159,8 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
-    fn set_u16(&mut self, range: std::ops::Range<usize>, value: u16) {
-        self.buffer.as_mut()[range].copy_from_slice(&value.to_be_bytes());
+    fn set_u16(&mut self, range: Range<usize>, value: u16) {
+        bytes::write_u16(self.buffer.as_mut(), range, value);
     }
 
     pub fn set_hardware_type(&mut self, value: u16) {
@@ -175,11 +172,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     }
 
     pub fn set_hardware_len(&mut self, value: u8) {
-        self.buffer.as_mut()[field::HLEN] = value;
+        bytes::write_u8(self.buffer.as_mut(), field::HLEN, value);
     }
 
     pub fn set_protocol_len(&mut self, value: u8) {
-        self.buffer.as_mut()[field::PLEN] = value;
+        bytes::write_u8(self.buffer.as_mut(), field::PLEN, value);
     }
 
     pub fn set_operation(&mut self, value: ArpOperation) {
@@ -187,19 +184,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     }
 
     pub fn set_sender_hw_addr(&mut self, addr: MacAddr) {
-        self.buffer.as_mut()[field::SHA].copy_from_slice(&addr.0);
+        bytes::write(self.buffer.as_mut(), field::SHA, addr.0);
     }
 
     pub fn set_sender_proto_addr(&mut self, addr: Ipv4Addr) {
-        self.buffer.as_mut()[field::SPA].copy_from_slice(&addr.octets());
+        bytes::write(self.buffer.as_mut(), field::SPA, addr.octets());
     }
 
     pub fn set_target_hw_addr(&mut self, addr: MacAddr) {
-        self.buffer.as_mut()[field::THA].copy_from_slice(&addr.0);
+        bytes::write(self.buffer.as_mut(), field::THA, addr.0);
     }
 
     pub fn set_target_proto_addr(&mut self, addr: Ipv4Addr) {
-        self.buffer.as_mut()[field::TPA].copy_from_slice(&addr.octets());
+        bytes::write(self.buffer.as_mut(), field::TPA, addr.octets());
     }
 }
 
@@ -225,8 +222,12 @@ impl ArpRepr {
         }
     }
 
-    /// Writes all 28 bytes; `packet` must hold at least [`PACKET_LEN`] bytes.
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut ArpPacket<T>) {
+    /// Writes all 28 bytes, or fails with [`Error::Truncated`] if `packet` is shorter
+    /// than [`PACKET_LEN`].
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut ArpPacket<T>) -> Result<()> {
+        if packet.buffer.as_ref().len() < PACKET_LEN {
+            return Err(Error::Truncated);
+        }
         packet.set_hardware_type(HARDWARE_ETHERNET);
         packet.set_protocol_type(PROTOCOL_IPV4);
         packet.set_hardware_len(6);
@@ -236,6 +237,7 @@ impl ArpRepr {
         packet.set_sender_proto_addr(self.sender_proto_addr);
         packet.set_target_hw_addr(self.target_hw_addr);
         packet.set_target_proto_addr(self.target_proto_addr);
+        Ok(())
     }
 }
 // ANCHOR_END: repr
@@ -277,8 +279,10 @@ mod tests {
         let repr = ArpRepr::parse(&ArpPacket::new_checked(original).unwrap());
         assert_eq!(repr.operation, ArpOperation::Reply);
         let mut out = [0xa5u8; PACKET_LEN];
-        repr.emit(&mut ArpPacket::new_unchecked(&mut out[..]));
+        repr.emit(&mut ArpPacket::new_unchecked(&mut out[..])).unwrap();
         assert_eq!(&out[..], original);
+        let mut short = [0xa5u8; PACKET_LEN - 1];
+        assert_eq!(repr.emit(&mut ArpPacket::new_unchecked(&mut short[..])), Err(Error::Truncated));
     }
 
     #[test]

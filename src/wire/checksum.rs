@@ -65,6 +65,9 @@ pub fn verify(data: &[u8]) -> bool {
 ///
 /// Equation 3 of RFC 1624: `HC' = ~(~HC + ~m + m')`. It replaces RFC 1141's form, which
 /// could land on the wrong one of one's complement's two zeros (`0x0000` and `0xffff`).
+/// One case remains: the result is never `0xffff`, so for data that is all zeroes after
+/// the change (whose checksum is `0xffff`) it gives `0x0000`, which a receiver rejects.
+/// A caller for whom that can happen sums the data again when the result is 0.
 pub fn update(old_checksum: u16, old_word: u16, new_word: u16) -> u16 {
     let acc = u32::from(!old_checksum) + u32::from(!old_word) + u32::from(new_word);
     finish(acc)
@@ -142,6 +145,17 @@ mod tests {
     fn pieces_combine_like_the_whole() {
         let (a, b) = RFC1071_EXAMPLE.split_at(4);
         assert_eq!(finish(combine(sum(a), sum(b))), checksum(&RFC1071_EXAMPLE));
+    }
+
+    #[test]
+    fn incremental_update_lands_on_the_wrong_zero_for_all_zero_data() {
+        // An echo request with identifier, sequence number and data all zero: its reply
+        // is eight zero bytes, whose checksum is 0xffff. The update says 0x0000.
+        let request = [0x08, 0x00, 0xf7, 0xff, 0, 0, 0, 0];
+        assert!(verify(&request));
+        assert_eq!(checksum(&[0; 8]), 0xffff);
+        assert_eq!(update(0xf7ff, 0x0800, 0x0000), 0x0000);
+        assert!(!verify(&[0; 8]), "0x0000 does not verify: the caller must sum again");
     }
 
     #[test]

@@ -19,7 +19,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{Error, Result};
+use super::{Error, Result, bytes};
 
 /// A 48-bit IEEE MAC address.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -95,6 +95,14 @@ pub enum EtherType {
     Unknown(u16),
 }
 
+impl EtherType {
+    /// The tag protocol identifiers of IEEE 802.1Q (0x8100) and 802.1ad "Q-in-Q"
+    /// (0x88a8, and 0x9100 from before the standard): the real EtherType is further on.
+    pub fn is_vlan_tag(self) -> bool {
+        matches!(u16::from(self), 0x8100 | 0x88a8 | 0x9100)
+    }
+}
+
 impl From<u16> for EtherType {
     fn from(value: u16) -> Self {
         match value {
@@ -141,14 +149,15 @@ pub struct EthernetFrame<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> EthernetFrame<T> {
-    /// Wraps a buffer without checking it; accessors may panic if it is shorter than
-    /// [`HEADER_LEN`]. For building into a buffer you sized yourself.
+    /// Wraps a buffer without checking it, for building into a buffer you sized yourself.
+    /// On one shorter than [`HEADER_LEN`] the getters read zeroes and the setters write
+    /// nothing (see `wire::bytes`): wrong, but never a panic.
     pub const fn new_unchecked(buffer: T) -> Self {
         EthernetFrame { buffer }
     }
 
-    /// Wraps a buffer after checking that it holds a whole header. After this no accessor
-    /// can panic.
+    /// Wraps a buffer after checking that it holds a whole header, so that every accessor
+    /// reads real bytes.
     pub fn new_checked(buffer: T) -> Result<Self> {
         if buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
@@ -161,51 +170,43 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     }
 
     pub fn dst_addr(&self) -> MacAddr {
-        MacAddr(read6(&self.buffer.as_ref()[field::DESTINATION]))
+        MacAddr(bytes::read(self.buffer.as_ref(), field::DESTINATION))
     }
 
     pub fn src_addr(&self) -> MacAddr {
-        MacAddr(read6(&self.buffer.as_ref()[field::SOURCE]))
+        MacAddr(bytes::read(self.buffer.as_ref(), field::SOURCE))
     }
 
     pub fn ethertype(&self) -> EtherType {
-        let b = &self.buffer.as_ref()[field::ETHERTYPE];
-        EtherType::from(u16::from_be_bytes([b[0], b[1]]))
+        EtherType::from(bytes::read_u16(self.buffer.as_ref(), field::ETHERTYPE))
     }
 
     /// Everything after the header. On a TAP this can include padding: a frame shorter
     /// than 60 bytes on a real wire is padded, and the padding is not part of the
     /// payload's own length (IPv4 uses its total length field to find where it ends).
     pub fn payload(&self) -> &[u8] {
-        &self.buffer.as_ref()[field::PAYLOAD..]
+        bytes::slice(self.buffer.as_ref(), field::PAYLOAD..)
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
     pub fn set_dst_addr(&mut self, addr: MacAddr) {
-        self.buffer.as_mut()[field::DESTINATION].copy_from_slice(&addr.0);
+        bytes::write(self.buffer.as_mut(), field::DESTINATION, addr.0);
     }
 
     pub fn set_src_addr(&mut self, addr: MacAddr) {
-        self.buffer.as_mut()[field::SOURCE].copy_from_slice(&addr.0);
+        bytes::write(self.buffer.as_mut(), field::SOURCE, addr.0);
     }
 
     pub fn set_ethertype(&mut self, ethertype: EtherType) {
-        self.buffer.as_mut()[field::ETHERTYPE].copy_from_slice(&u16::from(ethertype).to_be_bytes());
+        bytes::write_u16(self.buffer.as_mut(), field::ETHERTYPE, ethertype.into());
     }
 
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        &mut self.buffer.as_mut()[field::PAYLOAD..]
+        bytes::slice_mut(self.buffer.as_mut(), field::PAYLOAD..)
     }
 }
 // ANCHOR_END: view
-
-/// Copies a 6-byte slice (the callers pass ranges of length 6) into an array.
-fn read6(bytes: &[u8]) -> [u8; 6] {
-    let mut out = [0u8; 6];
-    out.copy_from_slice(bytes);
-    out
-}
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,9 @@
 //! (odd lengths included). The identifier and sequence number are the echo messages'
 //! "rest of header"; other types use those four bytes differently.
 
-use super::{Error, Result, checksum};
+use std::ops::Range;
+
+use super::{Error, Result, bytes, checksum};
 
 /// The ICMP type field (the ones a ping exchange and a fresh interface produce).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,17 +92,16 @@ impl<T: AsRef<[u8]>> Icmpv4Message<T> {
         Ok(Icmpv4Message { buffer })
     }
 
-    fn u16_at(&self, range: std::ops::Range<usize>) -> u16 {
-        let b = &self.buffer.as_ref()[range];
-        u16::from_be_bytes([b[0], b[1]])
+    fn u16_at(&self, range: Range<usize>) -> u16 {
+        bytes::read_u16(self.buffer.as_ref(), range)
     }
 
     pub fn msg_type(&self) -> Icmpv4Type {
-        Icmpv4Type::from(self.buffer.as_ref()[field::TYPE])
+        Icmpv4Type::from(bytes::read_u8(self.buffer.as_ref(), field::TYPE))
     }
 
     pub fn msg_code(&self) -> u8 {
-        self.buffer.as_ref()[field::CODE]
+        bytes::read_u8(self.buffer.as_ref(), field::CODE)
     }
 
     pub fn checksum(&self) -> u16 {
@@ -118,7 +119,7 @@ impl<T: AsRef<[u8]>> Icmpv4Message<T> {
 
     /// The data after the 8-byte header: for ping, a timestamp and a pattern.
     pub fn data(&self) -> &[u8] {
-        &self.buffer.as_ref()[field::DATA..]
+        bytes::slice(self.buffer.as_ref(), field::DATA..)
     }
 
     /// The whole message, the length of the checksum's coverage.
@@ -135,16 +136,16 @@ impl<T: AsRef<[u8]>> Icmpv4Message<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Message<T> {
-    fn set_u16(&mut self, range: std::ops::Range<usize>, value: u16) {
-        self.buffer.as_mut()[range].copy_from_slice(&value.to_be_bytes());
+    fn set_u16(&mut self, range: Range<usize>, value: u16) {
+        bytes::write_u16(self.buffer.as_mut(), range, value);
     }
 
     pub fn set_msg_type(&mut self, value: Icmpv4Type) {
-        self.buffer.as_mut()[field::TYPE] = value.into();
+        bytes::write_u8(self.buffer.as_mut(), field::TYPE, value.into());
     }
 
     pub fn set_msg_code(&mut self, value: u8) {
-        self.buffer.as_mut()[field::CODE] = value;
+        bytes::write_u8(self.buffer.as_mut(), field::CODE, value);
     }
 
     pub fn set_checksum(&mut self, value: u16) {
@@ -160,7 +161,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Message<T> {
     }
 
     pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buffer.as_mut()[field::DATA..]
+        bytes::slice_mut(self.buffer.as_mut(), field::DATA..)
     }
 
     // ANCHOR: fill_checksum

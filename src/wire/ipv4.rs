@@ -22,7 +22,9 @@
 
 use std::net::Ipv4Addr;
 
-use super::{Error, Result, checksum};
+use std::ops::Range;
+
+use super::{Error, Result, bytes, checksum};
 
 /// The protocol field: what the payload is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,27 +122,25 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         self.buffer
     }
 
-    fn u16_at(&self, range: std::ops::Range<usize>) -> u16 {
-        let b = &self.buffer.as_ref()[range];
-        u16::from_be_bytes([b[0], b[1]])
+    fn u16_at(&self, range: Range<usize>) -> u16 {
+        bytes::read_u16(self.buffer.as_ref(), range)
     }
 
-    fn addr_at(&self, range: std::ops::Range<usize>) -> Ipv4Addr {
-        let b = &self.buffer.as_ref()[range];
-        Ipv4Addr::new(b[0], b[1], b[2], b[3])
+    fn addr_at(&self, range: Range<usize>) -> Ipv4Addr {
+        Ipv4Addr::from(bytes::read::<4>(self.buffer.as_ref(), range))
     }
 
     pub fn version(&self) -> u8 {
-        self.buffer.as_ref()[field::VER_IHL] >> 4
+        bytes::read_u8(self.buffer.as_ref(), field::VER_IHL) >> 4
     }
 
     /// The header length in bytes (IHL counts 32-bit words).
     pub fn header_len(&self) -> usize {
-        usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
+        usize::from(bytes::read_u8(self.buffer.as_ref(), field::VER_IHL) & 0x0f) * 4
     }
 
     pub fn tos(&self) -> u8 {
-        self.buffer.as_ref()[field::TOS]
+        bytes::read_u8(self.buffer.as_ref(), field::TOS)
     }
 
     pub fn total_len(&self) -> u16 {
@@ -171,11 +171,11 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     pub fn ttl(&self) -> u8 {
-        self.buffer.as_ref()[field::TTL]
+        bytes::read_u8(self.buffer.as_ref(), field::TTL)
     }
 
     pub fn protocol(&self) -> IpProtocol {
-        IpProtocol::from(self.buffer.as_ref()[field::PROTOCOL])
+        IpProtocol::from(bytes::read_u8(self.buffer.as_ref(), field::PROTOCOL))
     }
 
     pub fn checksum(&self) -> u16 {
@@ -192,12 +192,12 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
     /// The whole header, options included.
     pub fn header(&self) -> &[u8] {
-        &self.buffer.as_ref()[..self.header_len()]
+        bytes::slice(self.buffer.as_ref(), ..self.header_len())
     }
 
     /// The options (empty when IHL is 5).
     pub fn options(&self) -> &[u8] {
-        &self.buffer.as_ref()[MIN_HEADER_LEN..self.header_len()]
+        bytes::slice(self.buffer.as_ref(), MIN_HEADER_LEN..self.header_len())
     }
 
     // ANCHOR: verify_checksum
@@ -210,25 +210,26 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     // ANCHOR: payload
     /// The payload, cut by the total length: Ethernet padding after it is not included.
     pub fn payload(&self) -> &[u8] {
-        let data = self.buffer.as_ref();
-        &data[self.header_len()..usize::from(self.total_len())]
+        let range = self.header_len()..usize::from(self.total_len());
+        bytes::slice(self.buffer.as_ref(), range)
     }
     // ANCHOR_END: payload
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
-    fn set_u16(&mut self, range: std::ops::Range<usize>, value: u16) {
-        self.buffer.as_mut()[range].copy_from_slice(&value.to_be_bytes());
+    fn set_u16(&mut self, range: Range<usize>, value: u16) {
+        bytes::write_u16(self.buffer.as_mut(), range, value);
     }
 
     /// Sets version 4 and the header length (a multiple of 4, from 20 to 60).
     pub fn set_version_and_header_len(&mut self, header_len: usize) {
         debug_assert!(header_len.is_multiple_of(4) && (MIN_HEADER_LEN..=60).contains(&header_len));
-        self.buffer.as_mut()[field::VER_IHL] = 0x40 | ((header_len / 4) as u8 & 0x0f);
+        let ihl = (header_len / 4) as u8 & 0x0f;
+        bytes::write_u8(self.buffer.as_mut(), field::VER_IHL, 0x40 | ihl);
     }
 
     pub fn set_tos(&mut self, value: u8) {
-        self.buffer.as_mut()[field::TOS] = value;
+        bytes::write_u8(self.buffer.as_mut(), field::TOS, value);
     }
 
     pub fn set_total_len(&mut self, value: u16) {
@@ -246,11 +247,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     }
 
     pub fn set_ttl(&mut self, value: u8) {
-        self.buffer.as_mut()[field::TTL] = value;
+        bytes::write_u8(self.buffer.as_mut(), field::TTL, value);
     }
 
     pub fn set_protocol(&mut self, value: IpProtocol) {
-        self.buffer.as_mut()[field::PROTOCOL] = value.into();
+        bytes::write_u8(self.buffer.as_mut(), field::PROTOCOL, value.into());
     }
 
     pub fn set_checksum(&mut self, value: u16) {
@@ -258,11 +259,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     }
 
     pub fn set_src_addr(&mut self, addr: Ipv4Addr) {
-        self.buffer.as_mut()[field::SRC].copy_from_slice(&addr.octets());
+        bytes::write(self.buffer.as_mut(), field::SRC, addr.octets());
     }
 
     pub fn set_dst_addr(&mut self, addr: Ipv4Addr) {
-        self.buffer.as_mut()[field::DST].copy_from_slice(&addr.octets());
+        bytes::write(self.buffer.as_mut(), field::DST, addr.octets());
     }
 
     // ANCHOR: fill_checksum
@@ -276,7 +277,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
 
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let range = self.header_len()..usize::from(self.total_len());
-        &mut self.buffer.as_mut()[range]
+        bytes::slice_mut(self.buffer.as_mut(), range)
     }
 }
 
@@ -299,11 +300,15 @@ impl Ipv4Repr {
     /// The header's length: always 20, since we never send options.
     pub const HEADER_LEN: usize = MIN_HEADER_LEN;
 
-    /// Writes a 20-byte header with a correct checksum. `packet` must hold at least
-    /// `HEADER_LEN` bytes and `HEADER_LEN + payload_len` must fit in 16 bits.
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Ipv4Packet<T>) {
-        let total_len = u16::try_from(Self::HEADER_LEN + self.payload_len)
-            .expect("an IPv4 packet is at most 65535 bytes; callers size payloads to fit");
+    /// Writes a 20-byte header with a correct checksum. Fails with [`Error::Truncated`]
+    /// if `packet` cannot hold the header and with [`Error::BadLength`] if the packet
+    /// would be longer than the 65535 bytes the total length field can say.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Ipv4Packet<T>) -> Result<()> {
+        if packet.buffer.as_ref().len() < Self::HEADER_LEN {
+            return Err(Error::Truncated);
+        }
+        let total_len =
+            u16::try_from(Self::HEADER_LEN + self.payload_len).map_err(|_| Error::BadLength)?;
         packet.set_version_and_header_len(Self::HEADER_LEN);
         packet.set_tos(self.tos);
         packet.set_total_len(total_len);
@@ -314,6 +319,7 @@ impl Ipv4Repr {
         packet.set_src_addr(self.src_addr);
         packet.set_dst_addr(self.dst_addr);
         packet.fill_checksum();
+        Ok(())
     }
 }
 // ANCHOR_END: repr
@@ -413,7 +419,7 @@ mod tests {
         };
         let mut buf = [0xa5u8; 20 + 64];
         let mut packet = Ipv4Packet::new_unchecked(&mut buf[..]);
-        repr.emit(&mut packet);
+        repr.emit(&mut packet).unwrap();
         assert_eq!(buf[..10], [0x45, 0x00, 0x00, 0x54, 0x12, 0x34, 0x00, 0x00, 0x40, 0x01]);
         assert_eq!(buf[12..20], [172, 16, 1, 2, 172, 16, 1, 1]);
         let packet = Ipv4Packet::new_checked(&buf[..]).unwrap();

@@ -17,7 +17,7 @@
 
 use std::net::Ipv6Addr;
 
-use super::{Error, Result};
+use super::{Error, Result, bytes};
 
 mod field {
     use std::ops::Range;
@@ -50,7 +50,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         if len < HEADER_LEN {
             return Err(Error::Truncated);
         }
-        if packet.buffer.as_ref()[field::VERSION] >> 4 != 6 {
+        if bytes::read_u8(packet.buffer.as_ref(), field::VERSION) >> 4 != 6 {
             return Err(Error::Unsupported);
         }
         if len < HEADER_LEN + usize::from(packet.payload_len()) {
@@ -60,32 +60,27 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     }
 
     pub fn payload_len(&self) -> u16 {
-        let b = &self.buffer.as_ref()[field::PAYLOAD_LEN];
-        u16::from_be_bytes([b[0], b[1]])
+        bytes::read_u16(self.buffer.as_ref(), field::PAYLOAD_LEN)
     }
 
     pub fn next_header(&self) -> u8 {
-        self.buffer.as_ref()[field::NEXT_HEADER]
+        bytes::read_u8(self.buffer.as_ref(), field::NEXT_HEADER)
     }
 
     pub fn hop_limit(&self) -> u8 {
-        self.buffer.as_ref()[field::HOP_LIMIT]
+        bytes::read_u8(self.buffer.as_ref(), field::HOP_LIMIT)
     }
 
     pub fn src_addr(&self) -> Ipv6Addr {
-        let mut b = [0u8; 16];
-        b.copy_from_slice(&self.buffer.as_ref()[field::SRC]);
-        Ipv6Addr::from(b)
+        Ipv6Addr::from(bytes::read::<16>(self.buffer.as_ref(), field::SRC))
     }
 
     pub fn dst_addr(&self) -> Ipv6Addr {
-        let mut b = [0u8; 16];
-        b.copy_from_slice(&self.buffer.as_ref()[field::DST]);
-        Ipv6Addr::from(b)
+        Ipv6Addr::from(bytes::read::<16>(self.buffer.as_ref(), field::DST))
     }
 
     pub fn payload(&self) -> &[u8] {
-        &self.buffer.as_ref()[HEADER_LEN..HEADER_LEN + usize::from(self.payload_len())]
+        bytes::slice(self.buffer.as_ref(), HEADER_LEN..HEADER_LEN + usize::from(self.payload_len()))
     }
 
     /// The upper-layer protocol and its bytes, skipping a hop-by-hop options header (which

@@ -1,11 +1,31 @@
 //! Wire formats, written by hand (chapters 2 to 4).
 //!
 //! Each header gets a *view* over a byte buffer, in the shape of smoltcp's wire module:
-//! `new_checked` does every length check once, after which no accessor can panic; the
-//! getters return host values and the setters exist only for mutable buffers. Nothing in
-//! this module knows about file descriptors, files or printing.
+//! `new_checked` does every length check once, after which every accessor reads real
+//! bytes; the getters return host values and the setters exist only for mutable buffers.
+//! Nothing in this module knows about file descriptors, files or printing.
+//!
+//! Whatever a frame holds, nothing here can panic: the accessors go through `bytes`,
+//! which never indexes out of bounds, and the lints below make the compiler refuse any
+//! indexing, slicing, `unwrap`, `expect` or `panic!` outside the tests.
+
+// ANCHOR: no_panic
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+// ANCHOR_END: no_panic
 
 pub mod arp;
+mod bytes;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmpv4;
