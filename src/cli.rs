@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use crate::respond::Host;
 use crate::wire::MacAddr;
 
+// ANCHOR: defaults
 /// The lab's defaults: `scripts/setup.sh` gives tap4 the address 172.16.1.1/24 on the
 /// kernel's side; our responder is the other end of that link.
 pub const DEFAULT_IFACE: &str = "tap4";
@@ -17,6 +18,7 @@ pub const DEFAULT_IP: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 2);
 /// Locally administered (second-lowest bit of the first byte set) and unicast (lowest bit
 /// clear): an address no vendor's card will ever have.
 pub const DEFAULT_MAC: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x02]);
+// ANCHOR_END: defaults
 
 /// What a binary accepts beyond the common flags.
 #[derive(Debug, Clone, Copy)]

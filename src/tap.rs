@@ -295,6 +295,7 @@ impl Tap {
         }
     }
 
+    // ANCHOR: report
     /// What the kernel says about this descriptor and interface.
     pub fn report(&self) -> KernelReport {
         let fd = self.fd.as_raw_fd();
@@ -312,6 +313,7 @@ impl Tap {
             mtu: sys("mtu"),
         }
     }
+    // ANCHOR_END: report
 }
 
 impl AsFd for Tap {

@@ -28,6 +28,7 @@ pub struct MacAddr(pub [u8; 6]);
 impl MacAddr {
     pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
 
+    // ANCHOR: mac_bits
     /// The I/G bit (least significant bit of the first byte): set for group addresses,
     /// broadcast included. Such an address may never be a frame's *source*.
     pub fn is_multicast(&self) -> bool {
@@ -47,6 +48,7 @@ impl MacAddr {
     pub fn is_local(&self) -> bool {
         self.0[0] & 0x02 != 0
     }
+    // ANCHOR_END: mac_bits
 }
 
 impl fmt::Display for MacAddr {
@@ -84,6 +86,7 @@ impl FromStr for MacAddr {
     }
 }
 
+// ANCHOR: ethertype
 /// The EtherType field: what the payload is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EtherType {
@@ -114,6 +117,7 @@ impl From<u16> for EtherType {
         }
     }
 }
+// ANCHOR_END: ethertype
 
 impl From<EtherType> for u16 {
     fn from(value: EtherType) -> Self {
