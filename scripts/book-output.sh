@@ -33,7 +33,7 @@ What it does:
 Every output file starts with the command a student would type ('\$ ...').
 Times, ping identifiers and the like are left as they were measured.
 Takes about a minute. Needs root (network namespaces), ip, ping, arping,
-tshark and setpriv.
+tshark, strace and setpriv.
 
 Options:
   --netns NAME      namespace to create and delete (default: $DEFAULT_NETNS;
@@ -72,7 +72,7 @@ OUT=${OUT:-$ROOT/$DEFAULT_OUT}
 mkdir -p -- "$OUT"
 OUT=$(cd -- "$OUT" && pwd)
 
-for tool in ip ping arping tshark setpriv; do
+for tool in ip ping arping tshark setpriv strace; do
     command -v "$tool" >/dev/null || die "$tool is not installed (scripts/doctor.sh says which package has it)"
 done
 if [[ -z $LAB_USER ]]; then
@@ -233,6 +233,13 @@ expect 01-while-open.txt "LOWER_UP"
 record 01-after-close.txt "ip link show tap4" ns ip link show dev tap4
 expect 01-after-close.txt "NO-CARRIER"
 
+# The system calls behind it: only those on the clone device (-P), the
+# program's own output thrown away so that strace's (on stderr) remains.
+strace_01() { as_user strace -P /dev/net/tun -e trace=openat,ioctl,fcntl,close "$BIN/01_open_clone" >/dev/null; }
+record 01-strace.txt "strace -P /dev/net/tun -e trace=openat,ioctl,fcntl,close target/release/01_open_clone >/dev/null" \
+    strace_01
+expect 01-strace.txt "TUNSETIFF"
+
 record 01-eperm.txt "cargo run -q --bin 01_open_clone -- --iface tap9" \
     as_user "$BIN/01_open_clone" --iface tap9
 expect 01-eperm.txt "EPERM"
@@ -259,6 +266,16 @@ expect 02-hexdump.txt "router solicitation"
 expect 02-hexdump.txt "ARP who-has 172.16.1.2 tell 172.16.1.1"
 expect 02-hexdump.txt "frames read."
 expect 02-capture.txt "Who has 172.16.1.2? Tell 172.16.1.1"
+# Single frames out of that run, for the chapters that read them byte by byte.
+extract_frame() {
+    awk -v pat="$1" '
+        !on && /^#[0-9]+: / && index($0, pat) { on = 1 }
+        on && /^$/ { exit }
+        on' "$REC/02-hexdump.txt" >"$REC/$2"
+    [[ -s $REC/$2 ]] || die "02-hexdump.txt holds no frame matching '$1'"
+}
+extract_frame "router solicitation" 02-frame-rs.txt
+extract_frame "ARP who-has" 02-frame-arp.txt
 
 # Chapters 4 to 6 start each responder, let the burst of IPv6 frames a freshly
 # attached interface sends go by (they show up as ignored or dropped), then
