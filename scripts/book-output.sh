@@ -259,6 +259,7 @@ pid=$STARTED
 wait_for "02_hexdump to attach" 10 carrier_on
 sleep 6                        # IPv6: MLD reports, DAD, two router solicitations
 record 02-ping.txt "ping -c 1 -W 2 172.16.1.2" ns ping -c 1 -W 2 172.16.1.2
+record 02-neigh.txt "ip neigh show dev tap4" ns ip neigh show dev tap4
 stop "$pid" INT 02-hexdump
 wait "$capture_pid" || true   # it stops by itself after --duration
 cp -- "$WORK/02-capture.log" "$REC/02-capture.txt"
@@ -289,11 +290,23 @@ pid=$STARTED
 settle 03_arp_reply
 record 03-arping.txt "sudo arping -c 3 -I tap4 172.16.1.2" ns arping -c 3 -w 5 -I tap4 172.16.1.2
 record 03-arping-other.txt "sudo arping -c 2 -I tap4 172.16.1.3" ns arping -c 2 -w 3 -I tap4 172.16.1.3
+# For the exercises: an address probe (RFC 5227, sender 0.0.0.0), a unicast
+# request (as the kernel sends to re-check a neighbour), and a sender that
+# claims our own address.
+record 03-arping-variants.txt "sudo arping -c 1 -I tap4 -S 0.0.0.0 172.16.1.2" \
+    ns arping -c 1 -w 2 -I tap4 -S 0.0.0.0 172.16.1.2
+record 03-arping-variants.txt "sudo arping -c 1 -I tap4 -t 02:00:00:00:00:02 172.16.1.2" \
+    ns arping -c 1 -w 2 -I tap4 -t 02:00:00:00:00:02 172.16.1.2
+record 03-arping-variants.txt "sudo arping -c 1 -I tap4 -S 172.16.1.2 172.16.1.2" \
+    ns arping -c 1 -w 2 -I tap4 -S 172.16.1.2 172.16.1.2
 record 03-ping.txt "ping -c 2 -W 1 172.16.1.2" ns ping -c 2 -W 1 172.16.1.2
 record 03-neigh.txt "ip neigh show dev tap4" ns ip neigh show dev tap4
+record 03-route.txt "ip route show dev tap4" ns ip route show dev tap4
 stop "$pid" INT 03-arp-reply
 expect 03-arping.txt "3 packets received"
 expect 03-arping-other.txt "0 packets received"
+expect 03-arp-reply.txt "who-has 172.16.1.2 tell 0.0.0.0"
+expect 03-arp-reply.txt "(ignored: ARP bad sender)"
 expect 03-neigh.txt "172.16.1.2 lladdr 02:00:00:00:00:02"
 expect 03-arp-reply.txt "-> ARP reply 172.16.1.2 is-at 02:00:00:00:00:02"
 
@@ -338,6 +351,8 @@ tshark_user() { as_user env HOME="$RUN" tshark "$@"; }
 record 05-tshark-r.txt "tshark -r tapbook.pcap" tshark_user -r tapbook.pcap
 record 05-tshark-r.txt "tshark -r tapbook.pcap -Y icmp -T fields -e frame.len -e ip.checksum -e icmp.checksum -e icmp.checksum.status" \
     tshark_user -r tapbook.pcap -Y icmp -T fields -e frame.len -e ip.checksum -e icmp.checksum -e icmp.checksum.status
+arp_reply_hex() { tshark_user -r tapbook.pcap -x -Y 'arp.opcode == 2' | head -n 4; }
+record 05-arp-reply-hex.txt "tshark -r tapbook.pcap -x -Y 'arp.opcode == 2' | head -n 4" arp_reply_hex
 expect 05-ping.txt "3 received"
 expect 05-arping.txt "2 packets received"
 expect 05-full-responder.txt "frames dropped"
