@@ -389,6 +389,17 @@ impl Counters {
         }
     }
 
+    /// A reply that [`Counters::record`] counted but the kernel then refused (the
+    /// interface went down between our read and our write): it was not sent after all.
+    pub fn record_refused(&mut self, reply: Reply) {
+        let sent = match reply {
+            Reply::Arp(_) => &mut self.arp_replies,
+            Reply::Echo(_) => &mut self.echo_replies,
+        };
+        *sent = sent.saturating_sub(1);
+        self.send_failures += 1;
+    }
+
     /// How many frames were dropped for this reason.
     pub fn dropped_for(&self, reason: Drop) -> u64 {
         self.dropped.get(reason.index()).copied().unwrap_or(0)
@@ -701,6 +712,17 @@ mod tests {
             text.contains("1  frames dropped") && text.contains("1    other protocol"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_refused_reply_is_not_counted_as_sent() {
+        let mut counters = Counters::default();
+        let mut out = [0u8; 1514];
+        let outcome = respond(&US, Services::ALL, &fixture!("icmp_echo_request_56"), &mut out);
+        counters.record(&outcome);
+        counters.record_refused(outcome.unwrap());
+        assert_eq!((counters.echo_replies, counters.send_failures), (0, 1));
+        assert!(counters.to_string().contains("1  replies the kernel refused"));
     }
 
     #[test]

@@ -80,7 +80,7 @@ fn run(args: &Args, counters: &mut Counters) -> anyhow::Result<()> {
                     // The interface went down between our read and our write: the reply
                     // is lost, as it would be on a real wire. Keep going.
                     Err(TapError::InterfaceDown { .. }) => {
-                        counters.send_failures += 1;
+                        counters.record_refused(answer);
                         continue;
                     }
                     Err(err) => return Err(err.into()),

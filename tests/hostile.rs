@@ -1,0 +1,467 @@
+//! End to end, hostile: frames crafted byte by byte are written into tap4 from the
+//! kernel's side of a namespace (a raw `AF_PACKET` socket, as a VM or an attacker on the
+//! link could send them), and the kernel's own tools send what they can of the same kind
+//! (`arping -b`, `ping -b`, fragments). 05 runs as an unprivileged user.
+//!
+//! A second packet socket captures everything on tap4 in both directions. Every frame
+//! the responder sent must be exactly the reply the oracle (`oracle/mod.rs`) derives from
+//! one of the requests that deserve one, and every such request must get its reply; so
+//! nothing wrong comes back and nothing right is missing. Afterwards 05 still answers
+//! the kernel's `ping`, and its counters show each frame under the expected reason.
+
+mod common;
+mod oracle;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::mem::{size_of, zeroed};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use common::{Lab, RESPONDER_IP, UNPRIVILEGED_USER, ping_counts};
+use tapbook::respond::Drop;
+
+const BIN_05: &str = env!("CARGO_BIN_EXE_05_full_responder");
+
+// ---- raw frames on tap4 ---------------------------------------------------------------
+
+/// A frame seen on tap4 by a capturing packet socket.
+#[derive(Debug, Clone)]
+struct Seen {
+    /// Sent by the kernel's side (our crafted frames, ping, arping): the requests.
+    outgoing: bool,
+    bytes: Vec<u8>,
+}
+
+/// A raw `AF_PACKET` socket bound to an interface of a network namespace: what it sends
+/// goes out of that interface (to the program holding the TAP), and it receives copies
+/// of every frame crossing the interface in either direction.
+struct PacketSocket {
+    fd: OwnedFd,
+}
+
+impl PacketSocket {
+    fn open(netns: &str, iface: &str) -> PacketSocket {
+        let (netns, iface) = (netns.to_owned(), iface.to_owned());
+        // setns() moves only the calling thread: do it in a thread of its own, and the
+        // socket stays in that namespace after the thread has ended.
+        std::thread::spawn(move || {
+            let ns = File::open(format!("/var/run/netns/{netns}")).expect("the lab's netns");
+            // SAFETY: plain system calls on descriptors we own; `addr` and the option
+            // values are fully initialised and outlive the calls that read them.
+            unsafe {
+                assert_eq!(libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET), 0, "setns");
+                let all = (libc::ETH_P_ALL as u16).to_be();
+                let fd =
+                    libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, all.into());
+                assert!(fd >= 0, "socket(AF_PACKET): {}", std::io::Error::last_os_error());
+                let fd = OwnedFd::from_raw_fd(fd);
+                let index = nix::net::if_::if_nametoindex(iface.as_str()).expect("tap4 exists");
+                let mut addr: libc::sockaddr_ll = zeroed();
+                addr.sll_family = libc::AF_PACKET as u16;
+                addr.sll_protocol = all;
+                addr.sll_ifindex = index as i32;
+                let rc = libc::bind(
+                    fd.as_raw_fd(),
+                    (&raw const addr).cast(),
+                    size_of::<libc::sockaddr_ll>() as u32,
+                );
+                assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+                let timeout = libc::timeval { tv_sec: 0, tv_usec: 20_000 };
+                let buffer: libc::c_int = 4 << 20;
+                for (option, value, len) in [
+                    (libc::SO_RCVTIMEO, (&raw const timeout).cast(), size_of::<libc::timeval>()),
+                    (libc::SO_RCVBUF, (&raw const buffer).cast(), size_of::<libc::c_int>()),
+                ] {
+                    let rc = libc::setsockopt(
+                        fd.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        option,
+                        value,
+                        len as u32,
+                    );
+                    assert_eq!(rc, 0, "setsockopt: {}", std::io::Error::last_os_error());
+                }
+                PacketSocket { fd }
+            }
+        })
+        .join()
+        .expect("opening a packet socket in the lab")
+    }
+
+    fn send(&self, frame: &[u8]) {
+        // SAFETY: the pointer and length describe `frame`, which outlives the call.
+        let sent =
+            unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        assert_eq!(
+            sent,
+            frame.len() as isize,
+            "sending {} bytes: {}",
+            frame.len(),
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// The next frame seen on the interface, or `None` if none comes within 20 ms.
+    fn recv(&self) -> Option<Seen> {
+        let mut buf = vec![0u8; 70_000];
+        // SAFETY: as in `open`; `from` and `len` are initialised and ours.
+        let mut from: libc::sockaddr_ll = unsafe { zeroed() };
+        let mut len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        let n = unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_TRUNC,
+                (&raw mut from).cast(),
+                &mut len,
+            )
+        };
+        if n < 0 {
+            return None; // the receive timeout
+        }
+        assert!((n as usize) <= buf.len(), "a frame of {n} bytes did not fit");
+        buf.truncate(n as usize);
+        Some(Seen { outgoing: from.sll_pkttype == libc::PACKET_OUTGOING, bytes: buf })
+    }
+
+    /// Everything seen until `done` holds for a frame (and 100 ms more), or `timeout`.
+    fn capture_until(&self, timeout: Duration, mut done: impl FnMut(&Seen) -> bool) -> Vec<Seen> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        let mut finished: Option<Instant> = None;
+        while Instant::now() < finished.unwrap_or(deadline) {
+            if let Some(frame) = self.recv() {
+                if finished.is_none() && done(&frame) {
+                    finished = Some(Instant::now() + Duration::from_millis(100));
+                }
+                seen.push(frame);
+            }
+        }
+        assert!(finished.is_some(), "the end marker never came back within {timeout:?}");
+        seen
+    }
+}
+
+/// A lab with 05 running as an unprivileged user, IPv6 off on tap4 (so that the kernel
+/// sends nothing of its own and the counters are exact), and two packet sockets on it.
+fn hostile_lab(tag: &str, mtu: &str) -> (Lab, common::Responder, PacketSocket, PacketSocket) {
+    let mut lab = Lab::with_owner(tag, UNPRIVILEGED_USER);
+    common::run_ok(lab.command("sysctl").args(["-qw", "net.ipv6.conf.tap4.disable_ipv6=1"]));
+    lab.ip(&["link", "set", "tap4", "mtu", mtu]);
+    let capture = PacketSocket::open(&lab.netns, &lab.iface);
+    let sender = PacketSocket::open(&lab.netns, &lab.iface);
+    let responder = lab.start(BIN_05, &[], Some(UNPRIVILEGED_USER));
+    (lab, responder, capture, sender)
+}
+
+// ---- the frames -------------------------------------------------------------------------
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{name}.hex", env!("CARGO_MANIFEST_DIR"));
+    oracle::parse_fixture(&std::fs::read_to_string(&path).expect("fixture"))
+}
+
+fn patch(frame: &[u8], at: usize, bytes: &[u8]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    f[at..at + bytes.len()].copy_from_slice(bytes);
+    f
+}
+
+/// Patches, then repairs both checksums so that only the patch is being tested.
+fn patch_fixed(frame: &[u8], at: usize, bytes: &[u8]) -> Vec<u8> {
+    let mut f = patch(frame, at, bytes);
+    oracle::repair_checksums(&mut f, true, true);
+    f
+}
+
+/// A marker at the end of a burst: an echo request with identifier 0xbeef. The responder
+/// handles frames in order, so once its reply is back every earlier frame was handled.
+fn end_marker(seq: u16) -> Vec<u8> {
+    let ping = fixture("icmp_echo_request_56");
+    let mut f = patch(&ping, 38, &[0xbe, 0xef]);
+    f[40..42].copy_from_slice(&seq.to_be_bytes());
+    oracle::repair_checksums(&mut f, true, true);
+    f
+}
+
+fn is_marker_reply(seen: &Seen, seq: u16) -> bool {
+    !seen.outgoing
+        && seen.bytes.len() > 42
+        && seen.bytes[34] == 0
+        && seen.bytes[38..42] == [0xbe, 0xef, (seq >> 8) as u8, seq as u8]
+}
+
+/// Frames that must get no reply, each with the reason 05 must count it under.
+fn hostile_frames() -> Vec<(&'static str, Vec<u8>, Drop)> {
+    let arp = fixture("arp_request_arping");
+    let ping = fixture("icmp_echo_request_56");
+    let ping0 = fixture("icmp_echo_request_0");
+    let vlan = [&ping[..12], &[0x81, 0x00, 0x00, 0x07], &ping[12..]].concat();
+    let qinq =
+        [&ping[..12], &[0x88, 0xa8, 0x00, 0x07, 0x81, 0x00, 0x00, 0x07], &ping[12..]].concat();
+    vec![
+        ("Ethernet header only", ping[..14].to_vec(), Drop::Truncated),
+        ("ARP cut at 41 bytes", arp[..41].to_vec(), Drop::Truncated),
+        ("IPv4 header cut at 33 bytes", ping[..33].to_vec(), Drop::Truncated),
+        ("ping cut one byte short", ping[..97].to_vec(), Drop::Truncated),
+        ("total length past the frame", patch_fixed(&ping, 16, &[0x05, 0xdc]), Drop::Truncated),
+        ("ICMP shorter than its header", patch_fixed(&ping0[..40], 16, &[0, 26]), Drop::Truncated),
+        ("echo to another MAC", patch(&ping, 0, &[2, 0, 0, 0, 0, 9]), Drop::NotOurMac),
+        ("echo to the broadcast MAC", patch(&ping, 0, &[0xff; 6]), Drop::NotOurMac),
+        ("ARP to a multicast MAC", patch(&arp, 0, &[1, 0, 0x5e, 0, 0, 1]), Drop::NotOurMac),
+        ("from a group MAC", patch(&ping, 6, &[0x01]), Drop::BadSourceMac),
+        ("from the broadcast MAC", patch(&arp, 6, &[0xff; 6]), Drop::BadSourceMac),
+        ("802.1Q tagged echo", vlan, Drop::VlanTagged),
+        ("802.1ad Q-in-Q echo", qinq, Drop::VlanTagged),
+        ("IPv6 router solicitation", fixture("ipv6_router_solicitation"), Drop::OtherProtocol),
+        ("UDP", patch_fixed(&ping, 23, &[17]), Drop::OtherProtocol),
+        ("802.3 length, not an EtherType", patch(&ping, 12, &[0x00, 0x54]), Drop::OtherProtocol),
+        ("ARP for token ring", patch(&arp, 15, &[6]), Drop::ArpUnsupported),
+        ("ARP for IPv6", patch(&arp, 16, &[0x86, 0xdd]), Drop::ArpUnsupported),
+        ("ARP hardware length 8", patch(&arp, 18, &[8]), Drop::ArpUnsupported),
+        ("ARP reply", patch(&arp, 21, &[2]), Drop::ArpNotRequest),
+        ("RARP request (operation 3)", patch(&arp, 21, &[3]), Drop::ArpNotRequest),
+        ("ARP for 172.16.1.9", patch(&arp, 38, &[172, 16, 1, 9]), Drop::ArpNotForUs),
+        ("gratuitous ARP for our address", patch(&arp, 28, &[172, 16, 1, 2]), Drop::ArpBadSender),
+        ("ARP from a group sender MAC", patch(&arp, 22, &[0x01]), Drop::ArpBadSender),
+        ("ARP from 224.0.0.1", patch(&arp, 28, &[224, 0, 0, 1]), Drop::ArpBadSender),
+        ("IPv4 version 5", patch_fixed(&ping, 14, &[0x55]), Drop::Ipv4Malformed),
+        ("IPv4 IHL 4 (16 bytes)", patch_fixed(&ping, 14, &[0x44]), Drop::Ipv4Malformed),
+        ("total length < header", patch_fixed(&ping, 16, &[0, 19]), Drop::Ipv4Malformed),
+        ("IHL past total length", patch_fixed(&ping0, 14, &[0x4f]), Drop::Ipv4Malformed),
+        ("bad header checksum", patch(&ping, 24, &[0x00, 0x00]), Drop::Ipv4BadChecksum),
+        ("TTL changed, checksum not", patch(&ping, 22, &[0x3f]), Drop::Ipv4BadChecksum),
+        ("first fragment", patch_fixed(&ping, 20, &[0x20, 0x00]), Drop::Ipv4Fragment),
+        ("later fragment", patch_fixed(&ping, 20, &[0x00, 0x10]), Drop::Ipv4Fragment),
+        ("to 172.16.1.9", patch_fixed(&ping, 33, &[9]), Drop::Ipv4NotForUs),
+        ("to the subnet broadcast", patch_fixed(&ping, 33, &[255]), Drop::Ipv4NotForUs),
+        ("to 255.255.255.255", patch_fixed(&ping, 30, &[255; 4]), Drop::Ipv4NotForUs),
+        ("to 224.0.0.1", patch_fixed(&ping, 30, &[224, 0, 0, 1]), Drop::Ipv4NotForUs),
+        ("from 255.255.255.255 (smurf)", patch_fixed(&ping, 26, &[255; 4]), Drop::Ipv4BadSource),
+        ("from 224.0.0.1", patch_fixed(&ping, 26, &[224, 0, 0, 1]), Drop::Ipv4BadSource),
+        ("from 0.0.0.0", patch_fixed(&ping, 26, &[0; 4]), Drop::Ipv4BadSource),
+        ("from 127.0.0.1", patch_fixed(&ping, 26, &[127, 0, 0, 1]), Drop::Ipv4BadSource),
+        ("from ourselves", patch_fixed(&ping, 26, &[172, 16, 1, 2]), Drop::Ipv4BadSource),
+        ("ICMP checksum wrong", patch(&ping, 36, &[0, 0]), Drop::IcmpBadChecksum),
+        ("ICMP data damaged", patch(&ping, 97, &[!ping[97]]), Drop::IcmpBadChecksum),
+        ("echo reply (no ping-pong)", patch_fixed(&ping, 34, &[0]), Drop::IcmpNotEchoRequest),
+        ("echo request code 1", patch_fixed(&ping, 35, &[1]), Drop::IcmpNotEchoRequest),
+        ("destination unreachable", patch_fixed(&ping, 34, &[3, 3]), Drop::IcmpNotEchoRequest),
+        ("timestamp request", patch_fixed(&ping, 34, &[13]), Drop::IcmpNotEchoRequest),
+    ]
+}
+
+/// Legal but unusual frames: each must get exactly the reply the oracle derives.
+fn unusual_frames() -> Vec<(&'static str, Vec<u8>)> {
+    let arp = fixture("arp_request_arping");
+    let ping0 = fixture("icmp_echo_request_0");
+    let big = fixture("icmp_echo_request_1472");
+    // ping -s 8972 on MTU 9000, built from the 1472-byte request's data pattern.
+    let mut jumbo = big[..42].to_vec();
+    jumbo.extend(big[42..].iter().cycle().take(8972));
+    jumbo[16..18].copy_from_slice(&9000u16.to_be_bytes());
+    oracle::repair_checksums(&mut jumbo, true, true);
+    vec![
+        ("ARP probe from 0.0.0.0 (RFC 5227)", patch(&arp, 28, &[0; 4])),
+        ("ARP unicast to our MAC", patch(&arp, 0, &oracle::OUR_MAC)),
+        ("ARP with 100 bytes of padding", [&arp[..], &[0xee; 100]].concat()),
+        ("echo padded to 60 bytes", [&ping0[..], &[0xee; 18]].concat()),
+        ("echo with a 40-byte options header", fixture("icmp_echo_request_options")),
+        ("echo with TTL 1", fixture("icmp_echo_request_ttl1")),
+        ("echo with TTL 0", patch_fixed(&ping0, 22, &[0])),
+        ("echo with 1 byte of data (odd length)", fixture("icmp_echo_request_1")),
+        ("echo of a full 1514-byte frame", big),
+        ("echo of a 9014-byte jumbo frame", jumbo),
+        ("echo with id, seq and data all zero", patch_fixed(&ping0, 38, &[0, 0, 0, 0])),
+        ("echo with TOS 0xff and DF clear", patch_fixed(&ping0, 15, &[0xff, 0, 0x1c, 0, 0, 0, 0])),
+    ]
+}
+
+// ---- judging ----------------------------------------------------------------------------
+
+/// Every frame the responder sent must be the oracle's reply to one of the requests that
+/// deserve one, and each such request must get exactly one reply. The requests are the
+/// frames that left the kernel's side: the crafted ones (each must be among them: the
+/// kernel took it whole) and those of ping and arping. Returns the number of replies.
+fn judge(seen: &[Seen], crafted: &[Vec<u8>]) -> usize {
+    let requests: Vec<&[u8]> =
+        seen.iter().filter(|s| s.outgoing).map(|s| s.bytes.as_slice()).collect();
+    for frame in crafted {
+        assert!(
+            requests.contains(&frame.as_slice()),
+            "a crafted frame never left the kernel's side whole:\n{}",
+            oracle::hex(frame)
+        );
+    }
+    let mut wanted: Vec<(Vec<u8>, &[u8], usize)> = requests
+        .iter()
+        .filter_map(|r| {
+            oracle::expected_reply(r, oracle::expected(r, true, true)).map(|w| (w, *r, 0))
+        })
+        .collect();
+    let replies: Vec<&Seen> = seen.iter().filter(|s| !s.outgoing).collect();
+    for reply in &replies {
+        let Some(entry) = wanted.iter_mut().find(|(w, _, n)| *w == reply.bytes && *n == 0) else {
+            panic!(
+                "the responder sent a frame that answers no request that deserves one:\n{}",
+                oracle::hex(&reply.bytes)
+            );
+        };
+        assert!(reply.bytes.len() <= entry.1.len(), "a reply longer than its request");
+        entry.2 += 1;
+    }
+    for (_, request, n) in &wanted {
+        assert_eq!(*n, 1, "a request that deserves a reply got {n}:\n{}", oracle::hex(request));
+    }
+    replies.len()
+}
+
+/// The counters 05 prints when it stops: label -> count.
+fn counters(output: &str) -> BTreeMap<String, u64> {
+    output
+        .lines()
+        .filter_map(|line| {
+            let (count, label) = line.trim_start().split_once(char::is_whitespace)?;
+            Some((label.trim().to_owned(), count.parse().ok()?))
+        })
+        .collect()
+}
+
+fn assert_ping_answered(lab: &Lab, args: &[&str], log: impl Fn() -> String) {
+    let mut all = vec!["-c", "2", "-i", "0.2", "-W", "2"];
+    all.extend_from_slice(args);
+    all.push(RESPONDER_IP);
+    let out = lab.ping(&all);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(ping_counts(&out), (2, 2), "ping {args:?}:\n{text}\nresponder:\n{}", log());
+    for bad in ["DUP!", "BAD CHECKSUM", "wrong data", "truncated"] {
+        assert!(!text.contains(bad), "ping {args:?} saw {bad:?}:\n{text}");
+    }
+}
+
+// ---- the tests ----------------------------------------------------------------------------
+
+#[test]
+fn hostile_frames_get_no_reply_and_are_counted_by_reason() {
+    require_lab!("hostile_frames_get_no_reply_and_are_counted_by_reason");
+    let start = Instant::now();
+    let (lab, mut responder, capture, sender) = hostile_lab("hostile", "1500");
+    let frames = hostile_frames();
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    for (_, frame, reason) in &frames {
+        sender.send(frame);
+        sent.push(frame.clone());
+        *expected.entry(reason.label().to_owned()).or_default() += 1;
+    }
+    // The kernel's own tools, sending what they can of the same kind. Each arping sends
+    // exactly one request (-c 1) and gives up after 0.2 s without an answer.
+    let arping = |extra: &[&str], target: &str| {
+        let mut args = vec!["-c", "1", "-w", "0.2", "-I", "tap4"];
+        args.extend_from_slice(extra);
+        args.push(target);
+        let out = lab.arping(&args);
+        assert!(!out.status.success(), "arping {args:?} got an answer:\n{out:?}");
+    };
+    arping(&["-b"], RESPONDER_IP); // "tell 255.255.255.255"
+    arping(&["-S", RESPONDER_IP], RESPONDER_IP); // claims our own address
+    arping(&["-P", "-U"], RESPONDER_IP); // an unsolicited ARP reply
+    arping(&["-t", "02:00:00:00:00:09"], RESPONDER_IP); // to another host's MAC
+    arping(&[], "172.16.1.9"); // for another address
+    for (label, count) in [
+        (Drop::ArpBadSender, 2),
+        (Drop::ArpNotRequest, 1),
+        (Drop::NotOurMac, 1),
+        (Drop::ArpNotForUs, 1),
+    ] {
+        *expected.entry(label.label().to_owned()).or_default() += count;
+    }
+    // ping -b: to 172.16.1.255 and the broadcast MAC. ping -s 3000 on a 1500-byte MTU:
+    // three fragments (after an ARP request, which is answered).
+    let out = lab.ping(&["-c", "1", "-W", "0.3", "-b", "172.16.1.255"]);
+    assert_eq!(ping_counts(&out), (1, 0), "{out:?}");
+    let out = lab.ping(&["-c", "1", "-W", "0.3", "-s", "3000", RESPONDER_IP]);
+    assert_eq!(ping_counts(&out), (1, 0), "a reply to fragments: {out:?}");
+    *expected.entry(Drop::NotOurMac.label().to_owned()).or_default() += 1;
+    *expected.entry(Drop::Ipv4Fragment.label().to_owned()).or_default() += 3;
+
+    let marker = end_marker(1);
+    sender.send(&marker);
+    sent.push(marker);
+    let seen = capture.capture_until(Duration::from_secs(10), |s| is_marker_reply(s, 1));
+    let replies = judge(&seen, &sent);
+
+    // Still alive and answering, as an unprivileged process.
+    assert_ping_answered(&lab, &[], || responder.output());
+    let (status, output) = responder.stop();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{output}");
+    let counts = counters(&output);
+    for reason in Drop::ALL {
+        let want = expected.get(reason.label()).copied().unwrap_or(0);
+        assert_eq!(
+            counts.get(reason.label()).copied().unwrap_or(0),
+            want,
+            "frames counted as {reason:?}\n{output}"
+        );
+    }
+    // The kernel's ARP requests (for the fragments and the final ping) and the marker.
+    assert_eq!(counts.get("ICMP echo replies sent"), Some(&3), "{output}");
+    assert!(counts.get("ARP replies sent").is_some_and(|n| *n >= 1), "{output}");
+    eprintln!(
+        "hostile: {} crafted frames, {} replies judged, {:.1} s",
+        frames.len(),
+        replies,
+        start.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn unusual_but_legal_frames_get_exact_replies() {
+    require_lab!("unusual_but_legal_frames_get_exact_replies");
+    let start = Instant::now();
+    let (lab, mut responder, capture, sender) = hostile_lab("unusual", "9000");
+    let frames = unusual_frames();
+    let mut sent = Vec::new();
+    for (_, frame) in &frames {
+        sender.send(frame);
+        sent.push(frame.clone());
+    }
+    // The kernel's ping with IPv4 options (record route), odd sizes, TTL 1, a TOS, a
+    // full-size and a jumbo frame; arping from 0.0.0.0 (a probe).
+    let log = || responder.output();
+    for args in [
+        &["-R"][..],
+        &["-s", "1"],
+        &["-s", "3"],
+        &["-s", "1001"],
+        &["-t", "1"],
+        &["-Q", "0x10"],
+        &["-s", "1472"],
+        &["-s", "8972"],
+        &["-s", "8972", "-M", "do"],
+    ] {
+        assert_ping_answered(&lab, args, log);
+    }
+    let out = lab.arping(&["-c", "1", "-w", "2", "-0", "-I", "tap4", RESPONDER_IP]);
+    assert!(out.status.success(), "arping -0 got no answer: {out:?}\n{}", log());
+
+    let marker = end_marker(2);
+    sender.send(&marker);
+    sent.push(marker);
+    let seen = capture.capture_until(Duration::from_secs(10), |s| is_marker_reply(s, 2));
+    let replies = judge(&seen, &sent);
+    // Each crafted frame, each of the 18 pings, the probe and the marker got its reply
+    // (the kernel's own ARP requests add more).
+    assert!(replies >= frames.len() + 18 + 2, "only {replies} replies");
+
+    let (status, output) = responder.stop();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{output}");
+    assert_eq!(counters(&output).get("frames dropped"), Some(&0), "{output}");
+    eprintln!(
+        "unusual: {} crafted frames and 19 kernel requests, {replies} replies judged, {:.1} s",
+        frames.len(),
+        start.elapsed().as_secs_f64()
+    );
+}
