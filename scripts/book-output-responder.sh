@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# scripts/book-output-faults.sh -- record, for the book's chapter 6 and its troubleshooting
-# appendix, what the programs and the kernel print when things go wrong.
+# scripts/book-output-responder.sh -- record, for the book's chapters 5 and 6 and its
+# troubleshooting appendix, the bytes of real ping exchanges with the responder and what
+# the programs and the kernel print when things go wrong.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
@@ -9,9 +10,18 @@ usage() {
     cat <<EOF
 Usage: sudo $TB_PROG [OPTIONS]
 
-Provoke, in a network namespace created for the purpose (removed again afterwards),
-each fault the book's troubleshooting appendix describes, and save what a student
-would see into book/src/output/faults-*.txt:
+In a network namespace created for the purpose (removed again afterwards), record
+into book/src/output/:
+
+the bytes of real exchanges between the kernel's ping and 05_full_responder
+(chapter 5), read back from its --pcap file with tshark:
+  echo-bytes.txt         one echo request and our reply, in hex
+  echo-fields.txt        lengths and checksums (verified by tshark) of the echo
+                         requests and replies for ping -s 56, -s 1 (odd length),
+                         -s 1472 (a full frame) and -R (IPv4 options)
+  echo-options.txt       what ping -R prints about our reply
+
+and each fault the troubleshooting appendix describes, as a student would see it:
   faults-down-up.txt     tap4 goes down and up under 05_full_responder
   faults-busy.txt        a second 05_full_responder on the same tap4 (EBUSY)
   faults-deleted.txt     tap4 deleted under 05_full_responder (exit status 1)
@@ -28,11 +38,11 @@ The /dev/net/tun faults are made in a private mount namespace (unshare -m): the
 real device node is never touched.
 
 The programs run as --user, never as root, as in the lab. Needs root (namespaces),
-ip, ping, setpriv and unshare. Builds the chapter programs first (cargo build
+ip, ping, tshark, setpriv and unshare. Builds the chapter programs first (cargo build
 --release --bins, as the user behind sudo when there is one).
 
 Options:
-  --netns NAME      the namespace to create and remove (default: tapbook-faults-PID);
+  --netns NAME      the namespace to create and remove (default: tapbook-responder-PID);
                     it must not exist yet
   --user NAME       the unprivileged user who runs the programs (default: \$SUDO_USER,
                     else nobody)
@@ -43,7 +53,7 @@ EOF
 }
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
-NS=tapbook-faults-$$
+NS=tapbook-responder-$$
 OUT=$ROOT/book/src/output
 LAB_USER=
 BIN_DIR=
@@ -62,7 +72,7 @@ done
 TB_NETNS=$NS
 validate_common
 need_root "$@"
-for tool in ip ping setpriv unshare; do
+for tool in ip ping tshark setpriv unshare; do
     command -v "$tool" >/dev/null || die "$tool is missing (scripts/doctor.sh says which package has it)"
 done
 netns_exists && die "network namespace $NS exists already; choose another with --netns"
@@ -87,7 +97,7 @@ if [[ -z $BIN_DIR ]]; then
     [[ $TARGET == /* ]] || TARGET=$ROOT/$TARGET
     BIN_DIR=$TARGET/release
 fi
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tapbook-faults.XXXXXX")
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tapbook-responder.XXXXXX")
 PIDS=()
 cleanup() {
     local pid
@@ -108,6 +118,8 @@ done
 chmod 0755 -- "$WORK" "$BIN"
 REC=$WORK/out
 mkdir -p -- "$REC"
+RUN=$WORK/run                 # the programs' working directory (the pcap goes there)
+install -d -m 0755 -o "$LAB_UID" -g "$LAB_GID" -- "$RUN"
 # Run from / so that nothing shows where the script was started.
 cd /
 
@@ -154,15 +166,49 @@ expect() {
 $(sed 's/^/    /' "$REC/$1")"
 }
 
-lab() { "$ROOT/scripts/setup.sh" --netns "$NS" --user "$LAB_USER" >/dev/null; }
+# The kernel's side of tap4 gets a fixed MAC, as in scripts/book-output.sh, so that the
+# bytes are the same from one recording to the next (a student's tap4 has a random one).
+lab() {
+    "$ROOT/scripts/setup.sh" --netns "$NS" --user "$LAB_USER" >/dev/null
+    ns ip link set dev tap4 address 02:00:00:00:00:01
+}
 responder() { "${AS_USER[@]}" "$BIN/05_full_responder"; }
 
 # ---- the lab ------------------------------------------------------------------------------
-say "Recording faults in network namespace $NS as user $LAB_USER."
+say "Recording in network namespace $NS as user $LAB_USER."
 ip netns add "$NS"
 ns ip link set lo up
 lab
 step "lab ready: tap4 owned by $LAB_USER"
+
+# ---- the bytes of a ping -----------------------------------------------------------------
+step "echo requests and replies, into a pcap"
+start echo.log "${AS_USER[@]}" env -C "$RUN" "$BIN/05_full_responder" --quiet --pcap tapbook.pcap
+pid=$STARTED
+wait_for "05_full_responder to attach" 10 carrier_on
+sleep 1
+for size in 56 1 1472; do
+    ns ping -c 1 -W 2 -s "$size" 172.16.1.2 >"$WORK/ping-$size.log" 2>&1 ||
+        die "ping -s $size got no answer: $(cat "$WORK/ping-$size.log")"
+done
+record echo-options.txt "ping -c 1 -R 172.16.1.2" ns ping -c 1 -W 2 -R 172.16.1.2
+expect echo-options.txt "1 received"
+kill -TERM "$pid"
+wait "$pid" || die "05_full_responder did not exit 0 on SIGTERM: $(cat "$WORK/echo.log")"
+# tshark as the user who owns the file, in a home of its own (it looks for settings).
+tshark_user() { "${AS_USER[@]}" env HOME="$RUN" tshark -r "$RUN/tapbook.pcap" "$@" 2>/dev/null; }
+# The first echo request and the reply right after it.
+first_pair=$(tshark_user -Y icmp -T fields -e frame.number | head -n 2 | paste -sd, -)
+first_pair=${first_pair/,/ || frame.number == }
+record echo-bytes.txt "tshark -r tapbook.pcap -x -Y 'frame.number == ${first_pair}'" \
+    tshark_user -x -Y "frame.number == $first_pair"
+expect echo-bytes.txt "08 00 45 00"
+CHECK=(-o ip.check_checksum:TRUE)
+record echo-fields.txt "tshark -r tapbook.pcap -o ip.check_checksum:TRUE -Y icmp -T fields -E header=y -e frame.len -e ip.hdr_len -e ip.len -e ip.checksum.status -e icmp.type -e icmp.checksum.status" \
+    tshark_user "${CHECK[@]}" -Y icmp -T fields -E header=y -e frame.len -e ip.hdr_len -e ip.len \
+    -e ip.checksum.status -e icmp.type -e icmp.checksum.status
+expect echo-fields.txt "138	60	124	1	8	1"
+sed -i '/^tshark: $/d' "$REC"/echo-*.txt
 
 # ---- nothing attached ---------------------------------------------------------------------
 step "no carrier"
@@ -337,14 +383,14 @@ if len(sys.argv) > 5:
     ns ip neigh flush dev tap4
     PY_ARGS=(0x0002 2048 2 0806)
     PING_ARGS=(-c 1 -W 1)
-    py_demo faults-no-pi.txt "the python3 reader in scripts/book-output-faults.sh, attached with IFF_TAP only (no IFF_NO_PI); then: ping -c 1 172.16.1.2"
+    py_demo faults-no-pi.txt "the python3 reader in scripts/book-output-responder.sh, attached with IFF_TAP only (no IFF_NO_PI); then: ping -c 1 172.16.1.2"
     expect faults-no-pi.txt "00 00 08 06 ff ff ff ff ff ff"
     # A 1500-byte buffer, as the C program had, and a ping whose frame is 1514 bytes. The
     # kernel needs our MAC first: a static entry, as nobody answers ARP here.
     ns ip neigh replace 172.16.1.2 lladdr 02:00:00:00:00:02 dev tap4 nud permanent
     PY_ARGS=(0x1002 1500 12 0800 ip)
     PING_ARGS=(-c 1 -W 1 -s 1472)
-    py_demo faults-truncated.txt "the python3 reader in scripts/book-output-faults.sh, IFF_TAP | IFF_NO_PI, with a 1500-byte buffer; then: ping -c 1 -s 1472 172.16.1.2"
+    py_demo faults-truncated.txt "the python3 reader in scripts/book-output-responder.sh, IFF_TAP | IFF_NO_PI, with a 1500-byte buffer; then: ping -c 1 -s 1472 172.16.1.2"
     expect faults-truncated.txt "were cut off"
 else
     warn "no python3 that $LAB_USER can run: faults-no-pi.txt and faults-truncated.txt left as they were"
@@ -353,7 +399,7 @@ fi
 # ---- publish --------------------------------------------------------------------------------------
 cp -- "$REC"/*.txt "$OUT"/
 if [[ -n ${SUDO_UID:-} ]]; then
-    chown -- "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" "$OUT"/faults-*.txt
+    chown -- "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" "$OUT"/faults-*.txt "$OUT"/echo-*.txt
 fi
 say ""
 say "Wrote $(find "$REC" -name '*.txt' | wc -l) files to $OUT: $(cd -- "$REC" && echo *.txt)"
