@@ -28,7 +28,8 @@ What it does:
   3. runs 01_open_clone ... 05_full_responder inside it as --user (no root),
      and drives them with ping, arping, tshark and scripts/capture.sh;
   4. checks that each run did what the book says (the replies came back),
-     and only then replaces the files in the output directory;
+     and only then replaces its files in the output directory (it leaves
+     the files of other scripts there alone);
   5. deletes the namespace again, also on failure or Ctrl-C.
 Every output file starts with the command a student would type ('\$ ...').
 Times, ping identifiers and the like are left as they were measured.
@@ -247,6 +248,16 @@ expect 01-eperm.txt "EPERM"
 record 01-transient.txt "sudo target/release/01_open_clone --iface tap9" \
     ns "$BIN/01_open_clone" --iface tap9
 expect 01-transient.txt "vanished with its last descriptor"
+# For the exercises: a name pattern the kernel completes, and a multi-queue
+# interface that a single-queue request may not attach to.
+record 01-pattern.txt "sudo target/release/01_open_clone --iface 'tap%d'" \
+    ns "$BIN/01_open_clone" --iface 'tap%d'
+expect 01-pattern.txt "attached it to tap0"
+ns ip tuntap add dev tap6 mode tap multi_queue user "$LAB_USER"
+record 01-einval.txt "cargo run -q --bin 01_open_clone -- --iface tap6" \
+    as_user "$BIN/01_open_clone" --iface tap6
+expect 01-einval.txt "EINVAL"
+ns ip link del dev tap6
 
 # ---- chapter 3: 02_hexdump -------------------------------------------------------------
 step "02_hexdump (about 10 s: waits for what a fresh interface sends by itself)"
@@ -290,23 +301,28 @@ pid=$STARTED
 settle 03_arp_reply
 record 03-arping.txt "sudo arping -c 3 -I tap4 172.16.1.2" ns arping -c 3 -w 5 -I tap4 172.16.1.2
 record 03-arping-other.txt "sudo arping -c 2 -I tap4 172.16.1.3" ns arping -c 2 -w 3 -I tap4 172.16.1.3
-# For the exercises: an address probe (RFC 5227, sender 0.0.0.0), a unicast
-# request (as the kernel sends to re-check a neighbour), and a sender that
-# claims our own address.
-record 03-arping-variants.txt "sudo arping -c 1 -I tap4 -S 0.0.0.0 172.16.1.2" \
-    ns arping -c 1 -w 2 -I tap4 -S 0.0.0.0 172.16.1.2
-record 03-arping-variants.txt "sudo arping -c 1 -I tap4 -t 02:00:00:00:00:02 172.16.1.2" \
-    ns arping -c 1 -w 2 -I tap4 -t 02:00:00:00:00:02 172.16.1.2
-record 03-arping-variants.txt "sudo arping -c 1 -I tap4 -S 172.16.1.2 172.16.1.2" \
-    ns arping -c 1 -w 2 -I tap4 -S 172.16.1.2 172.16.1.2
 record 03-ping.txt "ping -c 2 -W 1 172.16.1.2" ns ping -c 2 -W 1 172.16.1.2
 record 03-neigh.txt "ip neigh show dev tap4" ns ip neigh show dev tap4
 record 03-route.txt "ip route show dev tap4" ns ip route show dev tap4
 stop "$pid" INT 03-arp-reply
 expect 03-arping.txt "3 packets received"
 expect 03-arping-other.txt "0 packets received"
-expect 03-arp-reply.txt "who-has 172.16.1.2 tell 0.0.0.0"
-expect 03-arp-reply.txt "(ignored: ARP bad sender)"
+
+# For the exercises, in a second run: an address probe (RFC 5227, sender
+# 0.0.0.0), a unicast request (as the kernel sends to re-check a neighbour),
+# and a sender that claims our own address.
+start 03-arp-reply-variants "cargo run -q --bin 03_arp_reply" "${AS_USER[@]}" "$BIN/03_arp_reply"
+pid=$STARTED
+settle 03_arp_reply
+record 03-arping-variants.txt "sudo arping -c 1 -I tap4 -S 0.0.0.0 172.16.1.2" \
+    ns arping -c 1 -w 2 -I tap4 -S 0.0.0.0 172.16.1.2
+record 03-arping-variants.txt "sudo arping -c 1 -I tap4 -t 02:00:00:00:00:02 172.16.1.2" \
+    ns arping -c 1 -w 2 -I tap4 -t 02:00:00:00:00:02 172.16.1.2
+record 03-arping-variants.txt "sudo arping -c 1 -I tap4 -S 172.16.1.2 172.16.1.2" \
+    ns arping -c 1 -w 2 -I tap4 -S 172.16.1.2 172.16.1.2
+stop "$pid" INT 03-arp-reply-variants
+expect 03-arp-reply-variants.txt "who-has 172.16.1.2 tell 0.0.0.0"
+expect 03-arp-reply-variants.txt "(ignored: ARP bad sender)"
 expect 03-neigh.txt "172.16.1.2 lladdr 02:00:00:00:00:02"
 expect 03-arp-reply.txt "-> ARP reply 172.16.1.2 is-at 02:00:00:00:00:02"
 
@@ -361,10 +377,11 @@ expect 05-tshark-r.txt "Echo (ping) reply"
 # ---- 3. publish ----------------------------------------------------------------------------
 # The terminal noise of tshark 4.x (a bare "tshark: " line) is not output.
 sed -i '/^tshark: $/d' "$REC"/*.txt
-rm -f -- "$OUT"/*.txt
+# Only the files this script writes are replaced: other scripts
+# (book-output-*.sh) record into the same directory.
 cp -- "$REC"/*.txt "$OUT"/
 if [[ -n ${SUDO_UID:-} ]]; then
-    chown -- "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" "$OUT" "$OUT"/*.txt
+    (cd -- "$REC" && for f in *.txt; do chown -- "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" "$OUT/$f"; done)
 fi
 say ""
 say "Wrote $(find "$REC" -name '*.txt' | wc -l) files to ${OUT#"$ROOT"/}/:"
