@@ -500,6 +500,7 @@ mod tests {
         }
     }
 
+    // ANCHOR: kernel_comparison
     #[test]
     fn echo_reply_matches_the_kernels_but_for_the_fields_it_chooses() {
         // The kernel's reply to the same request, captured over a veth pair, differs from
@@ -517,7 +518,9 @@ mod tests {
             hex::encode(&kernel)
         );
     }
+    // ANCHOR_END: kernel_comparison
 
+    // ANCHOR: padding_test
     #[test]
     fn padding_does_not_reach_the_reply() {
         let mut request = fixture!("icmp_echo_request_0");
@@ -525,6 +528,7 @@ mod tests {
         request.resize(60, 0xee);
         assert_eq!(reply_to(&request).unwrap(), unpadded);
     }
+    // ANCHOR_END: padding_test
 
     #[test]
     fn options_are_dropped_from_the_reply_with_lengths_to_match() {
@@ -539,6 +543,7 @@ mod tests {
         assert!(ip.verify_checksum());
     }
 
+    // ANCHOR: ignores_what_it_must
     #[test]
     fn ignores_what_it_must() {
         let arp = fixture!("arp_request_arping");
@@ -627,6 +632,7 @@ mod tests {
             assert_eq!(reply_to(&frame), Err(expected), "{what}");
         }
     }
+    // ANCHOR_END: ignores_what_it_must
 
     #[test]
     fn legal_but_unusual_requests_are_answered() {

@@ -85,6 +85,7 @@ pub enum TapError {
     Output(io::Error),
 }
 
+// ANCHOR: tap_error_display
 impl fmt::Display for TapError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -144,6 +145,7 @@ impl fmt::Display for TapError {
         }
     }
 }
+// ANCHOR_END: tap_error_display
 
 impl std::error::Error for TapError {}
 
@@ -284,6 +286,7 @@ impl Tap {
     }
     // ANCHOR_END: write_frame
 
+    // ANCHOR: io_error
     fn io_error(&self, what: &'static str, errno: Errno) -> TapError {
         let name = self.name.clone();
         match errno {
@@ -294,6 +297,7 @@ impl Tap {
             errno => TapError::Io { what, name, errno },
         }
     }
+    // ANCHOR_END: io_error
 
     // ANCHOR: report
     /// What the kernel says about this descriptor and interface.
