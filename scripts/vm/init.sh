@@ -1,0 +1,142 @@
+#!/bin/busybox sh
+# shellcheck shell=sh
+# scripts/vm/init.sh -- the guest's whole user space: PID 1 of the tiny Linux guest that
+# scripts/vm-lab.sh boots. It runs from an initramfs holding only busybox, this file and
+# the virtio-net kernel modules; no disk, no udev, no systemd.
+#
+# Kernel command line (set by vm-lab.sh):
+#   tapbook.mode=batch   run the pings, print the results, wait for the host to say
+#                        "poweroff" on the console (so it can look at the bridge while
+#                        the guest is still up), then power off
+#   tapbook.mode=shell   the same pings, then an interactive shell on the console
+#   tapbook.mode=keep    the same pings, then stay up (answering pings) until killed
+#   tapbook.count=N      pings per address (default 3)
+#
+# Lines starting with "[guest]" are read by vm-lab.sh; keep their wording in step.
+
+# ANCHOR: setup
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+# ANCHOR_END: setup
+
+say() { echo "[guest] $*"; }
+
+MODE="batch"
+COUNT=3
+read -r cmdline </proc/cmdline
+for arg in $cmdline; do
+    case $arg in
+        tapbook.mode=*) MODE=${arg#*=} ;;
+        tapbook.count=*) COUNT=${arg#*=} ;;
+    esac
+done
+
+say "init started: Linux $(uname -r), mode $MODE"
+
+# ANCHOR: modules
+# The order matters: insmod does not resolve dependencies (modprobe would, but needs
+# modules.dep), so every module comes after the ones it uses. vm-lab.sh writes the list,
+# leaving out whatever the kernel has built in.
+loaded=
+while read -r module; do
+    if insmod "/lib/modules/tapbook/$module.ko"; then
+        loaded="$loaded $module"
+    else
+        say "insmod $module failed"
+    fi
+done </lib/modules/tapbook/load-order
+say "modules loaded:${loaded:- none (all built in)}"
+# ANCHOR_END: modules
+
+# The driver probes the PCI device as virtio_net loads; give it a moment.
+i=0
+while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+if [ ! -e /sys/class/net/eth0 ]; then
+    say "no eth0: this kernel did not bring up the virtio-net NIC"
+    poweroff -f
+fi
+
+# ANCHOR: features
+# The feature bits the driver and QEMU agreed on, one character per bit ("1" = on),
+# from the virtio and virtio-net specifications.
+feature_name() {
+    case $1 in
+        0) echo CSUM ;; 1) echo GUEST_CSUM ;; 2) echo CTRL_GUEST_OFFLOADS ;; 3) echo MTU ;;
+        5) echo MAC ;; 7) echo GUEST_TSO4 ;; 8) echo GUEST_TSO6 ;; 9) echo GUEST_ECN ;;
+        10) echo GUEST_UFO ;; 11) echo HOST_TSO4 ;; 12) echo HOST_TSO6 ;;
+        13) echo HOST_ECN ;; 14) echo HOST_UFO ;; 15) echo MRG_RXBUF ;; 16) echo STATUS ;;
+        17) echo CTRL_VQ ;; 18) echo CTRL_RX ;; 19) echo CTRL_VLAN ;;
+        20) echo CTRL_RX_EXTRA ;; 21) echo GUEST_ANNOUNCE ;; 22) echo MQ ;;
+        23) echo CTRL_MAC_ADDR ;; 28) echo RING_INDIRECT_DESC ;; 29) echo RING_EVENT_IDX ;;
+        32) echo VERSION_1 ;; 33) echo ACCESS_PLATFORM ;; 34) echo RING_PACKED ;;
+        35) echo IN_ORDER ;; 36) echo ORDER_PLATFORM ;; 37) echo SR_IOV ;;
+        38) echo NOTIFICATION_DATA ;; 40) echo RING_RESET ;; 53) echo NOTF_COAL ;;
+        57) echo HASH_REPORT ;; 60) echo RSS ;; 62) echo STANDBY ;; 63) echo SPEED_DUPLEX ;;
+        *) echo "bit$1" ;;
+    esac
+}
+bits=$(cat /sys/class/net/eth0/device/features 2>/dev/null)
+names=
+bit=0
+while [ -n "$bits" ]; do
+    rest=${bits#?}
+    [ "${bits%"$rest"}" = 1 ] && names="$names $(feature_name $bit)"
+    bits=$rest
+    bit=$((bit + 1))
+done
+driver=$(basename "$(readlink /sys/class/net/eth0/device/driver)")
+say "eth0: MAC $(cat /sys/class/net/eth0/address), driver $driver"
+say "virtio features agreed:$names"
+# ANCHOR_END: features
+
+# ANCHOR: network
+ip link set lo up
+ip link set eth0 up
+ip addr add 172.16.1.3/24 dev eth0
+say "eth0 is up with 172.16.1.3/24"
+# ANCHOR_END: network
+
+# Carrier follows the tap on the host side; wait for it (at most 5 s) so that the
+# first ping is not lost to a link that is still coming up.
+i=0
+while [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ] && [ $i -lt 50 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+
+# ANCHOR: pings
+for target in 172.16.1.2 172.16.1.1; do
+    say "ping -c $COUNT $target"
+    ping -c "$COUNT" -i 0.2 -w 15 "$target" || say "ping $target failed"
+done
+say "neighbours learnt:"
+ip neigh show dev eth0
+say "eth0 counters: rx $(cat /sys/class/net/eth0/statistics/rx_packets) packets," \
+    "tx $(cat /sys/class/net/eth0/statistics/tx_packets) packets"
+# ANCHOR_END: pings
+
+case $MODE in
+    shell)
+        say "shell: try 'ping 172.16.1.2', 'ip neigh', 'cat /proc/net/dev'; 'exit' powers off"
+        setsid cttyhack sh
+        ;;
+    keep)
+        say "staying up; ping 172.16.1.3 from the lab namespace"
+        while :; do sleep 3600; done
+        ;;
+    *)
+        # ANCHOR: handshake
+        say "done; waiting for the host to say poweroff"
+        # shellcheck disable=SC3045 # busybox ash has read -t
+        read -r -t 60 _ || true
+        # ANCHOR_END: handshake
+        ;;
+esac
+say "powering off"
+poweroff -f
