@@ -56,6 +56,7 @@ fn run(args: &Args, counters: &mut Counters) -> anyhow::Result<()> {
     )?;
 
     // ANCHOR: loop
+    // ANCHOR: buffers_and_flush
     let mut frame = vec![0u8; FRAME_BUFFER_LEN];
     let mut reply = vec![0u8; FRAME_BUFFER_LEN];
     loop {
@@ -66,6 +67,7 @@ fn run(args: &Args, counters: &mut Counters) -> anyhow::Result<()> {
         let Some(len) = tap.read_frame_or_idle(&mut frame, flush)? else {
             break; // Ctrl-C or SIGTERM
         };
+        // ANCHOR_END: buffers_and_flush
         let request = &frame[..len];
         let outcome = respond(&host, Services::ALL, request, &mut reply);
         counters.record(&outcome);

@@ -1,0 +1,230 @@
+//! No heap allocation per frame, shown two ways:
+//! - in process: a counting global allocator around exactly what `05_full_responder`
+//!   does for each frame (respond, count, pcap record, the two summary lines), over every
+//!   captured frame and a set of damaged ones;
+//! - end to end: `05_full_responder` run under valgrind, flooded with 10 and then with
+//!   10 000 pings: the total number of allocations must not change.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::SystemTime;
+
+use tapbook::pcap::PcapWriter;
+use tapbook::respond::Counters;
+use tapbook::show::Summary;
+use tapbook::{FRAME_BUFFER_LEN, Host, Services, respond};
+
+// ANCHOR: counting_allocator
+/// Passes every request on to the system allocator, counting the allocations made by the
+/// current thread (the test harness runs other tests on other threads at the same time).
+struct CountingAllocator;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_one() {
+    // `try_with`: a thread being torn down may still free (and so allocate) after its
+    // thread-locals are gone.
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+// SAFETY: every method forwards to `System`, which upholds GlobalAlloc's contract; the
+// counting touches only a const-initialised thread-local `Cell`, which never allocates.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: the caller's guarantees for `layout` are passed on unchanged.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: as for alloc.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_one();
+        // SAFETY: `ptr` was allocated by `System` (through us) with `layout`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by `System` (through us) with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// How many allocations `f` made on this thread.
+fn allocations_in(f: impl FnOnce()) -> u64 {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+// ANCHOR_END: counting_allocator
+
+const US: Host = Host {
+    ip: std::net::Ipv4Addr::new(172, 16, 1, 2),
+    mac: tapbook::wire::MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x02]),
+};
+
+/// Every frame in tests/fixtures (captured from the kernel), plus damaged copies that
+/// take the responder down its drop paths.
+fn frames() -> Vec<Vec<u8>> {
+    let dir = common::repo_root().join("tests/fixtures");
+    let mut frames: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .expect("reading tests/fixtures")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "hex"))
+        .map(|path| load_fixture(&path))
+        .collect();
+    assert!(frames.len() >= 10, "expected the captured fixtures in {}", dir.display());
+    let ping = load_fixture(&dir.join("icmp_echo_request_56.hex"));
+    for (offset, value) in [(0, 0xffu8), (6, 0x01), (12, 0x86), (14, 0x46), (22, 0x00), (40, 0x77)]
+    {
+        let mut damaged = ping.clone();
+        damaged[offset] = value;
+        frames.push(damaged);
+    }
+    frames.push(ping[..20].to_vec());
+    frames
+}
+
+/// A fixture file: `#` lines are comments, the rest whitespace-separated hex bytes.
+fn load_fixture(path: &Path) -> Vec<u8> {
+    let text = std::fs::read_to_string(path).expect("reading a fixture");
+    let hex: String = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .flat_map(str::split_whitespace)
+        .collect();
+    hex::decode(hex).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn the_counting_allocator_sees_an_allocation() {
+    // Without this, a broken counter would make the next test pass whatever happens.
+    let n = allocations_in(|| {
+        std::hint::black_box(Box::new(7u64));
+    });
+    assert_eq!(n, 1);
+}
+
+// ANCHOR: no_alloc_test
+#[test]
+fn the_receive_reply_path_allocates_nothing() {
+    let frames = frames();
+    // Set up as 05_full_responder does, before its loop: buffers, counters, the pcap
+    // writer and the output buffer. Writing to a Vec of fixed capacity that is emptied
+    // after each frame stands for the BufWriter that 05 flushes when idle.
+    let mut reply = vec![0u8; FRAME_BUFFER_LEN];
+    let mut counters = Counters::default();
+    let mut pcap = PcapWriter::new(BufWriter::with_capacity(64 * 1024, std::io::sink()))
+        .expect("writing a pcap header to a sink");
+    let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
+
+    let mut per_frame = || {
+        for request in &frames {
+            let outcome = respond(&US, Services::ALL, request, &mut reply);
+            counters.record(&outcome);
+            pcap.write_frame(request, SystemTime::now()).expect("pcap to a sink");
+            match outcome {
+                Ok(answer) => {
+                    let reply = &reply[..answer.len()];
+                    pcap.write_frame(reply, SystemTime::now()).expect("pcap to a sink");
+                    writeln!(out, "<- {}\n-> {}", Summary(request), Summary(reply))
+                }
+                Err(reason) => writeln!(out, "<- {}\n   dropped: {reason}", Summary(request)),
+            }
+            .expect("writing into a Vec");
+            assert!(out.len() > 20, "a summary was written");
+            out.clear();
+        }
+    };
+    per_frame(); // once to warm up, then count
+    let n = allocations_in(|| {
+        for _ in 0..100 {
+            per_frame();
+        }
+    });
+    assert_eq!(n, 0, "allocations for {} frames", 100 * frames.len());
+
+    // The final report of the counters, too, formats without allocating.
+    let n = allocations_in(|| write!(out, "{counters}").expect("writing into a Vec"));
+    assert_eq!(n, 0);
+    let report = String::from_utf8_lossy(&out);
+    assert!(report.contains("frames dropped"), "{report}");
+    assert!(counters.echo_replies > 0 && counters.arp_replies > 0 && counters.total_dropped() > 0);
+}
+// ANCHOR_END: no_alloc_test
+
+/// `valgrind` reports "total heap usage: N allocs, M frees, B bytes allocated" at exit.
+fn heap_allocs(valgrind_log: &str) -> Option<u64> {
+    let line = valgrind_log.lines().find(|l| l.contains("total heap usage:"))?;
+    let n = line.split("total heap usage:").nth(1)?.split_whitespace().next()?;
+    n.replace(',', "").parse().ok()
+}
+
+/// Runs 05_full_responder (per-frame output and a pcap on, the busiest path) under
+/// valgrind, floods it with `count` pings and returns how many allocations it made.
+fn allocations_for_pings(count: u32) -> u64 {
+    let bin = env!("CARGO_BIN_EXE_05_full_responder");
+    let mut lab = common::Lab::new("noalloc");
+    let pcap = std::env::temp_dir().join(format!("{}.pcap", lab.netns));
+    // The bare loop and the benchmark give the kernel our MAC; here 05 answers ARP too,
+    // but a static entry keeps ARP out of the count (one frame either way).
+    lab.ip(&[
+        "neigh",
+        "replace",
+        common::RESPONDER_IP,
+        "lladdr",
+        common::RESPONDER_MAC,
+        "dev",
+        "tap4",
+        "nud",
+        "permanent",
+    ]);
+    let pcap_arg = pcap.to_string_lossy().into_owned();
+    let mut responder = lab.start(
+        "valgrind",
+        &["--tool=memcheck", "--leak-check=no", bin, "--pcap", &pcap_arg],
+        None,
+    );
+    let out = lab.ping(&["-f", "-q", "-l", "8", "-c", &count.to_string(), common::RESPONDER_IP]);
+    let (sent, received) = common::ping_counts(&out);
+    assert_eq!((sent, received), (count, count), "{}", String::from_utf8_lossy(&out.stdout));
+    let (status, output) = responder.stop();
+    let _ = std::fs::remove_file(&pcap);
+    assert!(status.is_some_and(|s| s.success()), "05 under valgrind:\n{output}");
+    let stdout = responder.stdout_text();
+    assert!(
+        stdout.contains(&format!("{count:>10}  ICMP echo replies sent")),
+        "05 did not count {count} replies:\n{stdout}"
+    );
+    heap_allocs(&responder.stderr_text())
+        .unwrap_or_else(|| panic!("no heap summary from valgrind:\n{output}"))
+}
+
+// ANCHOR: valgrind_test
+#[test]
+fn full_responder_allocations_do_not_grow_with_the_number_of_frames() {
+    require_lab!("full_responder_allocations_do_not_grow_with_the_number_of_frames");
+    if !common::tool_exists("valgrind") {
+        // CI installs valgrind (.ci/run), so there this cannot be skipped.
+        assert!(std::env::var_os("CI").is_none(), "valgrind is missing under CI");
+        eprintln!("SKIPPED: valgrind is not installed (apt-get install valgrind)");
+        return;
+    }
+    let few = allocations_for_pings(10);
+    let many = allocations_for_pings(10_000);
+    eprintln!(
+        "05_full_responder under valgrind: {few} allocations for 10 pings, {many} for 10 000"
+    );
+    assert_eq!(few, many, "allocations after 10 pings: {few}; after 10 000: {many}");
+}
+// ANCHOR_END: valgrind_test
