@@ -26,6 +26,10 @@ extern "C" fn request_stop(_signal: libc::c_int) {
 // ANCHOR: install
 /// Makes SIGINT (Ctrl-C) and SIGTERM set the stop flag instead of killing the process.
 /// Without `SA_RESTART`, a blocking call interrupted by them returns EINTR.
+///
+/// Also gives SIGPIPE back its default action, which Rust's runtime sets to "ignore":
+/// then `02_hexdump | head` ends quietly when `head` has read enough, like any Unix
+/// filter, instead of `println!` panicking on EPIPE.
 pub fn stop_on_signals() -> nix::Result<()> {
     let action =
         SigAction::new(SigHandler::Handler(request_stop), SaFlags::empty(), SigSet::empty());
@@ -33,6 +37,9 @@ pub fn stop_on_signals() -> nix::Result<()> {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe { sigaction(signal, &action) }?;
     }
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: restoring a default action installs no code of ours.
+    unsafe { sigaction(Signal::SIGPIPE, &default) }?;
     Ok(())
 }
 // ANCHOR_END: install
