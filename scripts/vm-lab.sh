@@ -476,6 +476,7 @@ boot_guest() {
     local accel=$1 mode=$2 serial=$LOG/serial-$1.txt
     local wrap=() serial_opt=stdio
     [[ $mode == shell ]] && serial_opt=mon:stdio
+    # ANCHOR: qemu
     QEMU_CMD=(qemu-system-x86_64 -name tapbook-guest -machine pc -accel "$accel" -m 256 -smp 1
         -nodefaults -no-user-config -nographic -no-reboot -serial "$serial_opt"
         -kernel "$KERNEL_IMAGE" -initrd "$INITRAMFS"
@@ -483,6 +484,7 @@ boot_guest() {
         -netdev "tap,id=net0,ifname=$VM_TAP,script=no,downscript=no"
         -device "virtio-net-pci,netdev=net0,mac=$GUEST_MAC,romfile="
         -pidfile "$LOG/qemu.pid")
+    # ANCHOR_END: qemu
     if [[ -n $STRACE_OUT ]]; then
         wrap=(strace -f -o "$LOG/strace.txt" -s 26 -x -e 'trace=openat,ioctl,read,writev,close')
     fi
@@ -575,6 +577,7 @@ if ! "$ROOT/scripts/setup.sh" --netns "$NETNS" --user "$LAB_USER" >"$LOG/setup.t
 fi
 say "    \$ scripts/setup.sh --netns $NETNS --user $LAB_USER"
 say "      (tap4, persistent, owned by $LAB_USER, with $HOST_ADDR, up: the lab of the earlier chapters)"
+# ANCHOR: lab
 # On a bridge the ports are wires, and the host's address belongs to the bridge itself:
 # with it on tap4, the host's route to 172.16.1.0/24 would send its replies to the guest
 # out of tap4 straight to our responder, never across the bridge.
@@ -589,6 +592,7 @@ shown ip tuntap add dev "$VM_TAP" mode tap user root
 shown ip link set "$VM_TAP" master "$BRIDGE" up
 shown ip addr add "$HOST_ADDR" dev "$BRIDGE"
 shown ip link set "$BRIDGE" up
+# ANCHOR_END: lab
 shown bridge link show
 
 # ---- 4. the responder ---------------------------------------------------------------

@@ -13,6 +13,8 @@ Usage: sudo $TB_PROG [OPTIONS]
 
 Run scripts/vm-lab.sh twice, the way the chapter tells a student to, and save
 what it prints for book/src/meet-a-real-vm.md. Nothing shown there is typed.
+The responder runs as the user behind sudo, as for a student, or as nobody
+(--user nobody, shown in the recording) when there is none.
   1. sudo scripts/vm-lab.sh
        -> vm-lab.txt (the whole run), and the same run cut at its "== N."
           headings: vm-lab-prepare.txt (1-5), vm-lab-guest.txt (6),
@@ -57,17 +59,21 @@ if [[ -n ${SUDO_USER:-} && $SUDO_USER != root ]]; then lab_user=$SUDO_USER; fi
 extra=(--user "$lab_user")
 [[ -n $BIN ]] && extra+=(--bin "$BIN")
 
-say "1. sudo scripts/vm-lab.sh"
+# The command line as the recording shows it: what was run, without --bin.
+shown_args=
+if [[ $lab_user != "${SUDO_USER:-}" ]]; then shown_args=" --user $lab_user"; fi
+
+say "1. sudo scripts/vm-lab.sh$shown_args"
 {
-    say "\$ sudo scripts/vm-lab.sh"
+    say "\$ sudo scripts/vm-lab.sh$shown_args"
     scripts/vm-lab.sh "${extra[@]}" 2>&1
 } >"$TMP/vm-lab.txt" || { cat "$TMP/vm-lab.txt" >&2; die "scripts/vm-lab.sh failed (output above)"; }
 
-say "2. sudo scripts/vm-lab.sh --strace qemu-tap.strace"
+say "2. sudo scripts/vm-lab.sh$shown_args --strace qemu-tap.strace"
 (cd "$TMP" && "$ROOT/scripts/vm-lab.sh" "${extra[@]}" --strace qemu-tap.strace >run2.txt 2>&1) ||
     { cat "$TMP/run2.txt" >&2; die "scripts/vm-lab.sh --strace failed (output above)"; }
 {
-    say "\$ sudo scripts/vm-lab.sh --strace qemu-tap.strace"
+    say "\$ sudo scripts/vm-lab.sh$shown_args --strace qemu-tap.strace"
     say "\$ cat qemu-tap.strace"
     cat "$TMP/qemu-tap.strace"
 } >"$TMP/vm-strace.txt"
