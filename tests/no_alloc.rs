@@ -176,8 +176,8 @@ fn allocations_for_pings(count: u32) -> u64 {
     let bin = env!("CARGO_BIN_EXE_05_full_responder");
     let mut lab = common::Lab::new("noalloc");
     let pcap = std::env::temp_dir().join(format!("{}.pcap", lab.netns));
-    // The bare loop and the benchmark give the kernel our MAC; here 05 answers ARP too,
-    // but a static entry keeps ARP out of the count (one frame either way).
+    // A permanent neighbour entry: no ARP exchange, so that both runs see the same kinds
+    // of frame, only more or fewer of them.
     lab.ip(&[
         "neigh",
         "replace",
