@@ -367,16 +367,22 @@ use_debian_kernel() {
         kver=$(find "$tmp/root/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | head -n 1)
         resolve_modules "$tmp/root/lib/modules/$kver" "$tmp/root/lib/modules/$kver/modules.builtin" ||
             { rm -rf -- "$tmp"; return 1; }
-        # Keep only what the guest needs: the kernel and the virtio-net modules.
-        rm -rf -- "$dir"
-        mkdir -p "$dir/modules"
-        cp "$tmp/root/boot/vmlinuz-$kver" "$dir/vmlinuz"
-        cp "$tmp/root/lib/modules/$kver/modules.builtin" "$dir/"
-        cp "${MODULE_FILES[@]}" "$dir/modules/"
-        printf '%s\n' "$kver" >"$dir/kernel-release"
-        basename -- "$deb" >"$dir/package"
+        # Keep only what the guest needs: the kernel and the virtio-net modules. The
+        # directory appears in the cache complete, by one rename, so that two runs at
+        # the same time (two test processes, say) cannot see half of it.
+        local keep=$tmp/keep
+        mkdir -p "$keep/modules"
+        cp "$tmp/root/boot/vmlinuz-$kver" "$keep/vmlinuz"
+        cp "$tmp/root/lib/modules/$kver/modules.builtin" "$keep/"
+        cp "${MODULE_FILES[@]}" "$keep/modules/"
+        printf '%s\n' "$kver" >"$keep/kernel-release"
+        basename -- "$deb" >"$keep/package"
+        touch "$keep/.complete"
+        chmod 755 "$keep"
+        [[ -e $dir/.complete ]] || rm -rf -- "$dir"    # left over by an older version
+        mv -T -- "$keep" "$dir" 2>/dev/null || true     # fails if another run was first
         rm -rf -- "$tmp"
-        touch "$dir/.complete"
+        [[ -e $dir/.complete ]] || { WHY="could not store the kernel in $dir"; return 1; }
     fi
     resolve_modules "$dir/modules" "$dir/modules.builtin" || return 1
     KERNEL_IMAGE=$dir/vmlinuz
@@ -421,9 +427,14 @@ build_initramfs() {
     done
     touch "$stage/lib/modules/tapbook/load-order"
     mkdir -p "$CACHE/initramfs"
+    # Written under a name of its own, then renamed: a run at the same time may do the
+    # same, and either result is the same file.
+    local part
+    part=$(mktemp "$out.XXXXXX")
     (cd "$stage" && find . -print0 | LC_ALL=C sort -z |
-        cpio --null --create --format=newc --owner=0:0 --quiet | gzip -9n) >"$out.tmp"
-    mv -- "$out.tmp" "$out"
+        cpio --null --create --format=newc --owner=0:0 --quiet | gzip -9n) >"$part"
+    chmod 644 "$part"
+    mv -f -- "$part" "$out"
     INITRAMFS_NOTE="built"
 }
 
