@@ -10,10 +10,12 @@
 //! No criterion: `std::time::Instant` and `std::hint::black_box` are enough for loops
 //! this regular, and CI builds stay light.
 
+#[path = "../tests/fixtures/mod.rs"]
+mod fixtures;
+
 use std::hint::black_box;
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tapbook::respond::Counters;
@@ -39,18 +41,6 @@ fn checksum_16bit_words(data: &[u8]) -> u16 {
         acc = (acc & 0xffff) + (acc >> 16);
     }
     !(acc as u16)
-}
-
-fn load_fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let hex: String = text
-        .lines()
-        .filter(|line| !line.trim_start().starts_with('#'))
-        .flat_map(str::split_whitespace)
-        .collect();
-    hex::decode(hex).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// How long one call of `f` takes, in nanoseconds: batches sized to take about 5 ms are
@@ -94,10 +84,10 @@ fn main() {
     let save = args.iter().position(|a| a == "--save").and_then(|i| args.get(i + 1)).cloned();
     let budget = if measuring { Duration::from_millis(300) } else { Duration::ZERO };
 
-    let ping_56 = load_fixture("icmp_echo_request_56.hex");
-    let ping_1472 = load_fixture("icmp_echo_request_1472.hex");
-    let arp = load_fixture("arp_request_arping.hex");
-    let mld = load_fixture("ipv6_mld_report.hex");
+    let ping_56 = fixtures::load("icmp_echo_request_56");
+    let ping_1472 = fixtures::load("icmp_echo_request_1472");
+    let arp = fixtures::load("arp_request_arping");
+    let mld = fixtures::load("ipv6_mld_report");
     // The ICMP messages the responder verifies: 64 and 1480 bytes.
     let icmp_56 = &ping_56[34..];
     let icmp_1472 = &ping_1472[34..];

@@ -10,6 +10,7 @@
 //! the kernel's `ping`, and its counters show each frame under the expected reason.
 
 mod common;
+mod fixtures;
 mod oracle;
 
 use std::collections::BTreeMap;
@@ -159,8 +160,7 @@ fn hostile_lab(tag: &str, mtu: &str) -> (Lab, common::Responder, PacketSocket, P
 // ---- the frames -------------------------------------------------------------------------
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/fixtures/{name}.hex", env!("CARGO_MANIFEST_DIR"));
-    oracle::parse_fixture(&std::fs::read_to_string(&path).expect("fixture"))
+    fixtures::load(name)
 }
 
 fn patch(frame: &[u8], at: usize, bytes: &[u8]) -> Vec<u8> {

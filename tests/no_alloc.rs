@@ -6,11 +6,11 @@
 //!   10 000 pings: the total number of allocations must not change.
 
 mod common;
+mod fixtures;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{BufWriter, Write};
-use std::path::Path;
 use std::time::SystemTime;
 
 use tapbook::pcap::PcapWriter;
@@ -76,15 +76,8 @@ const US: Host = Host {
 /// Every frame in tests/fixtures (captured from the kernel), plus damaged copies that
 /// take the responder down its drop paths.
 fn frames() -> Vec<Vec<u8>> {
-    let dir = common::repo_root().join("tests/fixtures");
-    let mut frames: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-        .expect("reading tests/fixtures")
-        .map(|entry| entry.expect("a directory entry").path())
-        .filter(|path| path.extension().is_some_and(|e| e == "hex"))
-        .map(|path| load_fixture(&path))
-        .collect();
-    assert!(frames.len() >= 10, "expected the captured fixtures in {}", dir.display());
-    let ping = load_fixture(&dir.join("icmp_echo_request_56.hex"));
+    let mut frames: Vec<Vec<u8>> = fixtures::all().into_iter().map(|(_, frame)| frame).collect();
+    let ping = fixtures::load("icmp_echo_request_56");
     for (offset, value) in [(0, 0xffu8), (6, 0x01), (12, 0x86), (14, 0x46), (22, 0x00), (40, 0x77)]
     {
         let mut damaged = ping.clone();
@@ -93,17 +86,6 @@ fn frames() -> Vec<Vec<u8>> {
     }
     frames.push(ping[..20].to_vec());
     frames
-}
-
-/// A fixture file: `#` lines are comments, the rest whitespace-separated hex bytes.
-fn load_fixture(path: &Path) -> Vec<u8> {
-    let text = std::fs::read_to_string(path).expect("reading a fixture");
-    let hex: String = text
-        .lines()
-        .filter(|line| !line.trim_start().starts_with('#'))
-        .flat_map(str::split_whitespace)
-        .collect();
-    hex::decode(hex).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 #[test]

@@ -9,10 +9,10 @@
 //! or not so that the checks behind them are reached too. The same oracle judges the
 //! fuzz target (`fuzz/`), which runs for millions of inputs rather than thousands.
 
+mod fixtures;
 mod oracle;
 
 use std::collections::HashSet;
-use std::fs;
 use std::net::Ipv4Addr;
 use std::sync::OnceLock;
 
@@ -65,19 +65,7 @@ fn fixtures() -> &'static [Vec<u8>] {
 }
 
 fn read_fixtures() -> Vec<Vec<u8>> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-    let mut names: Vec<_> = fs::read_dir(dir)
-        .expect("tests/fixtures exists")
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "hex"))
-        .collect();
-    names.sort();
-    let frames: Vec<Vec<u8>> = names
-        .iter()
-        .map(|path| oracle::parse_fixture(&fs::read_to_string(path).expect("readable fixture")))
-        .collect();
-    assert!(frames.len() >= 10, "expected the captured fixtures in {dir}");
-    frames
+    fixtures::all().into_iter().map(|(_, frame)| frame).collect()
 }
 
 /// One kind of damage done to a frame.
@@ -315,19 +303,15 @@ fn the_oracle_agrees_with_the_kernel_on_its_own_frames() {
     // The kernel's echo request over a veth, and the kernel's reply to it: the oracle's
     // reply differs only in the identification (the kernel picks its own) and the header
     // checksum. This anchors the oracle to real behaviour, not just to our own reading.
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
-    let read = |name: &str| {
-        oracle::parse_fixture(&fs::read_to_string(format!("{dir}{name}.hex")).unwrap())
-    };
-    let request = read("kernel_echo_request_56_veth");
-    let kernel = read("kernel_echo_reply_56");
+    let request = fixtures::load("kernel_echo_request_56_veth");
+    let kernel = fixtures::load("kernel_echo_reply_56");
     let ours = oracle::expected_reply(&request, oracle::expected(&request, true, true)).unwrap();
     assert_eq!(ours.len(), kernel.len());
     let differs: Vec<usize> = (0..ours.len()).filter(|&i| ours[i] != kernel[i]).collect();
     assert!(differs.iter().all(|i| [18, 19, 24, 25].contains(i)), "{differs:?}");
 
-    let arp = read("arp_request_arping");
-    let kernel = read("kernel_arp_reply");
+    let arp = fixtures::load("arp_request_arping");
+    let kernel = fixtures::load("kernel_arp_reply");
     let ours = oracle::expected_reply(&arp, oracle::expected(&arp, true, true)).unwrap();
     assert_eq!(ours, kernel);
 }

@@ -74,19 +74,15 @@ impl std::error::Error for Error {}
 pub type Result<T> = core::result::Result<T, Error>;
 
 #[cfg(test)]
+#[path = "../../tests/fixtures/mod.rs"]
+mod captured;
+
+#[cfg(test)]
 pub(crate) mod fixtures {
     //! Frames captured from the kernel (see `tests/fixtures/README.md` for how), loaded
     //! at compile time so the unit tests need no files at run time.
 
-    /// Parses a fixture: `#` lines are comments, the rest is whitespace-separated hex.
-    pub fn parse(text: &str) -> Vec<u8> {
-        let hex: String = text
-            .lines()
-            .filter(|line| !line.trim_start().starts_with('#'))
-            .flat_map(|line| line.split_whitespace())
-            .collect();
-        hex::decode(hex).expect("fixture files hold whitespace-separated hex bytes")
-    }
+    pub use super::captured::parse;
 
     macro_rules! fixture {
         ($name:literal) => {

@@ -253,12 +253,3 @@ pub fn repair_checksums(frame: &mut [u8], ip: bool, icmp: bool) {
         header[10..12].copy_from_slice(&sum.to_be_bytes());
     }
 }
-
-/// Reads a fixture file (`#` comments, then whitespace-separated hex bytes).
-pub fn parse_fixture(text: &str) -> Vec<u8> {
-    text.lines()
-        .filter(|line| !line.trim_start().starts_with('#'))
-        .flat_map(str::split_whitespace)
-        .map(|byte| u8::from_str_radix(byte, 16).expect("fixture bytes are hex"))
-        .collect()
-}
