@@ -69,13 +69,16 @@ pub enum Drop {
     /// An ARP request whose sender claims a group MAC, our own IP address, or an IP
     /// address no host can have (broadcast, multicast, loopback).
     ArpBadSender,
-    /// IPv4 with a version other than 4, a header shorter than 20 bytes, or a total
-    /// length shorter than its own header.
+    /// IPv4 with a version other than 4, a header shorter than 20 bytes, a total length
+    /// shorter than its own header, or options whose lengths do not add up.
     Ipv4Malformed,
     /// The IPv4 header checksum does not verify.
     Ipv4BadChecksum,
     /// A fragment: a piece of a larger packet. We do not reassemble.
     Ipv4Fragment,
+    /// A source-routed packet (loose or strict source route option): RFC 1122 says the
+    /// reply MUST follow the route back, and we send no options.
+    Ipv4SourceRouted,
     /// IPv4 for another address, broadcast and multicast included.
     Ipv4NotForUs,
     /// IPv4 from an address no reply may go to (broadcast, multicast, 0.0.0.0/8,
@@ -93,7 +96,7 @@ pub enum Drop {
 
 impl Drop {
     /// Every reason, in the order counters are printed.
-    pub const ALL: [Drop; 17] = [
+    pub const ALL: [Drop; 18] = [
         Drop::Truncated,
         Drop::NotOurMac,
         Drop::BadSourceMac,
@@ -106,6 +109,7 @@ impl Drop {
         Drop::Ipv4Malformed,
         Drop::Ipv4BadChecksum,
         Drop::Ipv4Fragment,
+        Drop::Ipv4SourceRouted,
         Drop::Ipv4NotForUs,
         Drop::Ipv4BadSource,
         Drop::IcmpBadChecksum,
@@ -128,6 +132,7 @@ impl Drop {
             Drop::Ipv4Malformed => "IPv4 malformed header",
             Drop::Ipv4BadChecksum => "IPv4 bad header checksum",
             Drop::Ipv4Fragment => "IPv4 fragment",
+            Drop::Ipv4SourceRouted => "IPv4 source-routed",
             Drop::Ipv4NotForUs => "IPv4 for another address",
             Drop::Ipv4BadSource => "IPv4 bad source address",
             Drop::IcmpBadChecksum => "ICMP bad checksum",
@@ -263,7 +268,7 @@ pub fn arp_reply(host: &Host, eth: &EthernetFrame<&[u8]>, out: &mut [u8]) -> Out
 
 // ANCHOR: echo_checks
 /// Checks an IPv4 packet and returns it if we may answer it: version, lengths, header
-/// checksum, no fragment, our address as destination and a unicast source.
+/// checksum, no fragment, well-formed options with no source route, our address as destination and a unicast source.
 fn ipv4_for_us<'a>(
     host: &Host,
     dst_mac: MacAddr,
@@ -278,6 +283,9 @@ fn ipv4_for_us<'a>(
     }
     if ip.is_fragment() {
         return Err(Drop::Ipv4Fragment);
+    }
+    if ip.has_source_route().map_err(wire_drop)? {
+        return Err(Drop::Ipv4SourceRouted);
     }
     if ip.dst_addr() != host.ip {
         return Err(Drop::Ipv4NotForUs);
@@ -548,6 +556,7 @@ mod tests {
     fn ignores_what_it_must() {
         let arp = fixture!("arp_request_arping");
         let ping = fixture!("icmp_echo_request_56");
+        let opts = fixture!("icmp_echo_request_options");
         let cases: Vec<(&str, Vec<u8>, Drop)> = vec![
             ("ARP for another address", patch(&arp, 38, &[172, 16, 1, 9]), Drop::ArpNotForUs),
             ("ARP reply", patch(&arp, 21, &[2]), Drop::ArpNotRequest),
@@ -568,6 +577,9 @@ mod tests {
             ("UDP", with_ip(&ping, |p| p[9] = 17), Drop::OtherProtocol),
             ("fragment", with_ip(&ping, |p| p[6] |= 0x20), Drop::Ipv4Fragment),
             ("later fragment", with_ip(&ping, |p| p[7] = 1), Drop::Ipv4Fragment),
+            ("loose source route", with_ip(&opts, |p| p[21] = 0x83), Drop::Ipv4SourceRouted),
+            ("strict source route", with_ip(&opts, |p| p[21] = 0x89), Drop::Ipv4SourceRouted),
+            ("option past the header", with_ip(&opts, |p| p[22] = 40), Drop::Ipv4Malformed),
             ("to another host", with_ip(&ping, |p| p[19] = 9), Drop::Ipv4NotForUs),
             ("to broadcast", with_ip(&ping, |p| p[16..20].fill(255)), Drop::Ipv4NotForUs),
             ("from broadcast", with_ip(&ping, |p| p[12..16].fill(255)), Drop::Ipv4BadSource),

@@ -198,6 +198,7 @@ fn hostile_frames() -> Vec<(&'static str, Vec<u8>, Drop)> {
     let arp = fixture("arp_request_arping");
     let ping = fixture("icmp_echo_request_56");
     let ping0 = fixture("icmp_echo_request_0");
+    let opts = fixture("icmp_echo_request_options");
     let vlan = [&ping[..12], &[0x81, 0x00, 0x00, 0x07], &ping[12..]].concat();
     let qinq =
         [&ping[..12], &[0x88, 0xa8, 0x00, 0x07, 0x81, 0x00, 0x00, 0x07], &ping[12..]].concat();
@@ -235,6 +236,9 @@ fn hostile_frames() -> Vec<(&'static str, Vec<u8>, Drop)> {
         ("TTL changed, checksum not", patch(&ping, 22, &[0x3f]), Drop::Ipv4BadChecksum),
         ("first fragment", patch_fixed(&ping, 20, &[0x20, 0x00]), Drop::Ipv4Fragment),
         ("later fragment", patch_fixed(&ping, 20, &[0x00, 0x10]), Drop::Ipv4Fragment),
+        ("loose source route", patch_fixed(&opts, 35, &[0x83]), Drop::Ipv4SourceRouted),
+        ("strict source route", patch_fixed(&opts, 35, &[0x89]), Drop::Ipv4SourceRouted),
+        ("option longer than the header", patch_fixed(&opts, 36, &[40]), Drop::Ipv4Malformed),
         ("to 172.16.1.9", patch_fixed(&ping, 33, &[9]), Drop::Ipv4NotForUs),
         ("to the subnet broadcast", patch_fixed(&ping, 33, &[255]), Drop::Ipv4NotForUs),
         ("to 255.255.255.255", patch_fixed(&ping, 30, &[255; 4]), Drop::Ipv4NotForUs),

@@ -152,8 +152,27 @@ fn apply(frame: &mut Vec<u8>, damage: &Damage) {
     }
 }
 
-/// A captured frame with up to four kinds of damage, then its checksums repaired or not.
+/// A captured frame with up to four kinds of damage, then its checksums repaired or not;
+/// now and then the kernel's `ping -R` request with its option's type and length changed.
 fn damaged_frame() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![9 => damaged_capture(), 1 => changed_option()]
+}
+
+/// The kernel's echo request with options (a NOP, then record route: type 7, length 39 at
+/// offsets 35 and 36), turned into a source route, another option, or a malformed one.
+fn changed_option() -> impl Strategy<Value = Vec<u8>> {
+    let kinds = select(vec![0x07u8, 0x83, 0x89, 0x44, 0x94, 0x00, 0x01]);
+    let lens = select(vec![39u8, 0, 1, 2, 3, 38, 40, 255]);
+    (kinds, lens).prop_map(|(kind, len)| {
+        let mut frame = fixtures::load("icmp_echo_request_options");
+        frame[35] = kind;
+        frame[36] = len;
+        oracle::repair_checksums(&mut frame, true, true);
+        frame
+    })
+}
+
+fn damaged_capture() -> impl Strategy<Value = Vec<u8>> {
     (
         any::<prop::sample::Index>(),
         proptest::collection::vec(damage(), 0..5),

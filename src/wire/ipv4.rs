@@ -77,6 +77,15 @@ mod field {
 pub const MIN_HEADER_LEN: usize = field::DST.end;
 // ANCHOR_END: fields
 
+/// Option types (RFC 791 section 3.1) that a responder must know about. Every option but
+/// these two single-byte ones is type, length (counting both), then data.
+pub const OPTION_END_OF_LIST: u8 = 0;
+pub const OPTION_NO_OPERATION: u8 = 1;
+/// Loose and strict source route: the sender chose the path, and RFC 1122 3.2.2.6 says
+/// an echo reply MUST take that path back, reversed.
+pub const OPTION_LOOSE_SOURCE_ROUTE: u8 = 0x83;
+pub const OPTION_STRICT_SOURCE_ROUTE: u8 = 0x89;
+
 const FLAG_DONT_FRAGMENT: u16 = 0x4000;
 const FLAG_MORE_FRAGMENTS: u16 = 0x2000;
 const FRAGMENT_OFFSET_MASK: u16 = 0x1fff;
@@ -199,6 +208,29 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn options(&self) -> &[u8] {
         bytes::slice(self.buffer.as_ref(), MIN_HEADER_LEN..self.header_len())
     }
+
+    // ANCHOR: source_route
+    /// Walks the options: `Ok(true)` if one of them is a source route, `Err(BadLength)`
+    /// if their lengths do not add up to the header's (the kernel drops such packets).
+    pub fn has_source_route(&self) -> Result<bool> {
+        let mut rest = self.options();
+        while let Some((&kind, after_kind)) = rest.split_first() {
+            match kind {
+                OPTION_END_OF_LIST => return Ok(false),
+                OPTION_NO_OPERATION => rest = after_kind,
+                OPTION_LOOSE_SOURCE_ROUTE | OPTION_STRICT_SOURCE_ROUTE => return Ok(true),
+                _ => {
+                    let len = usize::from(*after_kind.first().ok_or(Error::BadLength)?);
+                    if len < 2 {
+                        return Err(Error::BadLength);
+                    }
+                    rest = rest.get(len..).ok_or(Error::BadLength)?;
+                }
+            }
+        }
+        Ok(false)
+    }
+    // ANCHOR_END: source_route
 
     // ANCHOR: verify_checksum
     /// The header checksum covers the header only (options included), not the payload.
@@ -424,5 +456,26 @@ mod tests {
         assert_eq!(buf[12..20], [172, 16, 1, 2, 172, 16, 1, 1]);
         let packet = Ipv4Packet::new_checked(&buf[..]).unwrap();
         assert!(packet.verify_checksum());
+    }
+
+    #[test]
+    fn finds_source_routes_and_malformed_options() {
+        // The kernel's `ping -R`: NOP, then record route (type 7, length 39).
+        let bytes = fixture!("icmp_echo_request_options");
+        let route = |kind: u8, len: u8| {
+            let mut ip = bytes[HEADER_LEN..].to_vec();
+            ip[21] = kind;
+            ip[22] = len;
+            Ipv4Packet::new_checked(ip).map(|p| p.has_source_route()).unwrap()
+        };
+        assert_eq!(route(7, 39), Ok(false), "record route");
+        assert_eq!(route(OPTION_LOOSE_SOURCE_ROUTE, 39), Ok(true));
+        assert_eq!(route(OPTION_STRICT_SOURCE_ROUTE, 39), Ok(true));
+        assert_eq!(route(7, 40), Err(Error::BadLength), "one byte past the header");
+        assert_eq!(route(7, 1), Err(Error::BadLength), "shorter than type and length");
+        assert_eq!(route(OPTION_END_OF_LIST, 0), Ok(false), "the list ends at once");
+        let plain = fixture!("icmp_echo_request_56");
+        let plain = Ipv4Packet::new_checked(&plain[HEADER_LEN..]).unwrap();
+        assert_eq!(plain.has_source_route(), Ok(false));
     }
 }

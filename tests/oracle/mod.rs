@@ -81,7 +81,31 @@ fn ipv4_icmp(frame: &[u8]) -> Option<Ipv4<'_>> {
     if !checksum_ok(header) || flags_offset & 0x3fff != 0 || protocol != 1 {
         return None;
     }
+    if !options_answerable(&header[20..]) {
+        return None;
+    }
     Some(Ipv4 { header, icmp: at(frame, 14 + ihl, total - ihl)? })
+}
+
+/// RFC 791 options: 0 ends the list, 1 is one byte of padding, any other is type, length
+/// (at least 2, within the header), data. A source route (0x83 loose, 0x89 strict) must
+/// be reversed in the reply (RFC 1122 3.2.2.6), which a reply without options cannot do.
+fn options_answerable(options: &[u8]) -> bool {
+    let mut i = 0;
+    while i < options.len() {
+        match options[i] {
+            0 => return true,
+            1 => i += 1,
+            0x83 | 0x89 => return false,
+            _ => match options.get(i + 1) {
+                Some(&len) if len >= 2 && i + usize::from(len) <= options.len() => {
+                    i += usize::from(len)
+                }
+                _ => return false,
+            },
+        }
+    }
+    true
 }
 
 /// What a careful host does with `frame` (the policy `tapbook::respond` documents).
