@@ -2,7 +2,7 @@
 //! the data taken as 16-bit big-endian words (a last odd byte is padded with a zero).
 //!
 //! Because the one's complement sum is commutative and carries wrap around, the sum can be
-//! taken over wider words and folded down at the end (RFC 1071 section 2 (B), "parallel
+//! taken over wider words and folded down at the end (RFC 1071 section 2 (C), "parallel
 //! summation"): `0xAABBCCDD = 0xAABB * 2^16 + 0xCCDD`, and `2^16 = 1` modulo `2^16 - 1`, so
 //! summing 32-bit words and folding gives the same result as summing 16-bit words. That
 //! lets the compiler keep a 64-bit accumulator and vectorise the loop.
