@@ -268,7 +268,8 @@ pub fn arp_reply(host: &Host, eth: &EthernetFrame<&[u8]>, out: &mut [u8]) -> Out
 
 // ANCHOR: echo_checks
 /// Checks an IPv4 packet and returns it if we may answer it: version, lengths, header
-/// checksum, no fragment, well-formed options with no source route, our address as destination and a unicast source.
+/// checksum, no fragment, well-formed options with no source route, our address as
+/// destination and a unicast source.
 fn ipv4_for_us<'a>(
     host: &Host,
     dst_mac: MacAddr,
