@@ -261,6 +261,11 @@ ns ip link del dev tap6
 
 # ---- chapter 3: 02_hexdump -------------------------------------------------------------
 step "02_hexdump (about 10 s: waits for what a fresh interface sends by itself)"
+# IPv6 configures tap4 once, at its first carrier after 'ip link set up': the
+# 01_open_clone runs above used that up. Down and up again, as chapter 3 tells
+# the student, so that 02_hexdump sees the whole start (MLD, DAD, RS).
+ns ip link set dev tap4 down
+ns ip link set dev tap4 up
 start 02-capture "sudo scripts/capture.sh --duration 12" \
     "${NS[@]}" "$ROOT/scripts/capture.sh" --duration 12
 capture_pid=$STARTED
