@@ -101,7 +101,8 @@ impl fmt::Display for TapError {
                 f,
                 "cannot open {CLONE_DEVICE}: {}.\n\
                  Its file mode does not let you open it (see ls -l {CLONE_DEVICE}; \
-                 most distributions ship mode 0666).\n\
+                 most distributions ship mode 0666), or a security module such as \
+                 SELinux or AppArmor forbids it.\n\
                  Fix: run sudo scripts/setup.sh once; it makes the device usable and \
                  creates a tap4 that you own.",
                 errno.desc()
@@ -188,7 +189,8 @@ impl Tap {
         let fd = open(CLONE_DEVICE, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).map_err(
             |errno| match errno {
                 Errno::ENOENT | Errno::ENODEV | Errno::ENXIO => TapError::NoCloneDevice,
-                other => TapError::CloneDeviceAccess(other),
+                Errno::EACCES | Errno::EPERM => TapError::CloneDeviceAccess(errno),
+                errno => TapError::Io { what: "opening", name: CLONE_DEVICE.to_owned(), errno },
             },
         )?;
 
@@ -293,7 +295,7 @@ impl Tap {
             // Written while the interface is administratively down.
             Errno::EIO => TapError::InterfaceDown { name },
             // `ip link del` detached us: the descriptor is attached to nothing.
-            Errno::EBADFD | Errno::ENXIO | Errno::ENODEV => TapError::InterfaceGone { name },
+            Errno::EBADFD => TapError::InterfaceGone { name },
             errno => TapError::Io { what, name, errno },
         }
     }
