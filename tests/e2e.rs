@@ -206,3 +206,36 @@ fn chapter_2_dumps_what_the_kernel_sends() {
     assert!(output.contains("Ethernet header (14 bytes)"), "{output}");
     assert!(output.contains("ARP packet (28 bytes)"), "{output}");
 }
+
+#[test]
+fn chapter_5_answers_the_all_zero_echo_request() {
+    require_lab!("chapter_5_answers_the_all_zero_echo_request");
+    if !common::tool_exists("tshark") {
+        assert!(std::env::var_os("CI").is_none(), "tshark is missing under CI");
+        eprintln!("SKIPPED chapter_5_answers_the_all_zero_echo_request: tshark is not installed");
+        return;
+    }
+    // ping numbers its requests from 1 and wraps to 0 after 65535. With identifier 0
+    // (-e 0) and no data (-s 0), request number 65536 is all zeros but its type: the one
+    // echo request whose reply needs the checksum 0xffff, where RFC 1624's incremental
+    // update gives 0x0000, which the kernel rejects (see respond::echo_reply).
+    let mut lab = Lab::new("zero05");
+    let pcap = std::env::temp_dir().join(format!("{}.pcap", lab.netns));
+    let mut responder = lab.start(BIN_05, &["--quiet", "--pcap", pcap.to_str().unwrap()], None);
+    let out = lab.ping(&["-f", "-q", "-e", "0", "-s", "0", "-c", "65536", "-W", "2", RESPONDER_IP]);
+    let (status, output) = responder.stop();
+    assert!(status.is_some_and(|s| s.success()), "{output}");
+    assert_eq!(ping_counts(&out), (65536, 65536), "{}", String::from_utf8_lossy(&out.stdout));
+    let fields = common::run_ok(std::process::Command::new("tshark").args([
+        "-r",
+        pcap.to_str().unwrap(),
+        "-Y",
+        "icmp.type == 0 && icmp.ident == 0 && icmp.seq == 0",
+        "-T",
+        "fields",
+        "-e",
+        "icmp.checksum",
+    ]));
+    let _ = std::fs::remove_file(&pcap);
+    assert_eq!(String::from_utf8_lossy(&fields.stdout).trim(), "0xffff");
+}
