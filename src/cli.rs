@@ -124,6 +124,22 @@ impl Args {
     }
 }
 
+// ANCHOR: run_program
+/// What every chapter's `main` does around its own work: parse the command line (printing
+/// the help, or the mistake, and exiting), make Ctrl-C and SIGTERM a clean stop (see
+/// [`crate::signals`]), run `body`, and turn its result into an exit status.
+pub fn run_program(
+    program: Program,
+    body: impl FnOnce(&Args) -> anyhow::Result<()>,
+) -> std::process::ExitCode {
+    let args = Args::from_env(program);
+    let result = crate::signals::stop_on_signals()
+        .map_err(|errno| anyhow::anyhow!("installing the Ctrl-C and SIGTERM handlers: {errno}"))
+        .and_then(|()| body(&args));
+    exit_status(result)
+}
+// ANCHOR_END: run_program
+
 // ANCHOR: exit_status
 /// Ends a program: on error, prints the message (with its context, on one line each) and
 /// returns a failure status. Returning `anyhow::Result` from `main` would print the

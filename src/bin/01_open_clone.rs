@@ -17,13 +17,10 @@ const PROGRAM: Program = Program {
 };
 
 fn main() -> ExitCode {
-    let args = Args::from_env(PROGRAM);
-    tapbook::cli::exit_status(run(&args))
+    tapbook::cli::run_program(PROGRAM, run)
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
-    signals::stop_on_signals().context("installing the Ctrl-C handler")?;
-
     // ANCHOR: open
     let tap = tap::Tap::open(&args.iface)?;
     println!("Opened {} and attached it to {}.\n", tap::CLONE_DEVICE, tap.name());

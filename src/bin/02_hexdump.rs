@@ -3,10 +3,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use tapbook::cli::{Args, Program};
 use tapbook::show::{Dump, Summary};
-use tapbook::{FRAME_BUFFER_LEN, Tap, signals};
+use tapbook::{FRAME_BUFFER_LEN, Tap};
 
 const PROGRAM: Program = Program {
     name: "02_hexdump",
@@ -16,12 +15,10 @@ const PROGRAM: Program = Program {
 };
 
 fn main() -> ExitCode {
-    let args = Args::from_env(PROGRAM);
-    tapbook::cli::exit_status(run(&args))
+    tapbook::cli::run_program(PROGRAM, run)
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
-    signals::stop_on_signals().context("installing the Ctrl-C handler")?;
     let tap = Tap::open(&args.iface)?;
     let mtu = tap.report().mtu.unwrap_or_else(|| "?".into());
     println!(

@@ -4,11 +4,10 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use tapbook::cli::{Args, Program};
 use tapbook::show::Summary;
 use tapbook::wire::{EthernetFrame, Icmpv4Message, Ipv4Packet};
-use tapbook::{FRAME_BUFFER_LEN, Reply, Services, Tap, respond, signals};
+use tapbook::{FRAME_BUFFER_LEN, Reply, Services, Tap, respond};
 
 const PROGRAM: Program = Program {
     name: "04_icmp_reply",
@@ -18,12 +17,10 @@ const PROGRAM: Program = Program {
 };
 
 fn main() -> ExitCode {
-    let args = Args::from_env(PROGRAM);
-    tapbook::cli::exit_status(run(&args))
+    tapbook::cli::run_program(PROGRAM, run)
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
-    signals::stop_on_signals().context("installing the Ctrl-C handler")?;
     let host = args.host();
     let tap = Tap::open(&args.iface)?;
     println!(

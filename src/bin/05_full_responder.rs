@@ -12,7 +12,7 @@ use tapbook::cli::{Args, Program};
 use tapbook::pcap::PcapWriter;
 use tapbook::respond::Counters;
 use tapbook::show::Summary;
-use tapbook::{FRAME_BUFFER_LEN, Services, Tap, TapError, respond, signals};
+use tapbook::{FRAME_BUFFER_LEN, Services, Tap, TapError, respond};
 
 const PROGRAM: Program = Program {
     name: "05_full_responder",
@@ -22,18 +22,18 @@ const PROGRAM: Program = Program {
 };
 
 fn main() -> ExitCode {
-    let args = Args::from_env(PROGRAM);
-    let mut counters = Counters::default();
-    let result = run(&args, &mut counters);
-    // The counts are worth seeing however we stop, on a signal or on an error.
-    if counters.frames_read > 0 || result.is_ok() {
-        println!("\n{counters}");
-    }
-    tapbook::cli::exit_status(result)
+    tapbook::cli::run_program(PROGRAM, |args| {
+        let mut counters = Counters::default();
+        let result = run(args, &mut counters);
+        // The counts are worth seeing however we stop, on a signal or on an error.
+        if counters.frames_read > 0 || result.is_ok() {
+            println!("\n{counters}");
+        }
+        result
+    })
 }
 
 fn run(args: &Args, counters: &mut Counters) -> anyhow::Result<()> {
-    signals::stop_on_signals().context("installing the Ctrl-C and SIGTERM handlers")?;
     let host = args.host();
     let tap = Tap::open(&args.iface)?;
     let mut pcap = match &args.pcap {
