@@ -322,8 +322,9 @@ pub fn echo_reply(host: &Host, eth: &EthernetFrame<&[u8]>, out: &mut [u8]) -> Ou
         return Err(Drop::IcmpNotEchoRequest);
     }
 
-    // The reply has a 20-byte header whatever options the request carried (RFC 1122
-    // 3.2.2.6 allows it), so it is never longer than the request.
+    // The reply has a 20-byte header whatever options the request carried, so it is
+    // never longer than the request. RFC 1122 3.2.2.6 allows leaving out record route and
+    // timestamp options; a source route it does not, which is why ipv4_for_us dropped those.
     let icmp_len = request.as_bytes().len();
     let ip_len = Ipv4Repr::HEADER_LEN + icmp_len;
     let len = ethernet::HEADER_LEN + ip_len;
