@@ -12,7 +12,8 @@ Usage: $TB_PROG [OPTIONS]
 Build the chapter programs, then, inside a private network namespace (so nothing
 touches your real network):
   1. scripts/setup.sh makes a persistent tap4 owned by you, with 172.16.1.1/24;
-  2. 05_full_responder runs as you (no root) and answers for $TB_RESPONDER_IP;
+  2. 05_full_responder runs as you (never as root: under sudo or as root, as the
+     user behind sudo or else nobody) and answers for $TB_RESPONDER_IP;
   3. the kernel's own arping and ping talk to it; its output and counters are shown;
   4. the namespace is removed again (also on Ctrl-C or failure).
 Needs root for the namespace (it uses sudo when run as a user).
@@ -43,6 +44,13 @@ if [[ $EUID -ne 0 ]]; then
     SUDO=(sudo)
 fi
 ME=$(id -un)
+# The responder never runs as root: as root (CI, or sudo), it runs as the user behind
+# sudo, or else as the system user nobody.
+RUN_AS=$ME
+if [[ $EUID -eq 0 ]]; then
+    RUN_AS=${SUDO_USER:-nobody}
+    [[ $RUN_AS != root ]] || RUN_AS=nobody
+fi
 NS=tapbook-demo-$$
 
 say "== 1. Building the chapter programs (cargo build --release, as $ME)"
@@ -66,17 +74,17 @@ in_ns() { "${SUDO[@]}" ip netns exec "$NS" "$@"; }
 
 say ""
 say "== 2. Setting up the lab in network namespace $NS"
-"${SUDO[@]}" "$ROOT/scripts/setup.sh" --netns "$NS" --user "$ME" >"$LOG/setup" 2>&1 ||
+"${SUDO[@]}" "$ROOT/scripts/setup.sh" --netns "$NS" --user "$RUN_AS" >"$LOG/setup" 2>&1 ||
     { cat "$LOG/setup"; die "setup failed"; }
 in_ns ip -br addr show tap4
 
 say ""
-say "== 3. Starting 05_full_responder as $ME (not root) on tap4"
-# ip netns exec needs root; setpriv drops straight back to our own user and group.
+say "== 3. Starting 05_full_responder as $RUN_AS (not root) on tap4"
+# ip netns exec needs root; setpriv drops to that user and group before the responder starts.
 # Started directly (not through a shell function, which would fork a subshell): ip netns
 # exec and setpriv exec in turn, so $! is the responder itself (or sudo, which relays
 # our SIGTERM to it).
-"${SUDO[@]}" ip netns exec "$NS" setpriv --reuid "$(id -u)" --regid "$(id -g)" --clear-groups -- \
+"${SUDO[@]}" ip netns exec "$NS" setpriv --reuid "$(id -u "$RUN_AS")" --regid "$(id -g "$RUN_AS")" --clear-groups -- \
     "$BIN" >"$LOG/responder" 2>&1 &
 RESPONDER_PID=$!
 for _ in $(seq 100); do
