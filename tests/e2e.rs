@@ -123,12 +123,7 @@ fn chapter_5_answers_ping_and_arping_as_an_unprivileged_user() {
 
 #[test]
 fn chapter_5_pcap_opens_in_tshark() {
-    require_lab!("chapter_5_pcap_opens_in_tshark");
-    if !common::tool_exists("tshark") {
-        assert!(std::env::var_os("CI").is_none(), "tshark is missing under CI");
-        eprintln!("SKIPPED chapter_5_pcap_opens_in_tshark: tshark is not installed");
-        return;
-    }
+    require_lab!("chapter_5_pcap_opens_in_tshark", "tshark");
     let mut lab = Lab::new("pcap05");
     let pcap = std::env::temp_dir().join(format!("{}.pcap", lab.netns));
     let mut responder = lab.start(BIN_05, &["--quiet", "--pcap", pcap.to_str().unwrap()], None);
@@ -209,12 +204,7 @@ fn chapter_2_dumps_what_the_kernel_sends() {
 
 #[test]
 fn chapter_5_answers_the_all_zero_echo_request() {
-    require_lab!("chapter_5_answers_the_all_zero_echo_request");
-    if !common::tool_exists("tshark") {
-        assert!(std::env::var_os("CI").is_none(), "tshark is missing under CI");
-        eprintln!("SKIPPED chapter_5_answers_the_all_zero_echo_request: tshark is not installed");
-        return;
-    }
+    require_lab!("chapter_5_answers_the_all_zero_echo_request", "tshark");
     // ping numbers its requests from 1 and wraps to 0 after 65535. With identifier 0
     // (-e 0) and no data (-s 0), request number 65536 is all zeros but its type: the one
     // echo request whose reply needs the checksum 0xffff, where RFC 1624's incremental

@@ -226,12 +226,7 @@ fn ctrl_c_and_sigterm_stop_cleanly_with_the_counters() {
 
 #[test]
 fn interrupted_reads_and_writes_are_retried() {
-    require_lab!("interrupted_reads_and_writes_are_retried");
-    if !common::tool_exists("strace") {
-        assert!(std::env::var_os("CI").is_none(), "strace is missing under CI");
-        eprintln!("SKIPPED interrupted_reads_and_writes_are_retried: strace is not installed");
-        return;
-    }
+    require_lab!("interrupted_reads_and_writes_are_retried", "strace");
     // strace's fault injection makes every other read, write and ppoll of the running
     // 05 fail with EINTR, exactly as a signal arriving mid-call would (05's only signal
     // handlers stop it, so a real signal cannot show the retry). Every ping must still

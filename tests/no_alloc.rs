@@ -195,13 +195,7 @@ fn allocations_for_pings(count: u32) -> u64 {
 // ANCHOR: valgrind_test
 #[test]
 fn full_responder_allocations_do_not_grow_with_the_number_of_frames() {
-    require_lab!("full_responder_allocations_do_not_grow_with_the_number_of_frames");
-    if !common::tool_exists("valgrind") {
-        // CI installs valgrind (.ci/run), so there this cannot be skipped.
-        assert!(std::env::var_os("CI").is_none(), "valgrind is missing under CI");
-        eprintln!("SKIPPED: valgrind is not installed (apt-get install valgrind)");
-        return;
-    }
+    require_lab!("full_responder_allocations_do_not_grow_with_the_number_of_frames", "valgrind");
     let few = allocations_for_pings(10);
     let many = allocations_for_pings(10_000);
     eprintln!(

@@ -22,11 +22,33 @@ pub const UNPRIVILEGED_USER: &str = "nobody";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// Whether the end-to-end tests can run here; prints why not otherwise. Under CI, not
-/// being able to run them fails the test instead.
-pub fn can_run(test: &str) -> bool {
-    let missing: Vec<&str> =
-        ["ip", "ping", "arping"].into_iter().filter(|tool| !tool_exists(tool)).collect();
+/// The Debian package that provides each tool a test may need (`.ci/run` installs them).
+const PACKAGES: [(&str, &str); 11] = [
+    ("ip", "iproute2"),
+    ("ping", "iputils-ping"),
+    ("arping", "arping"),
+    ("setpriv", "util-linux"),
+    ("tshark", "tshark"),
+    ("strace", "strace"),
+    ("valgrind", "valgrind"),
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("busybox", "busybox-static"),
+    ("cpio", "cpio"),
+    ("tcpdump", "tcpdump"),
+];
+
+/// Whether the end-to-end tests can run here, with the lab's tools and `extra_tools`;
+/// prints why not otherwise. Under CI, not being able to run them fails the test instead.
+pub fn can_run(test: &str, extra_tools: &[&str]) -> bool {
+    let missing: Vec<String> = ["ip", "ping", "arping", "setpriv"]
+        .iter()
+        .chain(extra_tools)
+        .filter(|tool| !tool_exists(tool))
+        .map(|tool| match PACKAGES.iter().find(|(t, _)| t == tool) {
+            Some((_, package)) => format!("{tool} (apt-get install {package})"),
+            None => (*tool).to_owned(),
+        })
+        .collect();
     let why = if !nix::unistd::geteuid().is_root() {
         Some("needs root (network namespaces and a TAP device)".to_owned())
     } else if !missing.is_empty() {
@@ -48,11 +70,12 @@ pub fn can_run(test: &str) -> bool {
     }
 }
 
-/// Skips the test (returning early) when the lab cannot run here.
+/// Skips the test (returning early) when the lab, or one of the extra tools named after
+/// the test's name, is not available here: `require_lab!("pcap_test", "tshark")`.
 #[macro_export]
 macro_rules! require_lab {
-    ($name:expr) => {
-        if !common::can_run($name) {
+    ($name:expr $(, $tool:expr)* $(,)?) => {
+        if !common::can_run($name, &[$($tool),*]) {
             return;
         }
     };
