@@ -77,7 +77,7 @@ for tool in ip ping tshark setpriv unshare; do
 done
 netns_exists && die "network namespace $NS exists already; choose another with --netns"
 if [[ -z $LAB_USER ]]; then
-    if [[ -n ${SUDO_USER:-} && $SUDO_USER != root ]]; then LAB_USER=$SUDO_USER; else LAB_USER=nobody; fi
+    LAB_USER=$(unprivileged_user)
 fi
 LAB_UID=$(id -u -- "$LAB_USER" 2>/dev/null) || die "no such user: '$LAB_USER' (use --user NAME)"
 LAB_GID=$(id -g -- "$LAB_USER")
@@ -88,11 +88,8 @@ OUT=$(cd -- "$OUT" && pwd)
 # ---- binaries, copied where --user can run them ----------------------------------------
 if [[ -z $BIN_DIR ]]; then
     build=(cargo build --release --bins --quiet)
-    if [[ -n ${SUDO_USER:-} && $SUDO_USER != root ]]; then
-        build=(sudo -u "$SUDO_USER" "--preserve-env=PATH,CARGO_TARGET_DIR" "${build[@]}")
-    fi
     step "building: $(show_cmd "${build[@]}")"
-    (cd "$ROOT" && "${build[@]}")
+    (cd "$ROOT" && as_invoking_user "${build[@]}")
     TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
     [[ $TARGET == /* ]] || TARGET=$ROOT/$TARGET
     BIN_DIR=$TARGET/release

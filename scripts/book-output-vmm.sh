@@ -76,11 +76,7 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 [[ $TARGET == /* ]] || TARGET=$ROOT/$TARGET
 if ((BUILD)); then
     step "building the chapter programs (cargo build --release --bins)"
-    builder=()
-    if [[ -n ${SUDO_USER:-} && $SUDO_USER != root ]]; then
-        builder=(sudo -u "$SUDO_USER" "--preserve-env=CARGO_TARGET_DIR,PATH")
-    fi
-    (cd "$ROOT" && "${builder[@]}" cargo build --release --bins --quiet)
+    (cd "$ROOT" && as_invoking_user cargo build --release --bins --quiet)
 fi
 OPEN_CLONE=$TARGET/release/01_open_clone
 [[ -x $OPEN_CLONE ]] || die "$OPEN_CLONE is missing: run without --no-build"

@@ -77,7 +77,7 @@ for tool in ip ping arping tshark setpriv strace; do
     command -v "$tool" >/dev/null || die "$tool is not installed (scripts/doctor.sh says which package has it)"
 done
 if [[ -z $LAB_USER ]]; then
-    if [[ -n ${SUDO_USER:-} && $SUDO_USER != root ]]; then LAB_USER=$SUDO_USER; else LAB_USER=nobody; fi
+    LAB_USER=$(unprivileged_user)
 fi
 LAB_UID=$(id -u -- "$LAB_USER" 2>/dev/null) || die "no such user: '$LAB_USER' (use --user NAME)"
 LAB_GID=$(id -g -- "$LAB_USER")
@@ -105,12 +105,8 @@ trap 'exit 130' INT TERM
 BINS=(01_open_clone 02_hexdump 03_arp_reply 04_icmp_reply 05_full_responder)
 if [[ -z $BIN_DIR ]]; then
     build=(cargo build --release --bins --quiet)
-    if [[ -n ${SUDO_USER:-} && $SUDO_USER != root ]]; then
-        # Not as root: the target directory belongs to the student.
-        build=(sudo -u "$SUDO_USER" "--preserve-env=PATH,CARGO_TARGET_DIR" "${build[@]}")
-    fi
     step "building: $(show_cmd "${build[@]}")"
-    "${build[@]}"
+    as_invoking_user "${build[@]}"
     target=$(cargo metadata --format-version 1 --no-deps |
         grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
     BIN_DIR=$target/release

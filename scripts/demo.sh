@@ -46,11 +46,7 @@ fi
 ME=$(id -un)
 # The responder never runs as root: as root (CI, or sudo), it runs as the user behind
 # sudo, or else as the system user nobody.
-RUN_AS=$ME
-if [[ $EUID -eq 0 ]]; then
-    RUN_AS=${SUDO_USER:-nobody}
-    [[ $RUN_AS != root ]] || RUN_AS=nobody
-fi
+RUN_AS=$(unprivileged_user)
 NS=tapbook-demo-$$
 
 say "== 1. Building the chapter programs (cargo build --release, as $ME)"

@@ -54,8 +54,7 @@ trap 'rm -rf -- "$TMP"' EXIT
 
 # The responder runs as the user behind sudo, as for a student; without one, as nobody
 # rather than root (the chapter's point is that it needs no privileges).
-lab_user=nobody
-if [[ -n ${SUDO_USER:-} && $SUDO_USER != root ]]; then lab_user=$SUDO_USER; fi
+lab_user=$(unprivileged_user)
 extra=(--user "$lab_user")
 [[ -n $BIN ]] && extra+=(--bin "$BIN")
 
