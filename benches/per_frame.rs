@@ -10,6 +10,8 @@
 //! No criterion: `std::time::Instant` and `std::hint::black_box` are enough for loops
 //! this regular, and CI builds stay light.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // its output is the table
+
 #[path = "../tests/fixtures/mod.rs"]
 mod fixtures;
 

@@ -10,6 +10,8 @@
 //! only, not ARP: give the kernel a static neighbour entry first
 //! (`ip neigh replace 172.16.1.2 lladdr 02:00:00:00:00:02 dev tap4`). Stop it with Ctrl-C.
 
+#![allow(clippy::print_stderr)] // a yardstick, not a lesson: one line at start
+
 use std::os::fd::AsFd;
 
 use anyhow::Context;

@@ -61,17 +61,18 @@ impl Args {
         Host { ip: self.ip, mac: self.mac }
     }
 
-    /// Parses `std::env::args`; prints the usage and exits on `--help` (status 0) or on a
-    /// mistake (status 2), like any command-line tool.
+    /// Parses `std::env::args`; prints the usage and exits on `--help` (status 0, or 1 if
+    /// the help cannot be written) or on a mistake (status 2), like any command-line tool.
     pub fn from_env(program: Program) -> Args {
         match Args::parse(program, std::env::args().skip(1)) {
             Ok(Some(args)) => args,
-            Ok(None) => {
-                print!("{}", usage(program));
-                std::process::exit(0);
-            }
+            Ok(None) => std::process::exit(print_help(program)),
             Err(message) => {
-                eprintln!("{}: {message}\n\n{}", program.name, usage(program));
+                crate::output::print_error(format_args!(
+                    "{}: {message}\n\n{}",
+                    program.name,
+                    usage(program)
+                ));
                 std::process::exit(2);
             }
         }
@@ -126,35 +127,49 @@ impl Args {
 
 // ANCHOR: run_program
 /// What every chapter's `main` does around its own work: parse the command line (printing
-/// the help, or the mistake, and exiting), make Ctrl-C and SIGTERM a clean stop (see
-/// [`crate::signals`]), run `body`, and turn its result into an exit status.
+/// the help, or the mistake, and exiting), make Ctrl-C, SIGTERM and SIGHUP a clean stop
+/// (see [`crate::signals`]), run `body`, and turn its result into an exit status.
 pub fn run_program(
     program: Program,
     body: impl FnOnce(&Args) -> anyhow::Result<()>,
 ) -> std::process::ExitCode {
     let args = Args::from_env(program);
     let result = crate::signals::stop_on_signals()
-        .map_err(|errno| anyhow::anyhow!("installing the Ctrl-C and SIGTERM handlers: {errno}"))
+        .map_err(|errno| anyhow::anyhow!("installing the handlers of the stop signals: {errno}"))
         .and_then(|()| body(&args));
     exit_status(result)
 }
 // ANCHOR_END: run_program
 
 // ANCHOR: exit_status
-/// Ends a program: on error, prints the message (with its context, on one line each) and
-/// returns a failure status. Returning `anyhow::Result` from `main` would print the
-/// error's `Debug` form, which includes a backtrace whenever `RUST_BACKTRACE` is set: a
-/// student needs the fix, not our call stack.
+/// Ends a program: on error, prints the message (with its context, on one line each) on
+/// standard error and returns a failure status. Returning `anyhow::Result` from `main`
+/// would print the error's `Debug` form, which includes a backtrace whenever
+/// `RUST_BACKTRACE` is set: a student needs the fix, not our call stack.
 pub fn exit_status(result: anyhow::Result<()>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("Error: {err:#}");
+            crate::output::print_error(format_args!("Error: {err:#}"));
             std::process::ExitCode::FAILURE
         }
     }
 }
 // ANCHOR_END: exit_status
+
+/// Prints the `--help` text and returns the exit status: `--help > /dev/full` is an
+/// error like any other, reported on standard error.
+fn print_help(program: Program) -> i32 {
+    use std::io::Write;
+    let mut out = crate::output::Output::stdout();
+    match out.write_all(usage(program).as_bytes()) {
+        Ok(()) => 0,
+        Err(err) => {
+            crate::output::print_error(format_args!("Error: {err}"));
+            1
+        }
+    }
+}
 
 /// The `--help` text.
 pub fn usage(program: Program) -> String {

@@ -9,7 +9,8 @@
 //! | [`show`]      | 2 | one-line summaries and annotated hex dumps of frames |
 //! | [`wire`]      | 2-4 | Ethernet, ARP, IPv4, ICMPv4 and the internet checksum, by hand |
 //! | [`respond`]   | 3-5 | frame in, reply (or the reason for silence) out: pure functions |
-//! | [`signals`]   | 5 | Ctrl-C and SIGTERM as a clean, race-free stop |
+//! | [`signals`]   | 5 | Ctrl-C, SIGTERM and SIGHUP as a clean, race-free stop |
+//! | [`output`]    | all | printing that cannot panic nor hold up a stop behind a full pipe |
 //! | [`pcap`]      | 5 | a pcap writer for tshark and Wireshark |
 //! | [`cli`]       | all | `--iface`, `--ip`, `--mac` and the lab defaults |
 //!
@@ -17,6 +18,7 @@
 //! `wire` or `respond` touches a file descriptor or prints.
 
 pub mod cli;
+pub mod output;
 pub mod pcap;
 pub mod respond;
 pub mod show;

@@ -1,10 +1,12 @@
-//! Ctrl-C and SIGTERM as a request to stop, without races (chapter 5).
+//! Ctrl-C, SIGTERM and SIGHUP as a request to stop, without races (chapter 5).
 //!
 //! The handler only sets a flag. The difficulty is the moment between checking the flag
 //! and going to sleep: a signal arriving there would be noticed only when the next frame
 //! comes. So we sleep in `ppoll`, which swaps in the signal mask *atomically* with the
 //! sleep: the stop signals are blocked while we check the flag and unblocked only inside
-//! `ppoll`, where their arrival interrupts the sleep with EINTR.
+//! `ppoll`, where their arrival interrupts the sleep with EINTR. We sleep there both for
+//! the next frame ([`wait_readable`]) and for room in a full output pipe
+//! ([`wait_writable`]), so no blocking call can keep a stop request waiting.
 
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,20 +18,32 @@ use nix::sys::signal::{pthread_sigmask, sigaction};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
-const STOP_SIGNALS: [Signal; 2] = [Signal::SIGINT, Signal::SIGTERM];
+/// Ctrl-C, `kill` (and `systemctl stop`), and the terminal or ssh session going away.
+const STOP_SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
 
 extern "C" fn request_stop(_signal: libc::c_int) {
     // Only async-signal-safe work in a handler: an atomic store is.
     STOP.store(true, Ordering::SeqCst);
 }
 
+fn stop_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for signal in STOP_SIGNALS {
+        set.add(signal);
+    }
+    set
+}
+
 // ANCHOR: install
-/// Makes SIGINT (Ctrl-C) and SIGTERM set the stop flag instead of killing the process.
-/// Without `SA_RESTART`, a blocking call interrupted by them returns EINTR.
+/// Makes SIGINT (Ctrl-C), SIGTERM and SIGHUP set the stop flag instead of killing the
+/// process. Without `SA_RESTART`, a blocking call interrupted by them returns EINTR.
+///
+/// A process inherits its signal mask from whoever started it, and a mask that blocks
+/// SIGTERM would keep the request pending for ever: so we unblock the three.
 ///
 /// Also gives SIGPIPE back its default action, which Rust's runtime sets to "ignore":
 /// then `02_hexdump | head` ends quietly when `head` has read enough, like any Unix
-/// filter, instead of `println!` panicking on EPIPE.
+/// filter, instead of reporting EPIPE as an error.
 pub fn stop_on_signals() -> nix::Result<()> {
     let action =
         SigAction::new(SigHandler::Handler(request_stop), SaFlags::empty(), SigSet::empty());
@@ -37,6 +51,7 @@ pub fn stop_on_signals() -> nix::Result<()> {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe { sigaction(signal, &action) }?;
     }
+    pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&stop_signals()), None)?;
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: restoring a default action installs no code of ours.
     unsafe { sigaction(Signal::SIGPIPE, &default) }?;
@@ -44,7 +59,7 @@ pub fn stop_on_signals() -> nix::Result<()> {
 }
 // ANCHOR_END: install
 
-/// Whether Ctrl-C or SIGTERM has arrived since [`stop_on_signals`].
+/// Whether Ctrl-C, SIGTERM or SIGHUP has arrived since [`stop_on_signals`].
 pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
@@ -53,16 +68,22 @@ pub fn stop_requested() -> bool {
 /// Sleeps until `fd` is readable (or has an error or hang-up to report) or a stop signal
 /// arrives. Returns at once if a stop was already requested.
 pub fn wait_readable(fd: BorrowedFd<'_>) -> nix::Result<()> {
-    let mut stop_signals = SigSet::empty();
-    for signal in STOP_SIGNALS {
-        stop_signals.add(signal);
-    }
+    wait_until_ready(fd, PollFlags::POLLIN)
+}
+
+/// Sleeps until `fd` can take more output (or has an error or hang-up to report) or a
+/// stop signal arrives. Returns at once if a stop was already requested.
+pub fn wait_writable(fd: BorrowedFd<'_>) -> nix::Result<()> {
+    wait_until_ready(fd, PollFlags::POLLOUT)
+}
+
+fn wait_until_ready(fd: BorrowedFd<'_>, events: PollFlags) -> nix::Result<()> {
     let mut previous = SigSet::empty();
-    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&stop_signals), Some(&mut previous))?;
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&stop_signals()), Some(&mut previous))?;
     let result = if stop_requested() {
         Ok(())
     } else {
-        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(fd, events)];
         // Sleep with the mask we had before: the stop signals can only arrive in here.
         match ppoll(&mut fds, None, Some(previous)) {
             Ok(_) | Err(Errno::EINTR) => Ok(()),

@@ -4,15 +4,20 @@
 //! itself (deleting the interface, a second instance, a signal, strace) run as root.
 //!
 //! The promise: a clear message and a non-zero exit when the program cannot go on; no
-//! panic and no backtrace; no busy loop; a clean stop with the counters on Ctrl-C or
-//! SIGTERM; and interrupted system calls (EINTR) retried, never fatal.
+//! panic and no backtrace, whatever fails, our own output included; no busy loop; a clean
+//! stop with the counters on Ctrl-C, SIGTERM or SIGHUP, within a second, whatever the
+//! program was waiting for (a frame, a full pipe, a pcap reader); and interrupted system
+//! calls (EINTR) retried, never fatal.
 
 mod common;
 
-use std::process::ExitStatus;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Lab, RESPONDER_IP, Responder, UNPRIVILEGED_USER, ping_counts};
+use common::{Lab, RESPONDER_IP, RESPONDER_MAC, Responder, UNPRIVILEGED_USER, ping_counts};
 use nix::sys::signal::Signal;
 
 const BIN_01: &str = env!("CARGO_BIN_EXE_01_open_clone");
@@ -270,15 +275,441 @@ fn interrupted_reads_and_writes_are_retried() {
 
     let log = std::fs::read_to_string(&trace).unwrap_or_default();
     let _ = std::fs::remove_file(&trace);
-    // The TAP's descriptor is the one 05 sleeps on in ppoll.
+    // The TAP's descriptor is the one 05 sleeps on in ppoll for a frame (POLLIN); the
+    // other ppoll waits for room on standard output (POLLOUT).
     let tap_fd = log
-        .split("ppoll([{fd=")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .unwrap_or_else(|| panic!("no ppoll in the trace:\n{log}"));
+        .lines()
+        .filter(|l| l.contains("events=POLLIN"))
+        .find_map(|l| l.strip_prefix("ppoll([{fd=")?.split(',').next())
+        .unwrap_or_else(|| panic!("no ppoll for a frame in the trace:\n{log}"));
     for call in [format!("read({tap_fd},"), format!("write({tap_fd},"), "ppoll(".to_owned()] {
         let injected =
             log.lines().filter(|l| l.starts_with(&call) && l.contains("INJECTED")).count();
         assert!(injected >= 2, "only {injected} interrupted {call}... calls:\n{log}");
     }
+}
+
+// ---- Stopping, and our own output -------------------------------------------------
+
+/// A program started by [`spawn_with`]; killed when dropped, even if the test fails.
+struct Running {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Running {
+    fn signal(&self, signal: Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal);
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends `signal` and returns the exit status (`None`: still running after 3 s) and
+    /// how long the program took to exit.
+    fn stop_with(&mut self, signal: Signal) -> (Option<ExitStatus>, Duration) {
+        let sent = Instant::now();
+        self.signal(signal);
+        let status = self.wait_exit(Duration::from_secs(3));
+        (status, sent.elapsed())
+    }
+
+    fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.stderr);
+    }
+}
+
+/// Runs `bin` in the lab as the unprivileged user, like `Lab::spawn`, but with the
+/// standard input and output the test chooses; standard error goes to a file.
+fn spawn_with(lab: &Lab, bin: &str, args: &[&str], stdin: Stdio, stdout: Stdio) -> Running {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let stderr = std::env::temp_dir().join(format!(
+        "{}-{}-{}.stderr",
+        lab.netns,
+        Path::new(bin).file_name().map_or("bin".into(), |n| n.to_string_lossy()),
+        RUNS.fetch_add(1, Ordering::SeqCst)
+    ));
+    let child = lab
+        .command("setpriv")
+        .args(["--reuid", UNPRIVILEGED_USER, "--regid"])
+        .arg(common::primary_group(UNPRIVILEGED_USER))
+        .args(["--clear-groups", "--", "env", "RUST_BACKTRACE=1", bin])
+        .args(args)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(std::fs::File::create(&stderr).expect("a file for standard error"))
+        .spawn()
+        .expect("starting the binary");
+    Running { child, stderr }
+}
+
+fn wait_attached(lab: &Lab, program: &Running) {
+    let attached = common::wait_until(Duration::from_secs(10), || {
+        lab.ip(&["-o", "link", "show", &lab.iface]).contains("LOWER_UP")
+    });
+    assert!(attached, "the program did not attach to tap4:\n{}", program.stderr_text());
+}
+
+/// A flood of pings that lasts `seconds` unless killed (each program below answers it,
+/// or for 02, prints it). The static neighbour entry makes the kernel send its requests
+/// at once, answered or not.
+fn flood(lab: &Lab, seconds: u32) -> Child {
+    lab.ip(&[
+        "neigh",
+        "replace",
+        RESPONDER_IP,
+        "lladdr",
+        RESPONDER_MAC,
+        "dev",
+        "tap4",
+        "nud",
+        "permanent",
+    ]);
+    lab.command("ping")
+        .args(["-f", "-q", "-i", "0.0002", "-w", &seconds.to_string(), RESPONDER_IP])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("ping -f")
+}
+
+nix::ioctl_read_bad!(fionread, libc::FIONREAD, libc::c_int);
+
+/// How many bytes wait in a pipe or FIFO to be read.
+fn bytes_waiting(read_end: &OwnedFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD on a pipe writes one int, the bytes waiting in it, into `n`.
+    unsafe { fionread(read_end.as_raw_fd(), &mut n) }.map_or(0, |_| n as usize)
+}
+
+/// Waits until the pipe is full: its reader has stopped reading, and what it holds no
+/// longer grows while the program has frames to report. (Not "holds its capacity": the
+/// kernel fills a pipe in whole pages, so a full pipe may hold a little less.)
+fn wait_until_full(read_end: &OwnedFd, what: &str) {
+    let capacity = nix::fcntl::fcntl(read_end, nix::fcntl::FcntlArg::F_GETPIPE_SZ)
+        .expect("F_GETPIPE_SZ") as usize;
+    let mut last = 0;
+    let full = common::wait_until(Duration::from_secs(10), || {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = bytes_waiting(read_end);
+        let stuck = now == last && now > capacity / 2;
+        last = now;
+        stuck
+    });
+    assert!(full, "{what} did not fill its pipe: {last} bytes of {capacity}");
+}
+
+#[test]
+fn a_stop_ends_programs_blocked_on_a_full_output_pipe() {
+    require_lab!("a_stop_ends_programs_blocked_on_a_full_output_pipe");
+    // `05_full_responder | less`, and less stops reading: the pipe fills, and the
+    // program waits for room in it. Ctrl-C or SIGTERM must still end it within a second,
+    // with status 0 and the counters on standard error, where they can still go.
+    let lab = Lab::with_owner("fullpipe", UNPRIVILEGED_USER);
+    for (name, bin) in [("02", BIN_02), ("04", BIN_04), ("05", BIN_05)] {
+        for signal in [Signal::SIGTERM, Signal::SIGINT] {
+            let (read_end, write_end) =
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
+            let mut program = spawn_with(&lab, bin, &[], Stdio::null(), write_end.into());
+            wait_attached(&lab, &program);
+            let mut ping = flood(&lab, 10);
+            wait_until_full(&read_end, name);
+            let (status, took) = program.stop_with(signal);
+            let _ = ping.kill();
+            let _ = ping.wait();
+            let stderr = program.stderr_text();
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "{name}, stdout full, {signal}: {status:?} after {took:?}\n{stderr}"
+            );
+            assert!(took < Duration::from_secs(1), "{name} took {took:?} to stop on {signal}");
+            assert_no_panic(&stderr);
+            match name {
+                "02" => assert!(stderr.contains("frames read."), "02's count:\n{stderr}"),
+                "05" => assert!(counter(&stderr, "frames read").is_some_and(|n| n > 0), "{stderr}"),
+                _ => {}
+            }
+            drop(read_end);
+        }
+    }
+}
+
+/// A FIFO in a directory the unprivileged user can write to; removed when dropped.
+struct Fifo(PathBuf);
+
+impl Fifo {
+    fn new(name: &str) -> Fifo {
+        let path = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_file(&path);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o666))
+            .expect("mkfifo");
+        // mkfifo's mode is filtered by our umask: make it writable for the test user.
+        common::run_ok(Command::new("chmod").args(["666"]).arg(&path));
+        Fifo(path)
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temporary path")
+    }
+}
+
+impl Drop for Fifo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn a_pcap_fifo_neither_holds_the_tap_nor_holds_up_a_stop() {
+    require_lab!("a_pcap_fifo_neither_holds_the_tap_nor_holds_up_a_stop");
+    let mut lab = Lab::with_owner("pcapfifo", UNPRIVILEGED_USER);
+    let log = std::env::temp_dir().join(format!("{}.stdout", lab.netns));
+
+    // No program reads the FIFO: 05 says so at once, before attaching to tap4 (it used
+    // to wait in open(), attached, deaf to SIGTERM).
+    let fifo = Fifo::new(&format!("{}.fifo", lab.netns));
+    let stdout = std::fs::File::create(&log).expect("a log file");
+    let mut program =
+        spawn_with(&lab, BIN_05, &["--pcap", fifo.arg()], Stdio::null(), stdout.into());
+    let status = program.wait_exit(Duration::from_secs(1));
+    let output =
+        format!("{}{}", std::fs::read_to_string(&log).unwrap_or_default(), program.stderr_text());
+    assert_failed_with(status, &output, "05 --pcap FIFO", "is a FIFO that no program is reading");
+    drop(program);
+
+    // The pcap file is opened before the TAP: with tap4 in use and a pcap file that
+    // cannot be created, the pcap is what 05 complains about.
+    let mut first = lab.start(BIN_05, &["--quiet"], NOBODY);
+    let mut second = lab.spawn(BIN_05, &["--pcap", "/nonexistent/tapbook.pcap"], NOBODY);
+    let status = second.wait_exit(Duration::from_secs(3));
+    assert_failed_with(status, &second.output(), "05", "creating /nonexistent/tapbook.pcap");
+    let _ = first.stop();
+
+    // A reader that stops reading (a Wireshark that hangs): the FIFO fills, and 05 waits
+    // for room in it. SIGTERM must still end it, with its counters.
+    use std::os::unix::fs::OpenOptionsExt;
+    let read_end: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo.0)
+        .expect("opening the FIFO for reading")
+        .into();
+    let stdout = std::fs::File::create(&log).expect("a log file");
+    let mut program =
+        spawn_with(&lab, BIN_05, &["--quiet", "--pcap", fifo.arg()], Stdio::null(), stdout.into());
+    wait_attached(&lab, &program);
+    let mut ping = flood(&lab, 10);
+    wait_until_full(&read_end, "05's pcap");
+    let (status, took) = program.stop_with(Signal::SIGTERM);
+    let _ = ping.kill();
+    let _ = ping.wait();
+    let output =
+        format!("{}{}", std::fs::read_to_string(&log).unwrap_or_default(), program.stderr_text());
+    let _ = std::fs::remove_file(&log);
+    assert!(status.is_some_and(|s| s.success()), "{status:?} after {took:?}\n{output}");
+    assert!(took < Duration::from_secs(1), "05 took {took:?} to stop");
+    assert!(counter(&output, "frames read").is_some_and(|n| n > 0), "{output}");
+    assert_no_panic(&output);
+}
+
+#[test]
+fn output_errors_end_the_programs_with_a_message_not_a_panic() {
+    require_lab!("output_errors_end_the_programs_with_a_message_not_a_panic");
+    let mut lab = Lab::with_owner("outerr", UNPRIVILEGED_USER);
+    let devfull = || std::fs::File::options().write(true).open("/dev/full").expect("/dev/full");
+
+    // Standard output on a full device, from the first line on.
+    for (name, bin) in [("01", BIN_01)].into_iter().chain(RESPONDERS) {
+        let mut program = spawn_with(&lab, bin, &[], Stdio::null(), devfull().into());
+        let status = program.wait_exit(Duration::from_secs(3));
+        let stderr = program.stderr_text();
+        assert_failed_with(status, &stderr, name, "writing to standard output: No space left");
+        assert_eq!(stderr.lines().count(), 1, "{name}: not one line:\n{stderr}");
+    }
+
+    // The help, and a mistake whose message cannot be written.
+    let unprivileged = || {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid", UNPRIVILEGED_USER, "--regid"])
+            .arg(common::primary_group(UNPRIVILEGED_USER))
+            .args(["--clear-groups", "--", "env", "RUST_BACKTRACE=1", BIN_05]);
+        cmd
+    };
+    let help = unprivileged().arg("--help").stdout(devfull()).output().expect("05 --help");
+    let stderr = String::from_utf8_lossy(&help.stderr);
+    assert_failed_with(Some(help.status), &stderr, "--help > /dev/full", "No space left");
+    let mistake = unprivileged().arg("--bogus").stderr(devfull()).output().expect("05 --bogus");
+    assert_eq!(mistake.status.code(), Some(2), "a usage error with stderr on /dev/full");
+
+    // The disk fills while 05 runs: its counters reach standard error, followed by the
+    // real error. A 64 KiB tmpfs, mounted in the mount namespace of `ip netns exec`
+    // (private to this one process tree), stands for the disk.
+    let dir = std::env::temp_dir().join(format!("{}.disk", lab.netns));
+    std::fs::create_dir_all(&dir).expect("a mount point");
+    let script = format!(
+        "mount -t tmpfs -o size=64k,mode=1777 tapbook-full {dir} && \
+         exec setpriv --reuid {user} --regid {group} --clear-groups -- \
+         env RUST_BACKTRACE=1 {BIN_05} > {dir}/stdout",
+        dir = dir.display(),
+        user = UNPRIVILEGED_USER,
+        group = common::primary_group(UNPRIVILEGED_USER),
+    );
+    let mut program = lab.spawn("sh", &["-c", &script], None);
+    let attached = common::wait_until(Duration::from_secs(10), || {
+        lab.ip(&["-o", "link", "show", "tap4"]).contains("LOWER_UP")
+    });
+    assert!(attached, "05 did not start on the small disk:\n{}", program.output());
+    let mut ping = flood(&lab, 10);
+    let status = program.wait_exit(Duration::from_secs(10));
+    let _ = ping.kill();
+    let _ = ping.wait();
+    let _ = std::fs::remove_dir(&dir);
+    let stderr = program.stderr_text();
+    assert_failed_with(status, &stderr, "05 on a full disk", "No space left on device");
+    assert!(stderr.lines().last().is_some_and(|l| l.starts_with("Error:")), "{stderr}");
+    assert!(counter(&stderr, "frames read").is_some_and(|n| n > 0), "{stderr}");
+
+    // A non-blocking standard output (another program on the terminal set O_NONBLOCK):
+    // write says EAGAIN whenever the pipe is full. 04 waits for room instead of failing.
+    let (read_end, write_end) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)
+            .expect("a non-blocking pipe");
+    let mut program = spawn_with(&lab, BIN_04, &[], Stdio::null(), write_end.into());
+    wait_attached(&lab, &program);
+    let mut ping = flood(&lab, 10);
+    wait_until_full(&read_end, "04");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        program.wait_exit(Duration::ZERO).is_none(),
+        "04 ended on EAGAIN:\n{}",
+        program.stderr_text()
+    );
+    // Read again: 04 carries on where it was, and stops cleanly.
+    let drain = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            match nix::unistd::read(&read_end, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => text.extend_from_slice(&buf[..n]),
+                Err(nix::errno::Errno::EAGAIN) => std::thread::sleep(Duration::from_millis(5)),
+                Err(_) => break,
+            }
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = ping.kill();
+    let _ = ping.wait();
+    let (status, _) = program.stop_with(Signal::SIGTERM);
+    let stdout = drain.join().expect("the reader thread");
+    let stderr = program.stderr_text();
+    assert!(status.is_some_and(|s| s.success()), "04: {status:?}\n{stderr}");
+    assert_no_panic(&stderr);
+    assert!(stdout.contains("-> "), "04 printed no reply:\n{stderr}");
+}
+
+/// The number of records in a classic pcap file, or where it is cut.
+fn pcap_records(bytes: &[u8]) -> Result<u64, String> {
+    let mut at = 24;
+    let mut records = 0;
+    while at < bytes.len() {
+        let header = bytes.get(at..at + 16).ok_or(format!("a record header cut at byte {at}"))?;
+        let caplen = u32::from_ne_bytes([header[8], header[9], header[10], header[11]]) as usize;
+        if at + 16 + caplen > bytes.len() {
+            return Err(format!("a record cut at byte {at} of {}", bytes.len()));
+        }
+        at += 16 + caplen;
+        records += 1;
+    }
+    Ok(records)
+}
+
+#[test]
+fn sighup_stops_05_cleanly_with_whole_pcap_records() {
+    require_lab!("sighup_stops_05_cleanly_with_whole_pcap_records");
+    // The terminal closes, or the ssh session drops: the kernel sends SIGHUP, which by
+    // default kills mid-write, without the counters.
+    let mut lab = Lab::with_owner("sighup", UNPRIVILEGED_USER);
+    let pcap = std::env::temp_dir().join(format!("{}.pcap", lab.netns));
+    std::fs::File::create(&pcap).expect("the pcap file");
+    common::run_ok(Command::new("chmod").arg("666").arg(&pcap));
+    let pcap_arg = pcap.to_string_lossy().into_owned();
+    let mut responder = lab.start(BIN_05, &["--quiet", "--pcap", &pcap_arg], NOBODY);
+    let mut ping = flood(&lab, 10);
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = Instant::now();
+    responder.signal(Signal::SIGHUP);
+    let status = responder.wait_exit(Duration::from_secs(3));
+    let took = sent.elapsed();
+    let _ = ping.kill();
+    let _ = ping.wait();
+    let output = responder.output();
+    let bytes = std::fs::read(&pcap).unwrap_or_default();
+    let _ = std::fs::remove_file(&pcap);
+    assert!(status.is_some_and(|s| s.success()), "SIGHUP: {status:?}\n{output}");
+    assert!(took < Duration::from_secs(1), "05 took {took:?} to stop on SIGHUP");
+    assert_no_panic(&output);
+    // Every frame read and every reply sent is in the file, whole.
+    let read = counter(&output, "frames read").unwrap_or(0);
+    let replies = counter(&output, "ICMP echo replies sent").unwrap_or(0)
+        + counter(&output, "ARP replies sent").unwrap_or(0);
+    assert!(replies > 100, "{output}");
+    assert_eq!(pcap_records(&bytes), Ok(read + replies), "{output}");
+}
+
+#[test]
+fn a_program_started_with_the_stop_signals_blocked_still_stops() {
+    require_lab!("a_program_started_with_the_stop_signals_blocked_still_stops");
+    // A signal mask is inherited through fork and exec: a parent that blocked SIGTERM
+    // (some service managers and shells do, around a fork) hands that on to us.
+    let mut lab = Lab::with_owner("sigmask", UNPRIVILEGED_USER);
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        let mut responder =
+            lab.start("env", &["--block-signal=INT,TERM,HUP", BIN_05, "--quiet"], NOBODY);
+        assert_ping_answered(&lab, 1, &responder);
+        let sent = Instant::now();
+        responder.signal(signal);
+        let status = responder.wait_exit(Duration::from_secs(3));
+        let took = sent.elapsed();
+        let output = responder.output();
+        assert!(status.is_some_and(|s| s.success()), "{signal}, blocked: {status:?}\n{output}");
+        assert!(took < Duration::from_secs(1), "{signal} took {took:?}");
+        assert_eq!(counter(&output, "ICMP echo replies sent"), Some(1), "{output}");
+    }
+}
+
+#[test]
+fn waiting_for_enter_reads_a_bounded_amount() {
+    require_lab!("waiting_for_enter_reads_a_bounded_amount");
+    // `01_open_clone < /dev/zero`: an input without a newline used to be read (and kept)
+    // for ever, some 250 MB a second. One read is enough to count as Enter.
+    let lab = Lab::with_owner("devzero", UNPRIVILEGED_USER);
+    let zero = std::fs::File::open("/dev/zero").expect("/dev/zero");
+    let log = std::env::temp_dir().join(format!("{}.stdout", lab.netns));
+    let stdout = std::fs::File::create(&log).expect("a log file");
+    let mut program = spawn_with(&lab, BIN_01, &[], zero.into(), stdout.into());
+    let status = program.wait_exit(Duration::from_secs(3));
+    let output =
+        format!("{}{}", std::fs::read_to_string(&log).unwrap_or_default(), program.stderr_text());
+    let _ = std::fs::remove_file(&log);
+    assert!(status.is_some_and(|s| s.success()), "01 < /dev/zero: {status:?}\n{output}");
+    assert!(output.contains("Closed. tap4 still exists"), "{output}");
 }

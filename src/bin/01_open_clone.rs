@@ -2,11 +2,15 @@
 //!
 //! Run it after `sudo scripts/setup.sh`: `cargo run --bin 01_open_clone`.
 
+use std::io::{LineWriter, Write};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use nix::errno::Errno;
 use tapbook::cli::{Args, Program};
+use tapbook::output::Output;
 use tapbook::{signals, tap};
 
 const PROGRAM: Program = Program {
@@ -21,15 +25,17 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
+    let mut out = LineWriter::new(Output::stdout());
     // ANCHOR: open
     let tap = tap::Tap::open(&args.iface)?;
-    println!("Opened {} and attached it to {}.\n", tap::CLONE_DEVICE, tap.name());
-    println!("{}\n", tap.report());
+    writeln!(out, "Opened {} and attached it to {}.\n", tap::CLONE_DEVICE, tap.name())?;
+    writeln!(out, "{}\n", tap.report())?;
     // ANCHOR_END: open
 
     // ANCHOR: no_path
     let would_be = Path::new("/dev").join(tap.name());
-    println!(
+    writeln!(
+        out,
         "{} is a network interface (ip link show {}) and, to this program, a file \
          descriptor; yet {} {}.",
         tap.name(),
@@ -40,31 +46,36 @@ fn run(args: &Args) -> anyhow::Result<()> {
         } else {
             "does not exist: the interface has no path of its own"
         }
-    );
+    )?;
     // ANCHOR_END: no_path
 
-    println!("\nPress Enter (or Ctrl-D, or Ctrl-C) to close the descriptor.");
+    writeln!(out, "\nPress Enter (or Ctrl-D, or Ctrl-C) to close the descriptor.")?;
     wait_for_enter().context("waiting for Enter")?;
 
     // ANCHOR: close
     let name = tap.name().to_owned();
     drop(tap); // closes the file descriptor: the program detaches from the interface
     if tap::interface_exists(&name) {
-        println!("Closed. {name} still exists: it is persistent (made with ip tuntap add).");
+        writeln!(out, "Closed. {name} still exists: it is persistent (made with ip tuntap add).")?;
     } else {
-        println!("Closed. {name} vanished with its last descriptor: it was transient.");
+        writeln!(out, "Closed. {name} vanished with its last descriptor: it was transient.")?;
     }
     // ANCHOR_END: close
     Ok(())
 }
 
-/// Returns after a line, end of input, or Ctrl-C.
-fn wait_for_enter() -> std::io::Result<()> {
+/// Returns after a line, end of input, or Ctrl-C. One `read` of at most 1 KiB: a terminal
+/// hands over a whole line at once, and `< /dev/zero`, which never sends a newline, cannot
+/// make us read (and keep) for ever.
+fn wait_for_enter() -> nix::Result<()> {
     let stdin = std::io::stdin();
-    signals::wait_readable(std::os::fd::AsFd::as_fd(&stdin))?;
+    signals::wait_readable(stdin.as_fd())?;
     if !signals::stop_requested() {
-        let mut line = String::new();
-        stdin.read_line(&mut line)?;
+        let mut line = [0u8; 1024];
+        match nix::unistd::read(stdin.as_fd(), &mut line) {
+            Ok(_) | Err(Errno::EINTR | Errno::EAGAIN) => {}
+            Err(errno) => return Err(errno),
+        }
     }
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! Chapter 2: print every frame the kernel sends out of the TAP, as a one-line summary
 //! and an annotated hex dump. Answers nothing.
 
+use std::io::{LineWriter, Write};
 use std::process::ExitCode;
 
 use tapbook::cli::{Args, Program};
+use tapbook::output::{self, Output};
 use tapbook::show::{Dump, Summary};
 use tapbook::{FRAME_BUFFER_LEN, Tap};
 
@@ -21,10 +23,14 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> anyhow::Result<()> {
     let tap = Tap::open(&args.iface)?;
     let mtu = tap.report().mtu.unwrap_or_else(|| "?".into());
-    println!(
+    // Not `println!`, which panics when standard output fails and cannot be stopped
+    // while a pipe is full (see chapter 5).
+    let mut out = LineWriter::new(Output::stdout());
+    writeln!(
+        out,
         "Reading frames from {} (MTU {mtu}; buffer {FRAME_BUFFER_LEN} bytes). Ctrl-C to stop.",
         tap.name()
-    );
+    )?;
 
     // ANCHOR: read_loop
     let mut frame = vec![0u8; FRAME_BUFFER_LEN];
@@ -32,10 +38,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
     while let Some(len) = tap.read_frame(&mut frame)? {
         count += 1;
         let frame = &frame[..len];
-        println!("\n#{count}: {len} bytes: {}", Summary(frame));
-        print!("{}", Dump(frame));
+        writeln!(out, "\n#{count}: {len} bytes: {}", Summary(frame))?;
+        write!(out, "{}", Dump(frame))?;
     }
     // ANCHOR_END: read_loop
-    println!("\n{count} frames read.");
+    out.flush()?;
+    output::print_last(format_args!("\n{count} frames read."));
     Ok(())
 }

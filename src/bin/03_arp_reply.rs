@@ -3,9 +3,11 @@
 //! `cargo run --bin 03_arp_reply`, then in another terminal `arping -I tap4 172.16.1.2`
 //! (or `ping 172.16.1.2`: the kernel's ARP request is answered, its pings are not yet).
 
+use std::io::{LineWriter, Write};
 use std::process::ExitCode;
 
 use tapbook::cli::{Args, Program};
+use tapbook::output::Output;
 use tapbook::show::Summary;
 use tapbook::{FRAME_BUFFER_LEN, Services, Tap, respond};
 
@@ -23,24 +25,31 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> anyhow::Result<()> {
     let host = args.host();
     let tap = Tap::open(&args.iface)?;
-    println!("Answering ARP for {} with {} on {}. Ctrl-C to stop.", host.ip, host.mac, tap.name());
+    let mut out = LineWriter::new(Output::stdout());
+    writeln!(
+        out,
+        "Answering ARP for {} with {} on {}. Ctrl-C to stop.",
+        host.ip,
+        host.mac,
+        tap.name()
+    )?;
 
     // ANCHOR: loop
     let mut frame = vec![0u8; FRAME_BUFFER_LEN];
     let mut reply = vec![0u8; FRAME_BUFFER_LEN];
     while let Some(len) = tap.read_frame(&mut frame)? {
         let request = &frame[..len];
-        println!("<- {}", Summary(request));
+        writeln!(out, "<- {}", Summary(request))?;
         match respond(&host, Services::ARP, request, &mut reply) {
             Ok(answer) => {
                 let reply = &reply[..answer.len()];
                 if let Err(err) = tap.write_frame(reply) {
-                    eprintln!("   reply not sent: {err}");
+                    writeln!(out, "   reply not sent: {err}")?;
                     continue;
                 }
-                println!("-> {}", Summary(reply));
+                writeln!(out, "-> {}", Summary(reply))?;
             }
-            Err(reason) => println!("   (ignored: {reason})"),
+            Err(reason) => writeln!(out, "   (ignored: {reason})")?,
         }
     }
     // ANCHOR_END: loop

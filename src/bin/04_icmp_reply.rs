@@ -2,9 +2,11 @@
 //! chapter 3's code, so a plain `ping 172.16.1.2` works. Prints the checksums it
 //! verified in each request and computed for each reply.
 
+use std::io::{LineWriter, Write};
 use std::process::ExitCode;
 
 use tapbook::cli::{Args, Program};
+use tapbook::output::Output;
 use tapbook::show::Summary;
 use tapbook::wire::{EthernetFrame, Icmpv4Message, Ipv4Packet};
 use tapbook::{FRAME_BUFFER_LEN, Reply, Services, Tap, respond};
@@ -23,31 +25,33 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> anyhow::Result<()> {
     let host = args.host();
     let tap = Tap::open(&args.iface)?;
-    println!(
+    let mut out = LineWriter::new(Output::stdout());
+    writeln!(
+        out,
         "Answering ping and ARP for {} ({}) on {}. Ctrl-C to stop.",
         host.ip,
         host.mac,
         tap.name()
-    );
+    )?;
 
     let mut frame = vec![0u8; FRAME_BUFFER_LEN];
     let mut reply = vec![0u8; FRAME_BUFFER_LEN];
     while let Some(len) = tap.read_frame(&mut frame)? {
         let request = &frame[..len];
-        println!("<- {}", Summary(request));
+        writeln!(out, "<- {}", Summary(request))?;
         match respond(&host, Services::ALL, request, &mut reply) {
             Ok(answer) => {
                 let reply = &reply[..answer.len()];
                 if let Reply::Echo(_) = answer {
-                    print_checksums(request, reply);
+                    print_checksums(&mut out, request, reply)?;
                 }
                 if let Err(err) = tap.write_frame(reply) {
-                    eprintln!("   reply not sent: {err}");
+                    writeln!(out, "   reply not sent: {err}")?;
                     continue;
                 }
-                println!("-> {}", Summary(reply));
+                writeln!(out, "-> {}", Summary(reply))?;
             }
-            Err(reason) => println!("   (ignored: {reason})"),
+            Err(reason) => writeln!(out, "   (ignored: {reason})")?,
         }
     }
     Ok(())
@@ -57,7 +61,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
 /// Shows the two checksums of each packet: the request's were verified (the sum over the
 /// header, or the message, including the checksum field comes to 0xffff), the reply's
 /// were computed.
-fn print_checksums(request: &[u8], reply: &[u8]) {
+fn print_checksums(out: &mut impl Write, request: &[u8], reply: &[u8]) -> std::io::Result<()> {
     for (what, frame) in [("verified", request), ("computed", reply)] {
         let ip = EthernetFrame::new_checked(frame).ok().and_then(|eth| {
             let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
@@ -65,11 +69,13 @@ fn print_checksums(request: &[u8], reply: &[u8]) {
             Some((ip.checksum(), ip.header_len(), icmp.checksum(), icmp.as_bytes().len()))
         });
         if let Some((ip_sum, ip_len, icmp_sum, icmp_len)) = ip {
-            println!(
+            writeln!(
+                out,
                 "   {what}: IPv4 header checksum 0x{ip_sum:04x} over {ip_len} bytes, \
                  ICMP checksum 0x{icmp_sum:04x} over {icmp_len} bytes"
-            );
+            )?;
         }
     }
+    Ok(())
 }
 // ANCHOR_END: checksums

@@ -1,14 +1,14 @@
 //! Chapter 5: the full responder. ARP and ICMP echo with every validation; counts what it
 //! answered and what it dropped, and why; `--quiet`; `--pcap FILE`; prints the counts and
-//! exits 0 on Ctrl-C or SIGTERM.
+//! exits 0 on Ctrl-C, SIGTERM or SIGHUP.
 
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::Context;
 use tapbook::cli::{Args, Program};
+use tapbook::output::{self, Output};
 use tapbook::pcap::PcapWriter;
 use tapbook::respond::Counters;
 use tapbook::show::Summary;
@@ -25,9 +25,10 @@ fn main() -> ExitCode {
     tapbook::cli::run_program(PROGRAM, |args| {
         let mut counters = Counters::default();
         let result = run(args, &mut counters);
-        // The counts are worth seeing however we stop, on a signal or on an error.
+        // The counts are worth seeing however we stop, on a signal or on an error, and
+        // wherever they can still go: standard output, else standard error.
         if counters.frames_read > 0 || result.is_ok() {
-            println!("\n{counters}");
+            output::print_last(format_args!("\n{counters}"));
         }
         result
     })
@@ -35,18 +36,19 @@ fn main() -> ExitCode {
 
 fn run(args: &Args, counters: &mut Counters) -> anyhow::Result<()> {
     let host = args.host();
-    let tap = Tap::open(&args.iface)?;
+    // The pcap file first: if it cannot be opened, we fail before attaching to the TAP,
+    // and the kernel never sees a responder that is not ready to answer.
     let mut pcap = match &args.pcap {
         Some(path) => {
-            let file =
-                File::create(path).with_context(|| format!("creating {}", path.display()))?;
-            Some(PcapWriter::new(BufWriter::new(file)).context("writing the pcap header")?)
+            let file = output::create(path)?;
+            Some(PcapWriter::new(file).context("writing the pcap header")?)
         }
         None => None,
     };
+    let tap = Tap::open(&args.iface)?;
     // Per-frame lines go through a buffer that is flushed whenever we are about to wait
     // for the next frame: one write(2) per burst instead of one per line.
-    let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+    let mut out = BufWriter::with_capacity(64 * 1024, Output::stdout());
     writeln!(
         out,
         "Answering ARP and ping for {} ({}) on {}. Ctrl-C to stop.",
@@ -102,9 +104,9 @@ fn run(args: &Args, counters: &mut Counters) -> anyhow::Result<()> {
         }
     }
     // ANCHOR_END: loop
-    out.flush()?;
     if let Some(pcap) = pcap.as_mut() {
         pcap.flush()?;
     }
+    out.flush()?;
     Ok(())
 }

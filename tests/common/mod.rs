@@ -8,6 +8,7 @@
 //! a skip is a failure, so CI runs them all.
 
 #![allow(dead_code)] // each test file uses part of the harness
+#![allow(clippy::print_stderr)] // it says which tests were skipped, and why
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
