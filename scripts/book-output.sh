@@ -33,8 +33,9 @@ What it does:
   5. deletes the namespace again, also on failure or Ctrl-C.
 Every output file starts with the command a student would type ('\$ ...').
 Times, ping identifiers and the like are left as they were measured.
+Lines wider than the book's column are wrapped by book-output-wrap.py.
 Takes about a minute. Needs root (network namespaces), ip, ping, arping,
-tshark, strace and setpriv.
+tshark, strace, setpriv and python3.
 
 Options:
   --netns NAME      namespace to create and delete (default: $DEFAULT_NETNS;
@@ -73,7 +74,7 @@ OUT=${OUT:-$ROOT/$DEFAULT_OUT}
 mkdir -p -- "$OUT"
 OUT=$(cd -- "$OUT" && pwd)
 
-for tool in ip ping arping tshark setpriv strace; do
+for tool in ip ping arping tshark setpriv strace python3; do
     command -v "$tool" >/dev/null || die "$tool is not installed (scripts/doctor.sh says which package has it)"
 done
 if [[ -z $LAB_USER ]]; then
@@ -383,6 +384,9 @@ expect 05-tshark-r.txt "Echo (ping) reply"
 # ---- 3. publish ----------------------------------------------------------------------------
 # The terminal noise of tshark 4.x (a bare "tshark: " line) is not output.
 sed -i '/^tshark: $/d' "$REC"/*.txt
+# Lines wider than the book's column are continued on the next line, indented
+# (commands with ' \'), so that the page shows them whole.
+"$ROOT/scripts/book-output-wrap.py" "$REC"/*.txt
 # Only the files this script writes are replaced: other scripts
 # (book-output-*.sh) record into the same directory.
 cp -- "$REC"/*.txt "$OUT"/
