@@ -57,6 +57,11 @@ class Page(html.parser.HTMLParser):
         self._pre_text = []
         self._pre_line = 0
         self._pre_class = ""
+        self.anchor_texts = []  # (href, text, line)
+        self.rows = []  # [cell text, ...] of every table row
+        self.text = []  # text outside <pre> in <main>, for "chapter N"
+        self._a = None
+        self._row = None
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -68,6 +73,12 @@ class Page(html.parser.HTMLParser):
         for attr in ("href", "src"):
             if a.get(attr) is not None and tag in ("a", "link", "script", "img", "iframe"):
                 self.links.append((tag, attr, a[attr], line))
+        if tag == "a" and a.get("href") is not None:
+            self._a = [a["href"], "", line]
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._row.append("")
         if tag == "main":
             self._main += 1
         elif tag == "pre":
@@ -82,6 +93,12 @@ class Page(html.parser.HTMLParser):
             self.headings.append((int(tag[1]), a.get("id"), line))
 
     def handle_endtag(self, tag):
+        if tag == "a" and self._a:
+            self.anchor_texts.append(tuple(self._a))
+            self._a = None
+        elif tag == "tr" and self._row is not None:
+            self.rows.append(self._row)
+            self._row = None
         if tag == "main" and self._main:
             self._main -= 1
         elif tag == "pre" and self._pre:
@@ -92,6 +109,12 @@ class Page(html.parser.HTMLParser):
     def handle_data(self, data):
         if self._pre:
             self._pre_text.append(data)
+        elif self._main:
+            self.text.append(data)
+        if self._a:
+            self._a[1] += data
+        if self._row:
+            self._row[-1] += data
 
 
 def parse_page(path):
@@ -129,6 +152,79 @@ def source_markup(md_path):
         elif LIST_ITEM.match(line) and len(line.strip()) >= 6:
             found.append(("list item", 0, line.strip(), number))
     return found
+
+
+SIDEBAR_ENTRY = re.compile(r'<a href="([^"#]+)"[^>]*><strong aria-hidden="true">(\d+)\.</strong>')
+WHOLE_PROGRAM = re.compile(r"\{\{#(?:rustdoc_)?include\s+\.\./\.\./src/bin/(\w+)\.rs\s*\}\}")
+HEADER = re.compile(r"^//! Chapter (\d+):", re.M)
+MENTION = re.compile(r"\b[Cc]hapters?\s+(\d+)((?:(?:,\s*|\s+(?:and|to|or)\s+)\d+)*)")
+README_ROW = re.compile(r"^\|\s*(\d+)\s*\|\s*`(\d\d_\w+)`", re.M)
+
+
+def check_numbering(build, src, pages, root):
+    """One numbering everywhere, the sidebar's: a program's header ('//! Chapter N:')
+    names the sidebar number of the page that lists the program in full; so do the
+    tables that pair a number with a program (in the book and in README.md); a link
+    whose text is 'chapter N' goes to page N; and no 'chapter N' in the text names a
+    number beyond the last numbered chapter before the appendices."""
+    problems = []
+    number = {}  # page -> its top-level number in the sidebar
+    for href, n in SIDEBAR_ENTRY.findall((build / "toc.html").read_text(encoding="utf-8")):
+        number.setdefault(href, int(n))
+    if not number:
+        return ["toc.html: found no numbered chapter in the sidebar"]
+    program_page = {}
+    for md in sorted(src.glob("*.md")):
+        for program in WHOLE_PROGRAM.findall(md.read_text(encoding="utf-8")):
+            program_page.setdefault(program, md.with_suffix(".html").name)
+    # The chapters proper end where the appendices begin: at the first numbered page
+    # without an Exercises section (Troubleshooting).
+    last = 0
+    for href, n in sorted(number.items(), key=lambda item: item[1]):
+        md = src / href.replace(".html", ".md")
+        if "/" in href or not md.is_file() or "\n## Exercises\n" not in md.read_text(encoding="utf-8"):
+            break
+        last = n
+    for program, page in sorted(program_page.items()):
+        rs = root / "src" / "bin" / f"{program}.rs"
+        header = HEADER.search(rs.read_text(encoding="utf-8")) if rs.is_file() else None
+        if page not in number:
+            problems.append(f"{page}: lists src/bin/{program}.rs in full but has no number in the sidebar")
+        elif header is None:
+            problems.append(f"src/bin/{program}.rs: no '//! Chapter N:' header line")
+        elif int(header.group(1)) != number[page]:
+            problems.append(
+                f"src/bin/{program}.rs says 'Chapter {header.group(1)}', but its page {page} is "
+                f"chapter {number[page]} in the sidebar"
+            )
+    want = {program: number.get(page) for program, page in program_page.items()}
+    for rel, page in pages.items():
+        for row in page.rows:
+            cells = [c.strip() for c in row]
+            if len(cells) >= 2 and cells[0].isdigit() and cells[1] in want and int(cells[0]) != want[cells[1]]:
+                problems.append(
+                    f"{rel}: a table pairs chapter {cells[0]} with {cells[1]}, which is chapter {want[cells[1]]}"
+                )
+        for href, text, line in page.anchor_texts:
+            m = re.fullmatch(r"\s*[Cc]hapter\s+(\d+)\s*", text)
+            if not m:
+                continue
+            target = os.path.normpath(os.path.join(os.path.dirname(rel), href.split("#")[0]))
+            if target in number and int(m.group(1)) != number[target]:
+                problems.append(f"{rel}:{line}: the link '{text.strip()}' goes to {target}, chapter {number[target]}")
+        if rel in ("print.html", "toc.html"):
+            continue
+        for m in MENTION.finditer(" ".join(" ".join(page.text).split())):
+            if any(not 1 <= int(n) <= last for n in re.findall(r"\d+", m.group(0))):
+                problems.append(f"{rel}: '{m.group(0)}' names a chapter the sidebar does not have (1-{last})")
+    readme = root / "README.md"
+    if readme.is_file():
+        for n, program in README_ROW.findall(readme.read_text(encoding="utf-8")):
+            if program in want and int(n) != want[program]:
+                problems.append(
+                    f"README.md: its table pairs chapter {n} with {program}, which is chapter {want[program]}"
+                )
+    return problems
 
 
 def check_static(build, src):
@@ -236,7 +332,9 @@ def check_static(build, src):
         ):
             problems.append(f"{chapter.relative_to(src)}: has solutions/{solution.name} but no '## Exercises'")
 
-    summary = f"{len(pages)} HTML files, {links} internal links, {chapters} chapters' markup"
+    problems += check_numbering(build, src, pages, src.resolve().parent.parent)
+
+    summary = f"{len(pages)} HTML files, {links} internal links, {chapters} chapters' markup and numbers"
     return problems, summary
 
 
