@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/book-output-responder.sh -- record, for the book's chapters 5 and 6 and its
+# scripts/book-output-responder.sh -- record, for the book's chapters 4 and 5 and its
 # troubleshooting appendix, the bytes of real ping exchanges with the responder and what
 # the programs and the kernel print when things go wrong.
 set -euo pipefail

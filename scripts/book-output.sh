@@ -214,7 +214,7 @@ record tun-device.txt "grep -w tun /proc/misc" grep -w tun /proc/misc
 record tun-device.txt "cat /sys/class/misc/tun/dev" cat /sys/class/misc/tun/dev
 expect tun-device.txt "10:200"
 
-# ---- chapter 2: 01_open_clone ---------------------------------------------------------
+# ---- chapter 1: 01_open_clone ---------------------------------------------------------
 step "01_open_clone"
 mkfifo -m 0644 -- "$WORK/enter"
 START_STDIN=$WORK/enter
@@ -261,10 +261,10 @@ record 01-einval.txt "cargo run -q --bin 01_open_clone -- --iface tap6" \
 expect 01-einval.txt "EINVAL"
 ns ip link del dev tap6
 
-# ---- chapter 3: 02_hexdump -------------------------------------------------------------
+# ---- chapter 2: 02_hexdump -------------------------------------------------------------
 step "02_hexdump (about 10 s: waits for what a fresh interface sends by itself)"
 # IPv6 configures tap4 once, at its first carrier after 'ip link set up': the
-# 01_open_clone runs above used that up. Down and up again, as chapter 3 tells
+# 01_open_clone runs above used that up. Down and up again, as chapter 2 tells
 # the student, so that 02_hexdump sees the whole start (MLD, DAD, RS).
 ns ip link set dev tap4 down
 ns ip link set dev tap4 up
@@ -296,12 +296,12 @@ extract_frame() {
 extract_frame "router solicitation" 02-frame-rs.txt
 extract_frame "ARP who-has" 02-frame-arp.txt
 
-# Chapters 4 to 6 start each responder, let the burst of IPv6 frames a freshly
+# Chapters 3 to 5 start each responder, let the burst of IPv6 frames a freshly
 # attached interface sends go by (they show up as ignored or dropped), then
 # drive it: the same order of events in every recording.
 settle() { wait_for "$1 to attach" 10 carrier_on; sleep 6; }
 
-# ---- chapter 4: 03_arp_reply -------------------------------------------------------------
+# ---- chapter 3: 03_arp_reply -------------------------------------------------------------
 step "03_arp_reply"
 start 03-arp-reply "cargo run -q --bin 03_arp_reply" "${AS_USER[@]}" "$BIN/03_arp_reply"
 pid=$STARTED
@@ -333,7 +333,7 @@ expect 03-arp-reply-variants.txt "(ignored: ARP bad sender)"
 expect 03-neigh.txt "172.16.1.2 lladdr 02:00:00:00:00:02"
 expect 03-arp-reply.txt "-> ARP reply 172.16.1.2 is-at 02:00:00:00:00:02"
 
-# ---- chapter 5: 04_icmp_reply -------------------------------------------------------------
+# ---- chapter 4: 04_icmp_reply -------------------------------------------------------------
 step "04_icmp_reply"
 ns ip neigh flush dev tap4     # so that the kernel asks for our MAC again
 start 04-icmp-reply "cargo run -q --bin 04_icmp_reply" "${AS_USER[@]}" "$BIN/04_icmp_reply"
@@ -346,7 +346,7 @@ expect 04-ping-56.txt "2 received"
 expect 04-ping-1472.txt "2 received"
 expect 04-icmp-reply.txt "computed: IPv4 header checksum"
 
-# ---- chapter 6: 05_full_responder ----------------------------------------------------------
+# ---- chapter 5: 05_full_responder ----------------------------------------------------------
 step "05_full_responder"
 ns ip neigh flush dev tap4
 start 05-full-responder "cargo run -q --bin 05_full_responder -- --pcap tapbook.pcap" \
