@@ -225,7 +225,9 @@ exec 4>"$WORK/enter"         # the "terminal" the program waits on for Enter
 wait_for "01_open_clone to attach" 10 carrier_on
 wait_for "01_open_clone to print its report" 10 grep -q 'Press Enter' "$WORK/01-persistent.log"
 record 01-while-open.txt "ip -d link show tap4" ns ip -d link show dev tap4
-record 01-while-open.txt "cat /proc/\$(pidof 01_open_clone)/fdinfo/3" cat "/proc/$pid/fdinfo/3"
+# Shown as a student finds their own process (pidof would list everyone's); the
+# recording knows the PID.
+record 01-while-open.txt "cat /proc/\$(pgrep -u \"\$USER\" -x 01_open_clone)/fdinfo/3" cat "/proc/$pid/fdinfo/3"
 record 01-ebusy.txt "cargo run -q --bin 01_open_clone" as_user "$BIN/01_open_clone"
 expect 01-ebusy.txt "EBUSY"
 printf '\n' >&4              # press Enter
@@ -361,7 +363,10 @@ record 05-ping.txt "ping -c 3 172.16.1.2" ns ping -c 3 -W 2 172.16.1.2
 record 05-arping.txt "sudo arping -c 2 -I tap4 172.16.1.2" ns arping -c 2 -w 3 -I tap4 172.16.1.2
 record 05-arping-other.txt "sudo arping -c 1 -I tap4 172.16.1.3" ns arping -c 1 -w 2 -I tap4 172.16.1.3
 record 05-ping-broadcast.txt "ping -b -c 1 -W 1 172.16.1.255" ns ping -b -c 1 -W 1 172.16.1.255
-record 05-stop.txt "kill -TERM \$(pidof 05_full_responder)" kill -TERM "$pid"
+# The book's command signals only the student's own responder (pkill -u). The
+# recording signals the one it started, by PID: a pattern could also match a
+# responder that someone else runs as the same user at the same time.
+record 05-stop.txt "pkill -TERM -u \"\$USER\" -f 'target/.*/05_full_responder'" kill -TERM "$pid"
 rc=0
 wait "$pid" || rc=$?
 cp -- "$WORK/05-full-responder.log" "$REC/05-full-responder.txt"
