@@ -23,7 +23,9 @@ Build the book (mdbook build book) and check what mdBook itself lets pass:
     link and #fragment resolves; no heading or list item of the Markdown ends
     up inside a <pre> (an include that broke the page's structure); every
     chapter with exercises has id="exercises"; no recorded output line is
-    longer than 100 characters;
+    longer than 100 characters; one chapter numbering, the sidebar's (each
+    program's '//! Chapter N:' header, the tables pairing numbers with
+    programs in the book and README.md, links reading 'chapter N');
   * the pages laid out by a headless Chromium: at a 1400 px window no <pre>,
     table or figure needs horizontal scrolling; at 420 px (a phone) no label
     of an SVG figure is smaller than 10 px. Without chromium this part is
