@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/book-output-responder.sh -- record, for the book's chapters 5 and 6 and its
+# scripts/book-output-responder.sh -- record, for the book's chapters 4 and 5 and its
 # troubleshooting appendix, the bytes of real ping exchanges with the responder and what
 # the programs and the kernel print when things go wrong.
 set -euo pipefail
@@ -38,7 +38,7 @@ The /dev/net/tun faults are made in a private mount namespace (unshare -m): the
 real device node is never touched.
 
 The programs run as --user, never as root, as in the lab. Needs root (namespaces),
-ip, ping, tshark, setpriv and unshare. Builds the chapter programs first (cargo build
+ip, ping, tshark, setpriv, unshare and python3. Builds the chapter programs first (cargo build
 --release --bins, as the user behind sudo when there is one).
 
 Options:
@@ -72,7 +72,7 @@ done
 TB_NETNS=$NS
 validate_common
 need_root "$@"
-for tool in ip ping tshark setpriv unshare; do
+for tool in ip ping tshark setpriv unshare python3; do
     command -v "$tool" >/dev/null || die "$tool is missing (scripts/doctor.sh says which package has it)"
 done
 netns_exists && die "network namespace $NS exists already; choose another with --netns"
@@ -394,6 +394,8 @@ else
 fi
 
 # ---- publish --------------------------------------------------------------------------------------
+# Lines wider than the book's column, continued on the next line (see book-output-wrap.py).
+"$ROOT/scripts/book-output-wrap.py" "$REC"/*.txt
 cp -- "$REC"/*.txt "$OUT"/
 if [[ -n ${SUDO_UID:-} ]]; then
     chown -- "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" "$OUT"/faults-*.txt "$OUT"/echo-*.txt

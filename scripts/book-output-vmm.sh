@@ -63,9 +63,9 @@ done
 TB_NETNS=$NS
 validate_common
 need_root "$@"
-for tool in ip strace qemu-system-x86_64; do
+for tool in ip strace qemu-system-x86_64 python3; do
     command -v "$tool" >/dev/null ||
-        die "$tool is missing: apt-get install iproute2 strace qemu-system-x86"
+        die "$tool is missing: apt-get install iproute2 strace qemu-system-x86 python3"
 done
 netns_exists && die "network namespace $NS exists already; choose another with --netns"
 mkdir -p -- "$OUT"
@@ -241,6 +241,11 @@ print(hex(struct.unpack("I", fcntl.ioctl(fd, 0x800454CF, bytes(4)))[0]))')
 else
     warn "python3 is missing: $OUT/vmm-features.txt left as it was"
 fi
+
+# Lines wider than the book's column, continued on the next line (see book-output-wrap.py).
+for f in vmm-qemu-strace vmm-qemu-state vmm-qemu-mq-strace vmm-ours-strace vmm-features; do
+    [[ ! -f $OUT/$f.txt ]] || "$ROOT/scripts/book-output-wrap.py" "$OUT/$f.txt"
+done
 
 say ""
 say "Wrote, in $OUT:"

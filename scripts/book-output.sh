@@ -33,8 +33,9 @@ What it does:
   5. deletes the namespace again, also on failure or Ctrl-C.
 Every output file starts with the command a student would type ('\$ ...').
 Times, ping identifiers and the like are left as they were measured.
+Lines wider than the book's column are wrapped by book-output-wrap.py.
 Takes about a minute. Needs root (network namespaces), ip, ping, arping,
-tshark, strace and setpriv.
+tshark, strace, setpriv and python3.
 
 Options:
   --netns NAME      namespace to create and delete (default: $DEFAULT_NETNS;
@@ -73,7 +74,7 @@ OUT=${OUT:-$ROOT/$DEFAULT_OUT}
 mkdir -p -- "$OUT"
 OUT=$(cd -- "$OUT" && pwd)
 
-for tool in ip ping arping tshark setpriv strace; do
+for tool in ip ping arping tshark setpriv strace python3; do
     command -v "$tool" >/dev/null || die "$tool is not installed (scripts/doctor.sh says which package has it)"
 done
 if [[ -z $LAB_USER ]]; then
@@ -213,7 +214,7 @@ record tun-device.txt "grep -w tun /proc/misc" grep -w tun /proc/misc
 record tun-device.txt "cat /sys/class/misc/tun/dev" cat /sys/class/misc/tun/dev
 expect tun-device.txt "10:200"
 
-# ---- chapter 2: 01_open_clone ---------------------------------------------------------
+# ---- chapter 1: 01_open_clone ---------------------------------------------------------
 step "01_open_clone"
 mkfifo -m 0644 -- "$WORK/enter"
 START_STDIN=$WORK/enter
@@ -224,7 +225,9 @@ exec 4>"$WORK/enter"         # the "terminal" the program waits on for Enter
 wait_for "01_open_clone to attach" 10 carrier_on
 wait_for "01_open_clone to print its report" 10 grep -q 'Press Enter' "$WORK/01-persistent.log"
 record 01-while-open.txt "ip -d link show tap4" ns ip -d link show dev tap4
-record 01-while-open.txt "cat /proc/\$(pidof 01_open_clone)/fdinfo/3" cat "/proc/$pid/fdinfo/3"
+# Shown as a student finds their own process (pidof would list everyone's); the
+# recording knows the PID.
+record 01-while-open.txt "cat /proc/\$(pgrep -u \"\$USER\" -x 01_open_clone)/fdinfo/3" cat "/proc/$pid/fdinfo/3"
 record 01-ebusy.txt "cargo run -q --bin 01_open_clone" as_user "$BIN/01_open_clone"
 expect 01-ebusy.txt "EBUSY"
 printf '\n' >&4              # press Enter
@@ -260,10 +263,10 @@ record 01-einval.txt "cargo run -q --bin 01_open_clone -- --iface tap6" \
 expect 01-einval.txt "EINVAL"
 ns ip link del dev tap6
 
-# ---- chapter 3: 02_hexdump -------------------------------------------------------------
+# ---- chapter 2: 02_hexdump -------------------------------------------------------------
 step "02_hexdump (about 10 s: waits for what a fresh interface sends by itself)"
 # IPv6 configures tap4 once, at its first carrier after 'ip link set up': the
-# 01_open_clone runs above used that up. Down and up again, as chapter 3 tells
+# 01_open_clone runs above used that up. Down and up again, as chapter 2 tells
 # the student, so that 02_hexdump sees the whole start (MLD, DAD, RS).
 ns ip link set dev tap4 down
 ns ip link set dev tap4 up
@@ -295,12 +298,12 @@ extract_frame() {
 extract_frame "router solicitation" 02-frame-rs.txt
 extract_frame "ARP who-has" 02-frame-arp.txt
 
-# Chapters 4 to 6 start each responder, let the burst of IPv6 frames a freshly
+# Chapters 3 to 5 start each responder, let the burst of IPv6 frames a freshly
 # attached interface sends go by (they show up as ignored or dropped), then
 # drive it: the same order of events in every recording.
 settle() { wait_for "$1 to attach" 10 carrier_on; sleep 6; }
 
-# ---- chapter 4: 03_arp_reply -------------------------------------------------------------
+# ---- chapter 3: 03_arp_reply -------------------------------------------------------------
 step "03_arp_reply"
 start 03-arp-reply "cargo run -q --bin 03_arp_reply" "${AS_USER[@]}" "$BIN/03_arp_reply"
 pid=$STARTED
@@ -332,7 +335,7 @@ expect 03-arp-reply-variants.txt "(ignored: ARP bad sender)"
 expect 03-neigh.txt "172.16.1.2 lladdr 02:00:00:00:00:02"
 expect 03-arp-reply.txt "-> ARP reply 172.16.1.2 is-at 02:00:00:00:00:02"
 
-# ---- chapter 5: 04_icmp_reply -------------------------------------------------------------
+# ---- chapter 4: 04_icmp_reply -------------------------------------------------------------
 step "04_icmp_reply"
 ns ip neigh flush dev tap4     # so that the kernel asks for our MAC again
 start 04-icmp-reply "cargo run -q --bin 04_icmp_reply" "${AS_USER[@]}" "$BIN/04_icmp_reply"
@@ -345,7 +348,7 @@ expect 04-ping-56.txt "2 received"
 expect 04-ping-1472.txt "2 received"
 expect 04-icmp-reply.txt "computed: IPv4 header checksum"
 
-# ---- chapter 6: 05_full_responder ----------------------------------------------------------
+# ---- chapter 5: 05_full_responder ----------------------------------------------------------
 step "05_full_responder"
 ns ip neigh flush dev tap4
 start 05-full-responder "cargo run -q --bin 05_full_responder -- --pcap tapbook.pcap" \
@@ -360,7 +363,10 @@ record 05-ping.txt "ping -c 3 172.16.1.2" ns ping -c 3 -W 2 172.16.1.2
 record 05-arping.txt "sudo arping -c 2 -I tap4 172.16.1.2" ns arping -c 2 -w 3 -I tap4 172.16.1.2
 record 05-arping-other.txt "sudo arping -c 1 -I tap4 172.16.1.3" ns arping -c 1 -w 2 -I tap4 172.16.1.3
 record 05-ping-broadcast.txt "ping -b -c 1 -W 1 172.16.1.255" ns ping -b -c 1 -W 1 172.16.1.255
-record 05-stop.txt "kill -TERM \$(pidof 05_full_responder)" kill -TERM "$pid"
+# The book's command signals only the student's own responder (pkill -u). The
+# recording signals the one it started, by PID: a pattern could also match a
+# responder that someone else runs as the same user at the same time.
+record 05-stop.txt "pkill -TERM -u \"\$USER\" -f 'target/.*/05_full_responder'" kill -TERM "$pid"
 rc=0
 wait "$pid" || rc=$?
 cp -- "$WORK/05-full-responder.log" "$REC/05-full-responder.txt"
@@ -383,6 +389,9 @@ expect 05-tshark-r.txt "Echo (ping) reply"
 # ---- 3. publish ----------------------------------------------------------------------------
 # The terminal noise of tshark 4.x (a bare "tshark: " line) is not output.
 sed -i '/^tshark: $/d' "$REC"/*.txt
+# Lines wider than the book's column are continued on the next line, indented
+# (commands with ' \'), so that the page shows them whole.
+"$ROOT/scripts/book-output-wrap.py" "$REC"/*.txt
 # Only the files this script writes are replaced: other scripts
 # (book-output-*.sh) record into the same directory.
 cp -- "$REC"/*.txt "$OUT"/

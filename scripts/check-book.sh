@@ -18,20 +18,35 @@ Build the book (mdbook build book) and check what mdBook itself lets pass:
   * every FILE:START:END line range lies inside FILE and is not blank;
   * every chapter SUMMARY.md lists exists, and every page in book/src is listed;
   * mdbook prints no warning or error;
-  * no raw '{{#' survives into the generated HTML (book/book/*.html).
-Exits 1 and lists every problem when there is any. Needs no root and no network.
+  * no raw '{{#' survives into the generated HTML (book/book/*.html);
+  * the HTML as a reader gets it (scripts/check-book-html.py): every internal
+    link and #fragment resolves; no heading or list item of the Markdown ends
+    up inside a <pre> (an include that broke the page's structure); every
+    chapter with exercises has id="exercises"; no recorded output line is
+    longer than 100 characters; one chapter numbering, the sidebar's (each
+    program's '//! Chapter N:' header, the tables pairing numbers with
+    programs in the book and README.md, links reading 'chapter N');
+  * the pages laid out by a headless Chromium: at a 1400 px window no <pre>,
+    table or figure needs horizontal scrolling; at 420 px (a phone) no label
+    of an SVG figure is smaller than 10 px. Without chromium this part is
+    skipped with a message, unless \$CI is set: then it is a failure.
+Exits 1 and lists every problem when there is any. Needs no root and no network
+(the pages are served to the browser on 127.0.0.1).
 
 Options:
   --no-build        check the sources only, do not run mdbook
+  --no-browser      do not start Chromium (the HTML is still checked)
   -h, --help        this help
 EOF
 }
 
 BUILD=1
+BROWSER=1
 while (($#)); do
     case $1 in
         -h | --help) usage; exit 0 ;;
         --no-build) BUILD=0; shift ;;
+        --no-browser) BROWSER=0; shift ;;
         *) unknown_option "$1" ;;
     esac
 done
@@ -43,6 +58,7 @@ OUT=book/book
 [[ -f book/book.toml ]] || die "book/book.toml is missing (run this from a tapbook checkout)"
 
 PROBLEMS=()
+HTML_SUMMARY=
 problem() { PROBLEMS+=("$*"); }
 
 # ---- 1. includes ---------------------------------------------------------------
@@ -174,6 +190,19 @@ if ((BUILD)); then
     else
         problem "mdbook built nothing: $OUT is missing"
     fi
+
+    # ---- 5. the HTML and the layout, as a reader sees them --------------------------
+    if [[ -f $OUT/index.html ]]; then
+        html_check=(python3 scripts/check-book-html.py --build "$OUT" --src "$SRC")
+        ((BROWSER)) || html_check+=(--no-browser)
+        if ! command -v python3 >/dev/null; then
+            problem "python3 is not installed: it checks the HTML (sudo apt-get install python3)"
+        elif ! html_report=$("${html_check[@]}" 2>&1); then
+            problem "the built pages fail scripts/check-book-html.py:"$'\n'"    ${html_report//$'\n'/$'\n'    }"
+        else
+            HTML_SUMMARY=$html_report
+        fi
+    fi
 fi
 
 # ---- report ----------------------------------------------------------------------------
@@ -185,3 +214,4 @@ fi
 built=
 ((BUILD)) && built=", built $OUT"
 say "check-book: ${#pages[@]} pages, $INCLUDES includes, all found and non-empty$built"
+[[ -z ${HTML_SUMMARY:-} ]] || say "$HTML_SUMMARY"

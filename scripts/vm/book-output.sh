@@ -44,6 +44,7 @@ while (($#)); do
     esac
 done
 need_root "$@"
+command -v python3 >/dev/null || die "python3 is missing (it fits the output to the book's column): apt-get install python3"
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
@@ -106,6 +107,8 @@ done
 
 for f in vm-lab.txt vm-lab-prepare.txt vm-lab-guest.txt vm-lab-host.txt vm-lab-responder.txt \
     vm-lab-capture.txt vm-lab-result.txt vm-strace.txt; do
+    # Lines wider than the book's column, continued on the next line.
+    "$ROOT/scripts/book-output-wrap.py" "$TMP/$f"
     cp -- "$TMP/$f" "$OUT/$f"
     step "$OUT/$f ($(wc -l <"$OUT/$f") lines)"
 done
