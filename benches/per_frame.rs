@@ -20,7 +20,7 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use tapbook::respond::Counters;
+use tapbook::respond::{Counters, Idents, Timestamp};
 use tapbook::show::Summary;
 use tapbook::wire::{MacAddr, checksum};
 use tapbook::{FRAME_BUFFER_LEN, Host, Services, respond};
@@ -90,6 +90,7 @@ fn main() {
     let ping_1472 = fixtures::load("icmp_echo_request_1472");
     let arp = fixtures::load("arp_request_arping");
     let mld = fixtures::load("ipv6_mld_report");
+    let ping_rr = fixtures::load("kernel_echo_request_rr");
     // The ICMP messages the responder verifies: 64 and 1480 bytes.
     let icmp_56 = &ping_56[34..];
     let icmp_1472 = &ping_1472[34..];
@@ -117,16 +118,21 @@ fn main() {
     }
 
     let mut reply = vec![0u8; FRAME_BUFFER_LEN];
+    let mut idents = Idents::new(1);
+    // A fixed time: the clock is the caller's to read (05 reads it once per frame).
+    let now = Timestamp(0);
     for (label, frame, answered) in [
         ("echo request, 98 B (`ping -s 56`)", &ping_56, true),
+        ("echo request with Record Route, 138 B (`ping -R`)", &ping_rr, true),
         ("echo request, 1514 B (`ping -s 1472`)", &ping_1472, true),
         ("ARP request, 58 B", &arp, true),
         ("IPv6 MLD report, 90 B (dropped)", &mld, false),
     ] {
-        let outcome = respond(&US, Services::ALL, frame, &mut reply);
+        let outcome = respond(&US, Services::ALL, &mut idents, now, frame, &mut reply);
         assert_eq!(outcome.is_ok(), answered, "{label}: {outcome:?}");
         let ns = time_per_call(budget, || {
-            black_box(respond(&US, Services::ALL, black_box(frame), black_box(&mut reply))).ok();
+            let frame = black_box(frame);
+            black_box(respond(&US, Services::ALL, &mut idents, now, frame, &mut reply)).ok();
         });
         rows.push(Row { what: format!("`respond()`, {label}"), bytes: frame.len(), ns });
     }
@@ -137,7 +143,8 @@ fn main() {
     let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
     for (label, frame) in [("98 B", &ping_56), ("1514 B", &ping_1472)] {
         let ns = time_per_call(budget, || {
-            let outcome = respond(&US, Services::ALL, black_box(frame), &mut reply);
+            let outcome =
+                respond(&US, Services::ALL, &mut idents, now, black_box(frame), &mut reply);
             counters.record(&outcome);
             if let Ok(answer) = outcome {
                 let reply = &reply[..answer.len()];

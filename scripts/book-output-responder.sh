@@ -19,7 +19,7 @@ the bytes of real exchanges between the kernel's ping and 05_full_responder
   echo-fields.txt        lengths and checksums (verified by tshark) of the echo
                          requests and replies for ping -s 56, -s 1 (odd length),
                          -s 1472 (a full frame) and -R (IPv4 options)
-  echo-options.txt       what ping -R prints about our reply
+  echo-options.txt       what ping -R prints: the route our reply brought back
 
 and each fault the troubleshooting appendix describes, as a student would see it:
   faults-down-up.txt     tap4 goes down and up under 05_full_responder
@@ -188,8 +188,12 @@ for size in 56 1 1472; do
     ns ping -c 1 -W 2 -s "$size" 172.16.1.2 >"$WORK/ping-$size.log" 2>&1 ||
         die "ping -s $size got no answer: $(cat "$WORK/ping-$size.log")"
 done
-record echo-options.txt "ping -c 1 -R 172.16.1.2" ns ping -c 1 -W 2 -R 172.16.1.2
+record echo-options.txt "ping -R -c 1 172.16.1.2" ns ping -R -c 1 -W 2 172.16.1.2
 expect echo-options.txt "1 received"
+# The route both ways, our address twice (arrival and departure), as in Linux's own reply.
+expect echo-options.txt "RR: 	172.16.1.1"
+[[ $(grep -cx '	172.16.1.2' "$REC/echo-options.txt") -eq 2 ]] ||
+    die "echo-options.txt: 172.16.1.2 is not on the route twice, as in Linux's reply: $(cat "$REC/echo-options.txt")"
 kill -TERM "$pid"
 wait "$pid" || die "05_full_responder did not exit 0 on SIGTERM: $(cat "$WORK/echo.log")"
 # tshark as the user who owns the file, in a home of its own (it looks for settings).
@@ -205,6 +209,7 @@ record echo-fields.txt "tshark -r tapbook.pcap -o ip.check_checksum:TRUE -Y icmp
     tshark_user "${CHECK[@]}" -Y icmp -T fields -E header=y -e frame.len -e ip.hdr_len -e ip.len \
     -e ip.checksum.status -e icmp.type -e icmp.checksum.status
 expect echo-fields.txt "138	60	124	1	8	1"
+expect echo-fields.txt "138	60	124	1	0	1"
 sed -i '/^tshark: $/d' "$REC"/echo-*.txt
 
 # ---- nothing attached ---------------------------------------------------------------------

@@ -1,11 +1,13 @@
 //! The responder as pure functions (chapters 3 to 5): a frame and our addresses in; the
-//! reply frame, or the reason the frame is ignored, out. No I/O happens here, so every
-//! decision can be tested with captured bytes and no TAP device.
+//! reply frame, or the reason the frame is ignored, out. No I/O happens here, and what a
+//! reply needs besides the frame (the next IPv4 identification, the time of day) is
+//! passed in, so every decision can be tested with captured bytes and no TAP device.
 //!
 //! The rules are those of a careful host, and each one closes a hole that a naive
 //! responder (like the C program this course grew from) leaves open:
 //! - answer ARP only for our own address (no spoofing of other hosts);
-//! - answer only echo *requests* (never a reply: two responders must not ping-pong);
+//! - answer only echo *requests* (never a reply: two responders must not ping-pong),
+//!   and never send an ICMP error about an ICMP error;
 //! - never reply to, or from, a broadcast or multicast address (no smurf amplifier);
 //! - never send more bytes than we received (no amplification);
 //! - verify every length and checksum before trusting a field;
@@ -25,13 +27,19 @@
     )
 )]
 
+use std::collections::hash_map::RandomState;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::net::Ipv4Addr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::wire::arp::{self, ArpOperation, ArpPacket, ArpRepr};
 use crate::wire::ethernet::{self, EtherType, EthernetFrame, MacAddr};
-use crate::wire::icmpv4::{Icmpv4Message, Icmpv4Type};
-use crate::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
+use crate::wire::icmpv4::{self, Icmpv4Message, Icmpv4Type};
+use crate::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr, MAX_HEADER_LEN, MIN_HEADER_LEN};
+use crate::wire::ipv4_options::{
+    BadOption, Ipv4Options, SlotOption, TS_AND_ADDRESS, TS_ONLY, TS_PRESPECIFIED,
+};
 use crate::wire::{self, checksum};
 
 /// Who we are on the link.
@@ -43,6 +51,89 @@ pub struct Host {
 
 /// The TTL of our echo replies: Linux's default (`net.ipv4.ip_default_ttl`).
 pub const REPLY_TTL: u8 = 64;
+
+// ANCHOR: idents
+/// Chooses the IPv4 identification of every datagram we send.
+///
+/// Our replies leave with DF clear, as Linux's do, so a router on a narrower path back may
+/// fragment them, and the receiver then sorts fragments into datagrams by source,
+/// destination, protocol and identification. So the identification must not repeat
+/// between two hosts while an earlier datagram may still be in flight (RFC 791; RFC 6864
+/// section 4): echoing the request's would give two requests with the same number two
+/// replies with the same number. Hence a counter per destination, as Linux keeps them
+/// (`ip_idents_reserve`): 64 counters here, each serving the destinations a keyed hash
+/// puts in its bucket, each starting at a value derived from the key. One counter for
+/// everybody would also do for uniqueness, but would tell every host how many replies went
+/// to all the others (the "idle scan"; RFC 7739 section 5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idents {
+    key: u64,
+    next: [u16; Idents::BUCKETS],
+}
+
+impl Idents {
+    const BUCKETS: usize = 64;
+
+    /// Counters derived from `key`: the same key gives the same numbers (for tests).
+    pub fn new(key: u64) -> Idents {
+        let mut next = [0; Idents::BUCKETS];
+        for (bucket, start) in (0u64..).zip(next.iter_mut()) {
+            *start = mix(key ^ mix(bucket)) as u16;
+        }
+        Idents { key, next }
+    }
+
+    /// Counters with a key from the operating system's randomness (which the standard
+    /// library's `RandomState` draws on): for the binaries.
+    pub fn random() -> Idents {
+        Idents::new(RandomState::new().hash_one(0u64))
+    }
+
+    /// The identification of the next datagram to `dst`.
+    pub fn next(&mut self, dst: Ipv4Addr) -> u16 {
+        let bucket = mix(self.key.rotate_left(32) ^ u64::from(u32::from(dst)));
+        let bucket = (bucket % Idents::BUCKETS as u64) as usize;
+        let Some(next) = self.next.get_mut(bucket) else { return 0 };
+        let ident = *next;
+        *next = next.wrapping_add(1);
+        ident
+    }
+}
+
+/// SplitMix64's finalizer: spreads every bit of the input over every bit of the output.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+// ANCHOR_END: idents
+
+// ANCHOR: timestamp
+/// The time of day as the IPv4 Timestamp option carries it (RFC 791): milliseconds since
+/// midnight UT, as Linux's `inet_current_timestamp` computes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp(pub u32);
+
+impl Timestamp {
+    /// The time now, from the system clock.
+    pub fn now() -> Timestamp {
+        Timestamp::from_system_time(SystemTime::now())
+    }
+
+    pub fn from_system_time(time: SystemTime) -> Timestamp {
+        match time.duration_since(UNIX_EPOCH) {
+            // Unix time has no leap seconds: every day is 86 400 of its seconds.
+            Ok(since) => {
+                let ms = since.as_secs() % 86_400 * 1000 + u64::from(since.subsec_millis());
+                Timestamp(u32::try_from(ms).unwrap_or(0))
+            }
+            // RFC 791: a time not counted from midnight UT has the high-order bit set.
+            Err(_) => Timestamp(1 << 31),
+        }
+    }
+}
+// ANCHOR_END: timestamp
 
 // ANCHOR: drop
 /// Why a frame got no reply. The full responder counts each reason; the book explains them.
@@ -69,16 +160,25 @@ pub enum Drop {
     /// An ARP request whose sender claims a group MAC, our own IP address, or an IP
     /// address no host can have (broadcast, multicast, loopback).
     ArpBadSender,
-    /// IPv4 with a version other than 4, a header shorter than 20 bytes, a total length
-    /// shorter than its own header, or options whose lengths do not add up.
+    /// IPv4 with a version other than 4, a header shorter than 20 bytes, or a total
+    /// length shorter than its own header.
     Ipv4Malformed,
+    /// IPv4 options that Linux refuses (see `wire::ipv4_options`), in a packet that may
+    /// get no ICMP Parameter Problem: one carrying an ICMP error, a later fragment, one
+    /// from a class E address, or one too short to be quoted in an error no longer than
+    /// itself.
+    Ipv4BadOption,
     /// The IPv4 header checksum does not verify.
     Ipv4BadChecksum,
     /// A fragment: a piece of a larger packet. We do not reassemble.
     Ipv4Fragment,
     /// A source-routed packet (loose or strict source route option): RFC 1122 says the
-    /// reply MUST follow the route back, and we send no options.
+    /// reply MUST follow the route back, and Linux drops these unless told otherwise
+    /// (`net.ipv4.conf.all.accept_source_route` is 0).
     Ipv4SourceRouted,
+    /// A Record Route or Timestamp option with room for our entry on arrival but not for
+    /// the one on departure (its pointer is not on a slot boundary): Linux sends no reply.
+    Ipv4OptionNoRoom,
     /// IPv4 for another address, broadcast and multicast included.
     Ipv4NotForUs,
     /// IPv4 from an address no reply may go to (broadcast, multicast, 0.0.0.0/8,
@@ -96,7 +196,7 @@ pub enum Drop {
 
 impl Drop {
     /// Every reason, in the order counters are printed.
-    pub const ALL: [Drop; 18] = [
+    pub const ALL: [Drop; 20] = [
         Drop::Truncated,
         Drop::NotOurMac,
         Drop::BadSourceMac,
@@ -107,9 +207,11 @@ impl Drop {
         Drop::ArpNotForUs,
         Drop::ArpBadSender,
         Drop::Ipv4Malformed,
+        Drop::Ipv4BadOption,
         Drop::Ipv4BadChecksum,
         Drop::Ipv4Fragment,
         Drop::Ipv4SourceRouted,
+        Drop::Ipv4OptionNoRoom,
         Drop::Ipv4NotForUs,
         Drop::Ipv4BadSource,
         Drop::IcmpBadChecksum,
@@ -130,9 +232,11 @@ impl Drop {
             Drop::ArpNotForUs => "ARP for another address",
             Drop::ArpBadSender => "ARP bad sender",
             Drop::Ipv4Malformed => "IPv4 malformed header",
+            Drop::Ipv4BadOption => "IPv4 bad option, no error allowed",
             Drop::Ipv4BadChecksum => "IPv4 bad header checksum",
             Drop::Ipv4Fragment => "IPv4 fragment",
             Drop::Ipv4SourceRouted => "IPv4 source-routed",
+            Drop::Ipv4OptionNoRoom => "IPv4 option without room to echo",
             Drop::Ipv4NotForUs => "IPv4 for another address",
             Drop::Ipv4BadSource => "IPv4 bad source address",
             Drop::IcmpBadChecksum => "ICMP bad checksum",
@@ -161,13 +265,15 @@ pub enum Reply {
     Arp(usize),
     /// An ICMP echo reply frame of this many bytes.
     Echo(usize),
+    /// An ICMP Parameter Problem frame of this many bytes.
+    ParameterProblem(usize),
 }
 
 impl Reply {
     /// The length of the reply frame in the output buffer.
     pub fn len(self) -> usize {
         match self {
-            Reply::Arp(len) | Reply::Echo(len) => len,
+            Reply::Arp(len) | Reply::Echo(len) | Reply::ParameterProblem(len) => len,
         }
     }
 
@@ -201,15 +307,23 @@ fn wire_drop(err: wire::Error) -> Drop {
 
 // ANCHOR: respond
 /// Looks at one frame read from the TAP and, if it deserves an answer, writes the reply
-/// frame into `out` (which should be as large as the largest frame read).
-pub fn respond(host: &Host, services: Services, frame: &[u8], out: &mut [u8]) -> Outcome {
+/// frame into `out` (which should be as large as the largest frame read). `idents`
+/// numbers the IPv4 datagrams we send; `now` is the time for IPv4 Timestamp options.
+pub fn respond(
+    host: &Host,
+    services: Services,
+    idents: &mut Idents,
+    now: Timestamp,
+    frame: &[u8],
+    out: &mut [u8],
+) -> Outcome {
     let eth = EthernetFrame::new_checked(frame).map_err(wire_drop)?;
     if eth.src_addr().is_multicast() {
         return Err(Drop::BadSourceMac);
     }
     match eth.ethertype() {
         EtherType::Arp if services.arp => arp_reply(host, &eth, out),
-        EtherType::Ipv4 if services.echo => echo_reply(host, &eth, out),
+        EtherType::Ipv4 if services.echo => ipv4_reply(host, idents, now, &eth, out),
         tag if tag.is_vlan_tag() => Err(Drop::VlanTagged),
         _ => Err(Drop::OtherProtocol),
     }
@@ -267,9 +381,8 @@ pub fn arp_reply(host: &Host, eth: &EthernetFrame<&[u8]>, out: &mut [u8]) -> Out
 // ANCHOR_END: arp_reply
 
 // ANCHOR: echo_checks
-/// Checks an IPv4 packet and returns it if we may answer it: version, lengths, header
-/// checksum, no fragment, well-formed options with no source route, our address as
-/// destination and a unicast source.
+/// Checks an IPv4 packet and returns it if it is for us: version, lengths, header
+/// checksum, our address as destination and a unicast source.
 fn ipv4_for_us<'a>(
     host: &Host,
     dst_mac: MacAddr,
@@ -281,12 +394,6 @@ fn ipv4_for_us<'a>(
     let ip = Ipv4Packet::new_checked(bytes).map_err(wire_drop)?;
     if !ip.verify_checksum() {
         return Err(Drop::Ipv4BadChecksum);
-    }
-    if ip.is_fragment() {
-        return Err(Drop::Ipv4Fragment);
-    }
-    if ip.has_source_route().map_err(wire_drop)? {
-        return Err(Drop::Ipv4SourceRouted);
     }
     if ip.dst_addr() != host.ip {
         return Err(Drop::Ipv4NotForUs);
@@ -305,11 +412,47 @@ fn ipv4_for_us<'a>(
 }
 // ANCHOR_END: echo_checks
 
+// ANCHOR: ipv4_reply
+/// Answers an IPv4 packet for us, in Linux's order: the options first (malformed ones get
+/// an ICMP Parameter Problem, whatever the protocol), then fragments and source routes
+/// (dropped), then the ICMP echo request.
+fn ipv4_reply(
+    host: &Host,
+    idents: &mut Idents,
+    now: Timestamp,
+    eth: &EthernetFrame<&[u8]>,
+    out: &mut [u8],
+) -> Outcome {
+    let ip = ipv4_for_us(host, eth.dst_addr(), eth.payload())?;
+    let options = match Ipv4Options::parse(ip.header()) {
+        Ok(options) => options,
+        Err(bad) => return parameter_problem(host, idents, eth, &ip, bad, out),
+    };
+    if ip.is_fragment() {
+        return Err(Drop::Ipv4Fragment);
+    }
+    // Linux accepts source routes only where `accept_source_route` is set, which it is
+    // not by default; then it drops them without a word, as we do.
+    if options.source_route.is_some() {
+        return Err(Drop::Ipv4SourceRouted);
+    }
+    echo_reply(host, idents, now, eth, &ip, &options, out)
+}
+// ANCHOR_END: ipv4_reply
+
 // ANCHOR: echo_reply
 /// Answers an ICMP echo request (RFC 792) with an echo reply carrying the same
-/// identifier, sequence number and data.
-pub fn echo_reply(host: &Host, eth: &EthernetFrame<&[u8]>, out: &mut [u8]) -> Outcome {
-    let ip = ipv4_for_us(host, eth.dst_addr(), eth.payload())?;
+/// identifier, sequence number and data, and the request's Record Route and Timestamp
+/// options with our entries added.
+fn echo_reply(
+    host: &Host,
+    idents: &mut Idents,
+    now: Timestamp,
+    eth: &EthernetFrame<&[u8]>,
+    ip: &Ipv4Packet<&[u8]>,
+    options: &Ipv4Options,
+    out: &mut [u8],
+) -> Outcome {
     if ip.protocol() != IpProtocol::Icmp {
         return Err(Drop::OtherProtocol);
     }
@@ -322,11 +465,14 @@ pub fn echo_reply(host: &Host, eth: &EthernetFrame<&[u8]>, out: &mut [u8]) -> Ou
         return Err(Drop::IcmpNotEchoRequest);
     }
 
-    // The reply has a 20-byte header whatever options the request carried, so it is
-    // never longer than the request. RFC 1122 3.2.2.6 allows leaving out record route and
-    // timestamp options; a source route it does not, which is why ipv4_for_us dropped those.
+    // The reply's options are at most the request's Record Route and Timestamp, rounded
+    // up to a multiple of 4 like the request's own, so the reply is never longer than
+    // the request.
+    let mut reply_options = [0u8; MAX_HEADER_LEN - MIN_HEADER_LEN];
+    let options_len = echo_options(host.ip, now, ip.header(), options, &mut reply_options)?;
+    let reply_options = reply_options.get(..options_len).ok_or(Drop::NoRoom)?;
     let icmp_len = request.as_bytes().len();
-    let ip_len = Ipv4Repr::HEADER_LEN + icmp_len;
+    let ip_len = Ipv4Repr::HEADER_LEN + options_len + icmp_len;
     let len = ethernet::HEADER_LEN + ip_len;
     let out = out.get_mut(..len).ok_or(Drop::NoRoom)?;
 
@@ -341,14 +487,13 @@ pub fn echo_reply(host: &Host, eth: &EthernetFrame<&[u8]>, out: &mut [u8]) -> Ou
         dst_addr: ip.src_addr(),
         protocol: IpProtocol::Icmp,
         tos: ip.tos(),
-        // Echo the request's identification: it only has to be unique per (source,
-        // destination, protocol) for reassembly, and the reply travels the other way.
-        ident: ip.ident(),
+        ident: idents.next(ip.src_addr()),
+        // As Linux: DF clear, so that a narrower path back may fragment the reply.
         dont_frag: false,
         ttl: REPLY_TTL,
         payload_len: icmp_len,
     }
-    .emit(&mut packet)
+    .emit_with_options(&mut packet, reply_options)
     .map_err(|_| Drop::NoRoom)?;
 
     // The header we just wrote says the payload is `icmp_len` bytes: `get_mut` takes
@@ -372,6 +517,197 @@ pub fn echo_reply(host: &Host, eth: &EthernetFrame<&[u8]>, out: &mut [u8]) -> Ou
 }
 // ANCHOR_END: echo_reply
 
+// ANCHOR: echo_options
+/// The options of an echo reply. RFC 1122 (3.2.2.6) says a Record Route or Timestamp
+/// option in an echo request SHOULD come back in the reply, updated to include us. Linux
+/// does it in two steps, and so do we: it adds its entry when the request arrives
+/// (`ip_options_compile`) and again when the reply leaves (`ip_options_echo` and
+/// `ip_options_build`), so `ping -R` shows our address twice. The reply carries Record
+/// Route first, then Timestamp, whatever their order in the request, then End of List
+/// bytes up to a multiple of 4; every other option is left out. Returns the length.
+fn echo_options(
+    us: Ipv4Addr,
+    now: Timestamp,
+    header: &[u8],
+    found: &Ipv4Options,
+    out: &mut [u8],
+) -> Result<usize, Drop> {
+    type Fill = fn(&mut SlotOption<&mut [u8]>, Ipv4Addr, Timestamp) -> Result<(), Drop>;
+    let mut len = 0;
+    for (at, fill) in
+        [(found.record_route, record_route as Fill), (found.timestamp, timestamp as Fill)]
+    {
+        let Some(at) = at else { continue };
+        let option_len = usize::from(header.get(at + 1).copied().unwrap_or(0));
+        let request_option = header.get(at..at + option_len).ok_or(Drop::Ipv4Malformed)?;
+        let option = out.get_mut(len..len + option_len).ok_or(Drop::NoRoom)?;
+        option.copy_from_slice(request_option);
+        fill(&mut SlotOption::new(option), us, now)?;
+        len += option_len;
+    }
+    // `out` came zeroed: the bytes up to the next multiple of 4 are End of List.
+    Ok(len.next_multiple_of(4))
+}
+
+/// Record Route (RFC 791): our address in the slot the pointer names, which moves on by 4,
+/// once for the arrival and once for the departure, while there is room.
+fn record_route(
+    option: &mut SlotOption<&mut [u8]>,
+    us: Ipv4Addr,
+    _now: Timestamp,
+) -> Result<(), Drop> {
+    let mut pointer = option.pointer();
+    // Ipv4Options::parse made sure that a pointer within the option names a whole slot.
+    if pointer <= option.len() {
+        option.set_slot(pointer, us.octets());
+        pointer += 4;
+        if pointer <= option.len() {
+            if !option.has_slot(pointer) {
+                return Err(Drop::Ipv4OptionNoRoom);
+            }
+            option.set_slot(pointer, us.octets());
+            pointer += 4;
+        }
+    }
+    option.set_pointer(pointer);
+    Ok(())
+}
+
+/// Timestamp (RFC 791): the time (and our address, for flag 1; for flag 3 only where the
+/// sender wrote our address), on arrival and on departure. A full option counts us in
+/// its overflow instead, once, as Linux does (not for flag 3).
+fn timestamp(option: &mut SlotOption<&mut [u8]>, us: Ipv4Addr, now: Timestamp) -> Result<(), Drop> {
+    let (flags, time) = (option.flags(), now.0.to_be_bytes());
+    let mut pointer = option.pointer();
+    if pointer > option.len() {
+        // Ipv4Options::parse refused an overflow count that is already 15.
+        if flags != TS_PRESPECIFIED {
+            option.set_overflow(option.overflow() + 1);
+        }
+        return Ok(());
+    }
+    // Arrival. Ipv4Options::parse made sure the slot (or pair of slots) is whole.
+    let (need_addr, need_time) = match flags {
+        TS_ONLY => {
+            option.set_slot(pointer, time);
+            pointer += 4;
+            (false, true)
+        }
+        TS_AND_ADDRESS => {
+            option.set_slot(pointer, us.octets());
+            option.set_slot(pointer + 4, time);
+            pointer += 8;
+            (true, true)
+        }
+        TS_PRESPECIFIED if option.addr_at(pointer) == us => {
+            option.set_slot(pointer + 4, time);
+            pointer += 8;
+            (false, true)
+        }
+        _ => (false, false),
+    };
+    // Departure, if there is room left at all; room for only part of an entry is an
+    // error (Linux's ip_options_echo fails, and no reply is sent).
+    if pointer <= option.len() {
+        if need_addr {
+            if !option.has_slot(pointer) {
+                return Err(Drop::Ipv4OptionNoRoom);
+            }
+            option.set_slot(pointer, us.octets());
+            pointer += 4;
+        }
+        if need_time {
+            if !option.has_slot(pointer) {
+                return Err(Drop::Ipv4OptionNoRoom);
+            }
+            if flags != TS_PRESPECIFIED {
+                option.set_slot(pointer, time);
+                pointer += 4;
+            } else if option.has_slot(pointer + 4) && option.addr_at(pointer) == us {
+                option.set_slot(pointer + 4, time);
+                pointer += 8;
+            }
+        }
+    }
+    option.set_pointer(pointer);
+    Ok(())
+}
+// ANCHOR_END: echo_options
+
+// ANCHOR: parameter_problem
+/// The most of the offending datagram an ICMP error quotes: Linux fills its errors up to
+/// 576 bytes (RFC 1812 4.3.2.3), a 20-byte header and the 8-byte ICMP header included.
+const MAX_QUOTE: usize = 576 - MIN_HEADER_LEN - icmpv4::HEADER_LEN;
+
+/// Answers a packet whose options Linux refuses with what Linux sends: an ICMP Parameter
+/// Problem (type 12, code 0) whose pointer names the offending byte (RFC 792), with
+/// precedence "internetwork control" (0xc0) and the request's TOS bits, quoting the
+/// request. Not when RFC 1122 (3.2.2) forbids an error: about a later fragment, about an
+/// ICMP error (or, as Linux, an ICMP type it does not know), to an address that is not one
+/// host's (broadcasts, multicast and 0.0.0.0/8 were refused already; class E is left).
+/// And unlike Linux, never longer than the request: the quote stops there (RFC 1122 asks
+/// for the header and 8 bytes of data only), and a request too short even for those gets
+/// no error at all.
+fn parameter_problem(
+    host: &Host,
+    idents: &mut Idents,
+    eth: &EthernetFrame<&[u8]>,
+    ip: &Ipv4Packet<&[u8]>,
+    bad: BadOption,
+    out: &mut [u8],
+) -> Outcome {
+    if ip.frag_offset() != 0 {
+        return Err(Drop::Ipv4BadOption);
+    }
+    if ip.protocol() == IpProtocol::Icmp {
+        match ip.payload().first() {
+            Some(&kind) if !Icmpv4Type::is_error(kind) && kind <= Icmpv4Type::HIGHEST_KNOWN => {}
+            _ => return Err(Drop::Ipv4BadOption),
+        }
+    }
+    if u32::from(ip.src_addr()) >> 28 == 0xf {
+        return Err(Drop::Ipv4BadOption);
+    }
+    let request = eth.payload().get(..usize::from(ip.total_len())).ok_or(Drop::Truncated)?;
+    let room = eth.payload().len().saturating_sub(Ipv4Repr::HEADER_LEN + icmpv4::HEADER_LEN);
+    let quote_len = request.len().min(MAX_QUOTE).min(room);
+    if quote_len < request.len().min(ip.header_len() + 8) {
+        return Err(Drop::Ipv4BadOption);
+    }
+    let quote = request.get(..quote_len).ok_or(Drop::Truncated)?;
+
+    let icmp_len = icmpv4::HEADER_LEN + quote_len;
+    let len = ethernet::HEADER_LEN + Ipv4Repr::HEADER_LEN + icmp_len;
+    let out = out.get_mut(..len).ok_or(Drop::NoRoom)?;
+    let mut frame = EthernetFrame::new_unchecked(out);
+    frame.set_dst_addr(eth.src_addr());
+    frame.set_src_addr(host.mac);
+    frame.set_ethertype(EtherType::Ipv4);
+    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+    Ipv4Repr {
+        src_addr: host.ip,
+        dst_addr: ip.src_addr(),
+        protocol: IpProtocol::Icmp,
+        // RFC 1349's four TOS bits of the request, under precedence 6 (0xc0).
+        tos: (ip.tos() & 0x1e) | 0xc0,
+        ident: idents.next(ip.src_addr()),
+        dont_frag: false,
+        ttl: REPLY_TTL,
+        payload_len: icmp_len,
+    }
+    .emit(&mut packet)
+    .map_err(|_| Drop::NoRoom)?;
+    let payload = packet.payload_mut().get_mut(..icmp_len).ok_or(Drop::NoRoom)?;
+    let mut error = Icmpv4Message::new_unchecked(payload);
+    error.set_msg_type(Icmpv4Type::ParameterProblem);
+    error.set_msg_code(0);
+    error.set_param_pointer(bad.pointer);
+    error.data_mut().copy_from_slice(quote);
+    error.fill_checksum();
+    Ok(Reply::ParameterProblem(len))
+}
+// ANCHOR_END: parameter_problem
+
 // ANCHOR: counters
 /// What the full responder did, frame by frame: counted, never allocated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -379,6 +715,7 @@ pub struct Counters {
     pub frames_read: u64,
     pub arp_replies: u64,
     pub echo_replies: u64,
+    pub parameter_problems: u64,
     /// Replies the kernel refused (the interface was down at that instant).
     pub send_failures: u64,
     pub dropped: [u64; Drop::ALL.len()],
@@ -391,6 +728,7 @@ impl Counters {
         match outcome {
             Ok(Reply::Arp(_)) => self.arp_replies += 1,
             Ok(Reply::Echo(_)) => self.echo_replies += 1,
+            Ok(Reply::ParameterProblem(_)) => self.parameter_problems += 1,
             Err(reason) => {
                 if let Some(count) = self.dropped.get_mut(reason.index()) {
                     *count += 1;
@@ -405,6 +743,7 @@ impl Counters {
         let sent = match reply {
             Reply::Arp(_) => &mut self.arp_replies,
             Reply::Echo(_) => &mut self.echo_replies,
+            Reply::ParameterProblem(_) => &mut self.parameter_problems,
         };
         *sent = sent.saturating_sub(1);
         self.send_failures += 1;
@@ -425,6 +764,9 @@ impl fmt::Display for Counters {
         writeln!(f, "{:>10}  frames read", self.frames_read)?;
         writeln!(f, "{:>10}  ARP replies sent", self.arp_replies)?;
         writeln!(f, "{:>10}  ICMP echo replies sent", self.echo_replies)?;
+        if self.parameter_problems > 0 {
+            writeln!(f, "{:>10}  ICMP parameter problems sent", self.parameter_problems)?;
+        }
         if self.send_failures > 0 {
             writeln!(f, "{:>10}  replies the kernel refused (interface down)", self.send_failures)?;
         }
@@ -450,11 +792,35 @@ mod tests {
         mac: MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x02]),
     };
 
+    /// A fixed time of day for the timestamps: 08:15:21.012 UT.
+    const NOW: Timestamp = Timestamp(29_721_012);
+
+    /// `respond` with counters from a fixed key and the fixed time.
+    fn call(services: Services, frame: &[u8], out: &mut [u8]) -> Outcome {
+        respond(&US, services, &mut Idents::new(1), NOW, frame, out)
+    }
+
     fn reply_to(frame: &[u8]) -> Result<Vec<u8>, Drop> {
+        reply_at(NOW, frame)
+    }
+
+    fn reply_at(now: Timestamp, frame: &[u8]) -> Result<Vec<u8>, Drop> {
         let mut out = vec![0xa5u8; 65536];
-        let reply = respond(&US, Services::ALL, frame, &mut out)?;
+        let reply = respond(&US, Services::ALL, &mut Idents::new(1), now, frame, &mut out)?;
         out.truncate(reply.len());
         Ok(out)
+    }
+
+    /// The positions at which two frames of the same length differ.
+    fn differences(ours: &[u8], kernel: &[u8]) -> Vec<usize> {
+        assert_eq!(
+            ours.len(),
+            kernel.len(),
+            "\nours   {}\nkernel {}",
+            hex::encode(ours),
+            hex::encode(kernel)
+        );
+        (0..ours.len()).filter(|&i| ours[i] != kernel[i]).collect()
     }
 
     #[test]
@@ -514,19 +880,38 @@ mod tests {
     #[test]
     fn echo_reply_matches_the_kernels_but_for_the_fields_it_chooses() {
         // The kernel's reply to the same request, captured over a veth pair, differs from
-        // ours only in the IPv4 identification (the kernel picks its own; we echo the
-        // request's) and so in the header checksum. TTL 64, TOS copied, DF clear: same.
+        // ours only in the IPv4 identification (the kernel counts its own, we count ours)
+        // and so in the header checksum. TTL 64, TOS copied, DF clear: same.
         let request = fixture!("kernel_echo_request_56_veth");
         let kernel = fixture!("kernel_echo_reply_56");
         let ours = reply_to(&request).unwrap();
-        assert_eq!(ours.len(), kernel.len());
-        let differs: Vec<usize> = (0..ours.len()).filter(|&i| ours[i] != kernel[i]).collect();
-        assert!(
-            differs.iter().all(|i| [18, 19, 24, 25].contains(i)),
-            "differing bytes {differs:?}\nours   {}\nkernel {}",
-            hex::encode(&ours),
-            hex::encode(&kernel)
-        );
+        let differs = differences(&ours, &kernel);
+        assert!(differs.iter().all(|i| [18, 19, 24, 25].contains(i)), "{differs:?}");
+    }
+
+    #[test]
+    fn option_replies_match_the_kernels_but_for_the_identification() {
+        // ping -R, -T tsonly and -T tsandaddr over a veth pair, and the kernel's replies.
+        // Its timestamps all fell in the same millisecond; at that time, ours are equal.
+        for (name, request, kernel) in [
+            ("rr", fixture!("kernel_echo_request_rr"), fixture!("kernel_echo_reply_rr")),
+            (
+                "tsonly",
+                fixture!("kernel_echo_request_tsonly"),
+                fixture!("kernel_echo_reply_tsonly"),
+            ),
+            (
+                "tsandaddr",
+                fixture!("kernel_echo_request_tsandaddr"),
+                fixture!("kernel_echo_reply_tsandaddr"),
+            ),
+        ] {
+            let at = if name == "tsandaddr" { 42 } else { 38 };
+            let now = Timestamp(u32::from_be_bytes(kernel[at..at + 4].try_into().unwrap()));
+            let ours = reply_at(now, &request).unwrap();
+            let differs = differences(&ours, &kernel);
+            assert!(differs.iter().all(|i| [18, 19, 24, 25].contains(i)), "{name}: {differs:?}");
+        }
     }
     // ANCHOR_END: kernel_comparison
 
@@ -540,17 +925,204 @@ mod tests {
     }
     // ANCHOR_END: padding_test
 
+    /// The ping fixture with `options` (a multiple of 4 bytes) in its IPv4 header.
+    fn with_options(frame: &[u8], options: &[u8]) -> Vec<u8> {
+        let mut f = [&frame[..34], options, &frame[34..]].concat();
+        f[14] = 0x45 + (options.len() / 4) as u8;
+        let total = u16::from_be_bytes([f[16], f[17]]) + options.len() as u16;
+        f[16..18].copy_from_slice(&total.to_be_bytes());
+        Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+        f
+    }
+
+    /// The options of a reply frame, or what it was dropped for.
+    fn reply_options(options: &[u8]) -> Result<Vec<u8>, Drop> {
+        let reply = reply_to(&with_options(&fixture!("icmp_echo_request_56"), options))?;
+        let ip = Ipv4Packet::new_checked(&reply[14..]).unwrap();
+        assert!(ip.verify_checksum());
+        assert!(Icmpv4Message::new_checked(ip.payload()).unwrap().verify_checksum());
+        Ok(ip.options().to_vec())
+    }
+
+    // ANCHOR: echo_options_test
     #[test]
-    fn options_are_dropped_from_the_reply_with_lengths_to_match() {
+    fn echoes_options_as_linux_does() {
+        // Each request was also sent to Linux 6.18 over a veth pair (crafted with a packet
+        // socket); its reply carried these options (its timestamps put in as T).
+        const US: [u8; 4] = [172, 16, 1, 2];
+        const THEM: [u8; 4] = [172, 16, 1, 1];
+        const T: [u8; 4] = NOW.0.to_be_bytes();
+        let cases: [(&str, Vec<u8>, Vec<u8>); 12] = [
+            ("empty Record Route", [&[1, 7, 39, 4][..], &[0; 36]].concat(), {
+                [&[7, 39, 12][..], &US, &US, &[0; 28], &[0]].concat()
+            }),
+            ("Record Route, one slot", [&[7, 7, 4][..], &[0; 5]].concat(), {
+                [&[7, 7, 8][..], &US, &[0]].concat()
+            }),
+            ("Record Route full", [&[7, 7, 8][..], &THEM, &[0]].concat(), {
+                [&[7, 7, 8][..], &THEM, &[0]].concat()
+            }),
+            (
+                "timestamps, one slot",
+                vec![68, 8, 5, 0, 0, 0, 0, 0],
+                [&[68, 8, 9, 0][..], &T].concat(),
+            ),
+            ("timestamps full", vec![68, 8, 9, 0, 1, 2, 3, 4], vec![68, 8, 9, 0x10, 1, 2, 3, 4]),
+            (
+                "full, overflow 14",
+                vec![68, 8, 9, 0xe0, 1, 2, 3, 4],
+                vec![68, 8, 9, 0xf0, 1, 2, 3, 4],
+            ),
+            ("unknown flag 2", vec![68, 8, 5, 2, 0, 0, 0, 0], vec![68, 8, 5, 2, 0, 0, 0, 0]),
+            ("prespecified: us", [&[68, 12, 5, 3][..], &US, &[0; 4]].concat(), {
+                [&[68, 12, 13, 3][..], &US, &T].concat()
+            }),
+            (
+                "prespecified: us, us",
+                [&[68, 20, 5, 3][..], &US, &[0; 4], &US, &[0; 8]].concat(),
+                [&[68, 20, 21, 3][..], &US, &T, &US, &T].concat(),
+            ),
+            ("prespecified: them", [&[68, 12, 5, 3][..], &THEM, &[0; 4]].concat(), {
+                [&[68, 12, 5, 3][..], &THEM, &[0; 4]].concat()
+            }),
+            (
+                "Timestamp, then Record Route",
+                [&[68, 8, 5, 0, 0, 0, 0, 0, 7, 7, 4][..], &[0; 5]].concat(),
+                [&[7, 7, 8][..], &US, &[68, 8, 9, 0], &T, &[0]].concat(),
+            ),
+            ("unknown options only", [&[130, 11][..], &[0; 10]].concat(), vec![]),
+        ];
+        for (what, request, reply) in cases {
+            assert_eq!(reply_options(&request), Ok(reply), "{what}");
+        }
+        // Room on arrival but none on departure: Linux's ip_options_echo() fails and the
+        // kernel sends nothing.
+        for (what, request) in [
+            ("Record Route, pointer 5 of 11", [&[7, 11, 5][..], &[0; 9]].concat()),
+            ("Record Route, pointer 33 of 39", [&[1, 7, 39, 33][..], &[0; 36]].concat()),
+            ("address and time, room for one pair", [&[68, 16, 5, 1][..], &[0; 12]].concat()),
+            ("timestamps, pointer 6 of 10", [&[68, 10, 6, 0][..], &[0; 8]].concat()),
+        ] {
+            assert_eq!(reply_options(&request), Err(Drop::Ipv4OptionNoRoom), "{what}");
+        }
+    }
+    // ANCHOR_END: echo_options_test
+
+    #[test]
+    fn a_reply_with_options_is_never_longer_than_its_request() {
         let request = fixture!("icmp_echo_request_options");
         let reply = reply_to(&request).unwrap();
-        let ip = Ipv4Packet::new_checked(&reply[14..]).unwrap();
-        assert_eq!(ip.header_len(), 20);
-        let req = Ipv4Packet::new_checked(&request[14..]).unwrap();
-        assert!(req.header_len() > 20);
-        assert_eq!(usize::from(ip.total_len()), 20 + req.payload().len());
-        assert_eq!(reply.len(), 14 + 20 + req.payload().len());
-        assert!(ip.verify_checksum());
+        assert_eq!(reply.len(), request.len(), "NOP + 39-byte option + End of List: 40 bytes");
+        let tiny = with_options(&fixture!("icmp_echo_request_0"), &[68, 8, 5, 0, 0, 0, 0, 0]);
+        assert_eq!(reply_to(&tiny).unwrap().len(), tiny.len());
+    }
+
+    // ANCHOR: parameter_problem_test
+    #[test]
+    fn parameter_problem_matches_the_kernels_but_for_what_we_choose() {
+        // The kernel's answer to its own ping -R request with the option length made 40.
+        // Ours: the same but for the identification (and the checksums that follow), and
+        // the quote, which stops where the error would grow longer than the request.
+        let request = fixture!("kernel_bad_option_request");
+        let kernel = fixture!("kernel_parameter_problem");
+        let ours = reply_to(&request).unwrap();
+        assert_eq!(ours.len(), request.len(), "no longer than the request");
+        let quote = ours.len() - 42;
+        let mut kernel = kernel[..ours.len()].to_vec();
+        kernel[16..18].copy_from_slice(&(20 + 8 + quote as u16).to_be_bytes());
+        let differs = differences(&ours, &kernel);
+        assert!(differs.iter().all(|i| [18, 19, 24, 25, 36, 37].contains(i)), "{differs:?}");
+        let icmp = Icmpv4Message::new_checked(&ours[34..]).unwrap();
+        assert!(icmp.verify_checksum());
+        assert_eq!((icmp.msg_type(), icmp.param_pointer()), (Icmpv4Type::ParameterProblem, 21));
+    }
+    // ANCHOR_END: parameter_problem_test
+
+    #[test]
+    fn parameter_problems_go_where_rfc_1122_allows() {
+        let ping = fixture!("icmp_echo_request_56");
+        let bad = [7, 1, 0, 0]; // an option of length 1: pointer 20
+        let answered = |frame: &[u8]| match call(Services::ALL, frame, &mut [0xa5u8; 2000]) {
+            Ok(Reply::ParameterProblem(_)) => Ok(()),
+            other => Err(other),
+        };
+        for (what, frame) in [
+            ("echo request", with_options(&ping, &bad)),
+            ("UDP", with_ip(&with_options(&ping, &bad), |p| p[9] = 17)),
+            ("first fragment", with_ip(&with_options(&ping, &bad), |p| p[6] = 0x20)),
+            ("echo reply", with_icmp24(&with_options(&ping, &bad), 0)),
+            ("address mask reply (18)", with_icmp24(&with_options(&ping, &bad), 18)),
+            ("bad ICMP checksum", flip(&with_options(&ping, &bad), 60)),
+        ] {
+            assert_eq!(answered(&frame), Ok(()), "{what}");
+        }
+        for (what, frame) in [
+            ("destination unreachable", with_icmp24(&with_options(&ping, &bad), 3)),
+            ("parameter problem", with_icmp24(&with_options(&ping, &bad), 12)),
+            ("unknown ICMP type 19", with_icmp24(&with_options(&ping, &bad), 19)),
+            ("later fragment", with_ip(&with_options(&ping, &bad), |p| p[7] = 1)),
+            ("from class E", with_ip(&with_options(&ping, &bad), |p| p[12] = 240)),
+            ("too short to quote", with_options(&fixture!("icmp_echo_request_0"), &bad)),
+            ("no ICMP type byte", with_ip(&with_options(&ping, &bad)[..38], |p| p[3] = 24)),
+        ] {
+            assert_eq!(answered(&frame), Err(Err(Drop::Ipv4BadOption)), "{what}");
+        }
+        let reply = reply_to(&with_ip(&with_options(&ping, &bad), |p| p[1] = 0xff)).unwrap();
+        assert_eq!(reply[15], 0xde, "precedence 6 and the request's TOS bits, as Linux");
+    }
+
+    // ANCHOR: idents_test
+    #[test]
+    fn two_requests_with_the_same_identification_get_replies_with_different_ones() {
+        // ping -M do sends its requests with identification 0 (an atomic datagram, RFC
+        // 6864); the replies have DF clear, so theirs must not repeat.
+        let request = with_ip(&fixture!("icmp_echo_request_56"), |p| p[4..6].fill(0));
+        let mut idents = Idents::new(7);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let mut out = [0u8; 200];
+            respond(&US, Services::ALL, &mut idents, NOW, &request, &mut out).unwrap();
+            assert_eq!(out[20] & 0x40, 0, "DF clear");
+            assert!(
+                seen.insert(u16::from_be_bytes([out[18], out[19]])),
+                "an identification repeated"
+            );
+        }
+    }
+    // ANCHOR_END: idents_test
+
+    #[test]
+    fn idents_count_per_destination_from_a_keyed_start() {
+        let a = Ipv4Addr::new(172, 16, 1, 1);
+        let mut idents = Idents::new(42);
+        let first = idents.next(a);
+        assert_eq!(idents.next(a), first.wrapping_add(1));
+        assert_eq!(Idents::new(42).next(a), first, "the same key, the same numbers");
+        assert_ne!(Idents::new(43).next(a), first, "another key, other numbers");
+        // Replies to 250 other hosts show in a's sequence only where they share its
+        // bucket (1 in 64 of them, on average).
+        let mut quiet = Idents::new(42);
+        let start = quiet.next(a);
+        for n in 3..=252 {
+            quiet.next(Ipv4Addr::new(172, 16, 1, n));
+        }
+        let counted = quiet.next(a).wrapping_sub(start) - 1;
+        assert!(counted < 20, "{counted} of 250 replies to others counted in a's bucket");
+        assert_ne!(Idents::random(), Idents::random());
+    }
+
+    #[test]
+    fn timestamps_count_milliseconds_since_midnight_ut() {
+        use std::time::Duration;
+        let at = |secs: u64, ms: u64| {
+            Timestamp::from_system_time(UNIX_EPOCH + Duration::from_millis(secs * 1000 + ms))
+        };
+        assert_eq!(at(0, 0), Timestamp(0));
+        assert_eq!(at(86_399, 999), Timestamp(86_399_999));
+        assert_eq!(at(86_400, 0), Timestamp(0), "midnight again");
+        // 2026-12-01T08:15:21.012Z
+        assert_eq!(at(1_796_112_921, 12), Timestamp(29_721_012));
+        assert_eq!(Timestamp::from_system_time(UNIX_EPOCH - Duration::from_secs(1)).0 >> 31, 1);
     }
 
     // ANCHOR: ignores_what_it_must
@@ -558,7 +1130,15 @@ mod tests {
     fn ignores_what_it_must() {
         let arp = fixture!("arp_request_arping");
         let ping = fixture!("icmp_echo_request_56");
+        let ping0 = fixture!("icmp_echo_request_0");
         let opts = fixture!("icmp_echo_request_options");
+        // An option of length 1 in an echo request whose ICMP type is then `icmp_type`.
+        let bad_option_in = |frame: &[u8], icmp_type| {
+            let mut f = with_options(frame, &[7, 1, 0, 0]);
+            f[38] = icmp_type;
+            Icmpv4Message::new_unchecked(&mut f[38..]).fill_checksum();
+            f
+        };
         let cases: Vec<(&str, Vec<u8>, Drop)> = vec![
             ("ARP for another address", patch(&arp, 38, &[172, 16, 1, 9]), Drop::ArpNotForUs),
             ("ARP reply", patch(&arp, 21, &[2]), Drop::ArpNotRequest),
@@ -581,7 +1161,13 @@ mod tests {
             ("later fragment", with_ip(&ping, |p| p[7] = 1), Drop::Ipv4Fragment),
             ("loose source route", with_ip(&opts, |p| p[21] = 0x83), Drop::Ipv4SourceRouted),
             ("strict source route", with_ip(&opts, |p| p[21] = 0x89), Drop::Ipv4SourceRouted),
-            ("option past the header", with_ip(&opts, |p| p[22] = 40), Drop::Ipv4Malformed),
+            ("bad option in an ICMP error", bad_option_in(&ping, 3), Drop::Ipv4BadOption),
+            ("bad option, too short to quote", bad_option_in(&ping0, 8), Drop::Ipv4BadOption),
+            (
+                "Record Route, no room to echo",
+                with_options(&ping, &[7, 11, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+                Drop::Ipv4OptionNoRoom,
+            ),
             ("to another host", with_ip(&ping, |p| p[19] = 9), Drop::Ipv4NotForUs),
             ("to broadcast", with_ip(&ping, |p| p[16..20].fill(255)), Drop::Ipv4NotForUs),
             ("from broadcast", with_ip(&ping, |p| p[12..16].fill(255)), Drop::Ipv4BadSource),
@@ -709,7 +1295,7 @@ mod tests {
         let ping = fixture!("icmp_echo_request_56");
         for frame in [flip(&ping, 40), patch(&ping, 12, &[0x81, 0x00]), ping[..50].to_vec()] {
             let mut out = [0xa5u8; 1514];
-            assert!(respond(&US, Services::ALL, &frame, &mut out).is_err());
+            assert!(call(Services::ALL, &frame, &mut out).is_err());
             assert!(out.iter().all(|&b| b == 0xa5));
         }
     }
@@ -723,7 +1309,7 @@ mod tests {
             fixture!("icmp_echo_request_56"),
             fixture!("ipv6_mld_report"),
         ] {
-            counters.record(&respond(&US, Services::ALL, &frame, &mut out));
+            counters.record(&call(Services::ALL, &frame, &mut out));
         }
         assert_eq!((counters.frames_read, counters.arp_replies, counters.echo_replies), (3, 1, 1));
         assert_eq!(counters.dropped[Drop::OtherProtocol.index()], 1);
@@ -738,7 +1324,7 @@ mod tests {
     fn a_refused_reply_is_not_counted_as_sent() {
         let mut counters = Counters::default();
         let mut out = [0u8; 1514];
-        let outcome = respond(&US, Services::ALL, &fixture!("icmp_echo_request_56"), &mut out);
+        let outcome = call(Services::ALL, &fixture!("icmp_echo_request_56"), &mut out);
         counters.record(&outcome);
         counters.record_refused(outcome.unwrap());
         assert_eq!((counters.echo_replies, counters.send_failures), (0, 1));
@@ -749,16 +1335,16 @@ mod tests {
     fn chapter_3_answers_arp_but_not_ping() {
         let mut out = [0u8; 1514];
         let ping = fixture!("icmp_echo_request_56");
-        assert_eq!(respond(&US, Services::ARP, &ping, &mut out), Err(Drop::OtherProtocol));
+        assert_eq!(call(Services::ARP, &ping, &mut out), Err(Drop::OtherProtocol));
         let arp = fixture!("arp_request_arping");
-        assert_eq!(respond(&US, Services::ARP, &arp, &mut out), Ok(Reply::Arp(42)));
+        assert_eq!(call(Services::ARP, &arp, &mut out), Ok(Reply::Arp(42)));
     }
 
     #[test]
     fn a_small_output_buffer_is_reported_not_a_panic() {
         let ping = fixture!("icmp_echo_request_1472");
         let mut out = [0u8; 100];
-        assert_eq!(respond(&US, Services::ALL, &ping, &mut out), Err(Drop::NoRoom));
+        assert_eq!(call(Services::ALL, &ping, &mut out), Err(Drop::NoRoom));
     }
 
     #[test]
@@ -795,6 +1381,14 @@ mod tests {
         change(&mut f[14..]);
         let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
         ip.fill_checksum();
+        f
+    }
+
+    /// Sets the ICMP type of a frame with 4 bytes of options, and fixes its checksum.
+    fn with_icmp24(frame: &[u8], icmp_type: u8) -> Vec<u8> {
+        let mut f = frame.to_vec();
+        f[38] = icmp_type;
+        Icmpv4Message::new_unchecked(&mut f[38..]).fill_checksum();
         f
     }
 

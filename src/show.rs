@@ -92,6 +92,9 @@ fn icmpv4(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
         }
         Icmpv4Type::TimeExceeded => write!(f, "ICMP time exceeded, {len} bytes"),
         Icmpv4Type::Redirect => write!(f, "ICMP redirect, {len} bytes"),
+        Icmpv4Type::ParameterProblem => {
+            write!(f, "ICMP parameter problem, pointer {}, {len} bytes", m.param_pointer())
+        }
         Icmpv4Type::Unknown(t) => write!(f, "ICMP type {t} code {}, {len} bytes", m.msg_code()),
     }
 }

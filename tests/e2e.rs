@@ -229,3 +229,104 @@ fn chapter_5_answers_the_all_zero_echo_request() {
     let _ = std::fs::remove_file(&pcap);
     assert_eq!(String::from_utf8_lossy(&fields.stdout).trim(), "0xffff");
 }
+
+/// The lines ping prints for the route or the timestamps a reply brought back (`RR:` or
+/// `TS:`): one entry a line, the tab-separated fields of each.
+fn option_lines(ping_output: &str, label: &str) -> Vec<Vec<String>> {
+    let Some(start) = ping_output.find(&format!("{label} \t")) else { return Vec::new() };
+    // What follows "RR: " is the first entry's tab and fields; each further line, too.
+    ping_output[start + label.len() + 1..]
+        .lines()
+        .take_while(|line| line.starts_with('\t'))
+        .map(|line| line.split('\t').skip(1).map(str::to_owned).collect())
+        .collect()
+}
+
+// ANCHOR: options_e2e
+#[test]
+fn chapter_5_returns_the_route_and_the_timestamps_as_linux_does() {
+    require_lab!("chapter_5_returns_the_route_and_the_timestamps_as_linux_does");
+    // Against Linux itself (a veth pair between two namespaces), `ping -R` prints
+    //   RR: 172.16.1.1 / 172.16.1.2 / 172.16.1.2 / 172.16.1.1
+    // The pinging kernel records itself as the request leaves and as the reply arrives;
+    // the replier does it as the request arrives and as the reply leaves.
+    let mut lab = Lab::with_owner("opts05", UNPRIVILEGED_USER);
+    let mut responder = lab.start(BIN_05, &[], Some(UNPRIVILEGED_USER));
+    let ping = |args: &[&str]| {
+        let mut all = vec!["-c", "1", "-W", "2"];
+        all.extend_from_slice(args);
+        all.push(RESPONDER_IP);
+        let out = lab.ping(&all);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(ping_counts(&out), (1, 1), "ping {args:?}:\n{text}\n{}", responder.output());
+        text
+    };
+    let route = ["172.16.1.1", "172.16.1.2", "172.16.1.2", "172.16.1.1"];
+
+    let text = ping(&["-R"]);
+    let rr: Vec<String> = option_lines(&text, "RR:").into_iter().flatten().collect();
+    assert_eq!(rr, route, "ping -R:\n{text}");
+
+    // ping -T prints the first timestamp in milliseconds since midnight UT, the others
+    // as differences from the one before: ours come from the same clock as the kernel's.
+    let text = ping(&["-T", "tsonly"]);
+    let ts = option_lines(&text, "TS:");
+    assert_eq!(ts.len(), 4, "ping -T tsonly:\n{text}");
+    assert!(ts[0][0].ends_with(" absolute"), "ping -T tsonly:\n{text}");
+    for later in &ts[1..] {
+        let ms: i64 = later[0].parse().unwrap_or(i64::MAX);
+        assert!(
+            ms.abs() < 1000,
+            "a timestamp {ms} ms off: not milliseconds since midnight UT?\n{text}"
+        );
+    }
+
+    let text = ping(&["-T", "tsandaddr"]);
+    let ts = option_lines(&text, "TS:");
+    let addrs: Vec<&str> = ts.iter().map(|entry| entry[0].as_str()).collect();
+    assert_eq!(addrs, route, "ping -T tsandaddr:\n{text}");
+    assert!(ts[1..].iter().all(|e| e[1].parse::<i64>().is_ok_and(|ms| ms.abs() < 1000)), "{text}");
+
+    let (status, output) = responder.stop();
+    assert!(status.is_some_and(|s| s.success()), "{output}");
+}
+// ANCHOR_END: options_e2e
+
+#[test]
+fn chapter_5_gives_every_reply_an_identification_of_its_own() {
+    require_lab!("chapter_5_gives_every_reply_an_identification_of_its_own", "tshark");
+    // `ping -M do` sends atomic datagrams (DF set) with identification 0, which RFC 6864
+    // allows. The replies leave with DF clear, as Linux's do, so a router may fragment
+    // them, and then their identifications must differ (RFC 791, RFC 6864 section 4).
+    let mut lab = Lab::new("ident05");
+    let pcap = std::env::temp_dir().join(format!("{}.pcap", lab.netns));
+    let mut responder = lab.start(BIN_05, &["--quiet", "--pcap", pcap.to_str().unwrap()], None);
+    let out = lab.ping(&["-M", "do", "-c", "5", "-i", "0.2", "-W", "2", RESPONDER_IP]);
+    let (status, output) = responder.stop();
+    assert!(status.is_some_and(|s| s.success()), "{output}");
+    assert_eq!(ping_counts(&out), (5, 5), "{}", String::from_utf8_lossy(&out.stdout));
+    let fields = common::run_ok(std::process::Command::new("tshark").args([
+        "-r",
+        pcap.to_str().unwrap(),
+        "-Y",
+        "icmp",
+        "-T",
+        "fields",
+        "-e",
+        "icmp.type",
+        "-e",
+        "ip.id",
+        "-e",
+        "ip.flags.df",
+    ]));
+    let _ = std::fs::remove_file(&pcap);
+    let text = String::from_utf8_lossy(&fields.stdout);
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    let requests: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0] == "8").collect();
+    let replies: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0] == "0").collect();
+    assert_eq!((requests.len(), replies.len()), (5, 5), "{text}");
+    assert!(requests.iter().all(|r| r[1] == "0x0000" && r[2] == "1"), "ping -M do sent:\n{text}");
+    assert!(replies.iter().all(|r| r[2] == "0"), "a reply with DF set:\n{text}");
+    let idents: std::collections::HashSet<&str> = replies.iter().map(|r| r[1]).collect();
+    assert_eq!(idents.len(), 5, "replies with the same identification:\n{text}");
+}

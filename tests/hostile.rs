@@ -8,6 +8,11 @@
 //! one of the requests that deserve one, and every such request must get its reply; so
 //! nothing wrong comes back and nothing right is missing. Afterwards 05 still answers
 //! the kernel's `ping`, and its counters show each frame under the expected reason.
+//!
+//! IPv4 options get a test of their own: the malformed ones Linux answers with ICMP
+//! Parameter Problem (each case was first sent to a Linux kernel over a veth pair, and
+//! the pointer it answered with is written down here) and the legal ones `ping -R` and
+//! `ping -T` cannot send.
 
 mod common;
 mod fixtures;
@@ -20,7 +25,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use common::{Lab, RESPONDER_IP, UNPRIVILEGED_USER, ping_counts};
-use tapbook::respond::Drop;
+use tapbook::respond::{Drop, Timestamp};
 
 const BIN_05: &str = env!("CARGO_BIN_EXE_05_full_responder");
 
@@ -176,6 +181,20 @@ fn patch_fixed(frame: &[u8], at: usize, bytes: &[u8]) -> Vec<u8> {
     f
 }
 
+/// `frame` (an echo request with a 20-byte header) with `options` (a multiple of 4 bytes)
+/// in its IPv4 header, lengths and checksums to match.
+fn with_options(frame: &[u8], options: &[u8]) -> Vec<u8> {
+    let mut f = [&frame[..34], options, &frame[34..]].concat();
+    f[14] = 0x45 + (options.len() / 4) as u8;
+    let total = u16::from_be_bytes([f[16], f[17]]) + options.len() as u16;
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    oracle::repair_checksums(&mut f, true, true);
+    f
+}
+
+/// An option of length 1: Linux's Parameter Problem points at it (byte 20).
+const BAD_OPTION: [u8; 4] = [7, 1, 0, 0];
+
 /// A marker at the end of a burst: an echo request with identifier 0xbeef. The responder
 /// handles frames in order, so once its reply is back every earlier frame was handled.
 fn end_marker(seq: u16) -> Vec<u8> {
@@ -238,7 +257,40 @@ fn hostile_frames() -> Vec<(&'static str, Vec<u8>, Drop)> {
         ("later fragment", patch_fixed(&ping, 20, &[0x00, 0x10]), Drop::Ipv4Fragment),
         ("loose source route", patch_fixed(&opts, 35, &[0x83]), Drop::Ipv4SourceRouted),
         ("strict source route", patch_fixed(&opts, 35, &[0x89]), Drop::Ipv4SourceRouted),
-        ("option longer than the header", patch_fixed(&opts, 36, &[40]), Drop::Ipv4Malformed),
+        // Malformed options where RFC 1122 forbids an error, or it could not be shorter
+        // than the request; options with room for our arrival entry only (Linux, too,
+        // then sends nothing).
+        (
+            "bad option in a destination unreachable",
+            patch_fixed(&with_options(&ping, &BAD_OPTION), 38, &[3, 3]),
+            Drop::Ipv4BadOption,
+        ),
+        (
+            "bad option in a later fragment",
+            patch_fixed(&with_options(&ping, &BAD_OPTION), 20, &[0x00, 0x10]),
+            Drop::Ipv4BadOption,
+        ),
+        (
+            "bad option from 240.0.0.1 (class E)",
+            patch_fixed(&with_options(&ping, &BAD_OPTION), 26, &[240, 0, 0, 1]),
+            Drop::Ipv4BadOption,
+        ),
+        ("bad option in a 4-byte ping", with_options(&ping0, &BAD_OPTION), Drop::Ipv4BadOption),
+        (
+            "bad option to 172.16.1.9",
+            patch_fixed(&with_options(&ping, &BAD_OPTION), 33, &[9]),
+            Drop::Ipv4NotForUs,
+        ),
+        (
+            "Record Route, pointer 5 of 11",
+            with_options(&ping, &[7, 11, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Drop::Ipv4OptionNoRoom,
+        ),
+        (
+            "addresses and times, room for one pair",
+            with_options(&ping, &[68, 16, 5, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Drop::Ipv4OptionNoRoom,
+        ),
         ("to 172.16.1.9", patch_fixed(&ping, 33, &[9]), Drop::Ipv4NotForUs),
         ("to the subnet broadcast", patch_fixed(&ping, 33, &[255]), Drop::Ipv4NotForUs),
         ("to 255.255.255.255", patch_fixed(&ping, 30, &[255; 4]), Drop::Ipv4NotForUs),
@@ -283,13 +335,76 @@ fn unusual_frames() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Malformed options, each in the default ping's echo request (so that the error can
+/// quote it and stay shorter), with the pointer of the Parameter Problem Linux 6.18 sent
+/// for it (crafted the same way, sent over a veth pair).
+fn bad_option_frames() -> Vec<(&'static str, Vec<u8>, u8)> {
+    let ping = fixture("icmp_echo_request_56");
+    let rr = fixture("kernel_echo_request_rr");
+    let cases: [(&str, &[u8], u8); 16] = [
+        ("option of length 1", &BAD_OPTION, 20),
+        ("Record Route of length 2", &[7, 2, 1, 0], 21),
+        ("Record Route pointer 3", &[7, 7, 3, 0, 0, 0, 0, 0], 22),
+        ("Record Route slot past the end", &[7, 7, 5, 0, 0, 0, 0, 0], 22),
+        ("two Record Routes", &[7, 3, 4, 7, 3, 4, 0, 0], 23),
+        ("Timestamp of length 3", &[68, 3, 5, 0], 21),
+        ("Timestamp pointer 4", &[68, 8, 4, 0, 0, 0, 0, 0], 22),
+        ("Timestamp full, overflow 15", &[68, 8, 9, 0xf0, 1, 2, 3, 4], 23),
+        ("address and time, room for one", &[68, 8, 5, 1, 0, 0, 0, 0], 22),
+        ("Router Alert of length 3", &[148, 3, 0, 0], 21),
+        ("source route pointer 3", &[131, 7, 3, 172, 16, 1, 9, 0], 22),
+        ("source route of length 2", &[131, 2, 0, 0], 21),
+        ("CIPSO", &[134, 8, 0, 0, 0, 1, 0, 0], 22),
+        ("CIPSO of length 6", &[134, 6, 0, 0, 0, 1, 0, 0], 21),
+        ("Record Route, then a bad Timestamp", &[7, 7, 4, 0, 0, 0, 0, 68, 3, 5, 0, 0], 28),
+        ("a lone type byte at the end", &[1, 1, 1, 7], 23),
+    ];
+    let mut frames: Vec<(&str, Vec<u8>, u8)> = cases
+        .into_iter()
+        .map(|(what, options, pointer)| (what, with_options(&ping, options), pointer))
+        .collect();
+    let with_bad = with_options(&ping, &BAD_OPTION);
+    frames.extend([
+        ("ping -R with option length 40", patch_fixed(&rr, 36, &[40]), 21),
+        ("bad option in UDP", patch_fixed(&with_bad, 23, &[17]), 20),
+        ("bad option in a first fragment", patch_fixed(&with_bad, 20, &[0x20, 0]), 20),
+        ("bad option in an echo reply", patch_fixed(&with_bad, 38, &[0]), 20),
+        ("bad option, ICMP checksum wrong", patch(&with_bad, 40, &[0, 0]), 20),
+        ("bad option, TOS 0xff", patch_fixed(&with_bad, 15, &[0xff]), 20),
+    ]);
+    frames
+}
+
+/// Legal options that the kernel's ping does not send, as Linux answers them.
+fn option_frames() -> Vec<(&'static str, Vec<u8>)> {
+    let ping = fixture("icmp_echo_request_56");
+    let us = oracle::OUR_IP;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("Record Route, one slot", vec![7, 7, 4, 0, 0, 0, 0, 0]),
+        ("Record Route, full", vec![7, 7, 8, 172, 16, 1, 1, 0]),
+        ("timestamps, full: overflow 1", vec![68, 8, 9, 0, 1, 2, 3, 4]),
+        ("timestamps, unknown flag 2", vec![68, 8, 5, 2, 0, 0, 0, 0]),
+        ("timestamp prespecified for us", [&[68, 12, 5, 3][..], &us, &[0; 4]].concat()),
+        (
+            "timestamps prespecified for us twice",
+            [&[68, 20, 5, 3][..], &us, &[0; 4], &us, &[0; 8]].concat(),
+        ),
+        (
+            "Timestamp, then Record Route",
+            [&[68, 8, 5, 0, 0, 0, 0, 0, 7, 7, 4][..], &[0; 5]].concat(),
+        ),
+        ("Router Alert and an unknown option", vec![148, 4, 0, 0, 130, 4, 0, 0]),
+    ];
+    cases.into_iter().map(|(what, options)| (what, with_options(&ping, &options))).collect()
+}
+
 // ---- judging ----------------------------------------------------------------------------
 
 /// Every frame the responder sent must be the oracle's reply to one of the requests that
 /// deserve one, and each such request must get exactly one reply. The requests are the
 /// frames that left the kernel's side: the crafted ones (each must be among them: the
 /// kernel took it whole) and those of ping and arping. Returns the number of replies.
-fn judge(seen: &[Seen], crafted: &[Vec<u8>]) -> usize {
+fn judge(seen: &[Seen], crafted: &[Vec<u8>], clock: oracle::Clock) -> usize {
     let requests: Vec<&[u8]> =
         seen.iter().filter(|s| s.outgoing).map(|s| s.bytes.as_slice()).collect();
     for frame in crafted {
@@ -299,27 +414,41 @@ fn judge(seen: &[Seen], crafted: &[Vec<u8>]) -> usize {
             oracle::hex(frame)
         );
     }
-    let mut wanted: Vec<(Vec<u8>, &[u8], usize)> = requests
+    // The requests that deserve a reply, each with the number of replies it got.
+    let mut wanted: Vec<(&[u8], usize)> = requests
         .iter()
-        .filter_map(|r| {
-            oracle::expected_reply(r, oracle::expected(r, true, true)).map(|w| (w, *r, 0))
-        })
+        .filter(|r| oracle::expected(r, true, true) != oracle::Expect::Nothing)
+        .map(|r| (*r, 0))
         .collect();
     let replies: Vec<&Seen> = seen.iter().filter(|s| !s.outgoing).collect();
+    let mut idents = std::collections::HashSet::new();
     for reply in &replies {
-        let Some(entry) = wanted.iter_mut().find(|(w, _, n)| *w == reply.bytes && *n == 0) else {
+        // The oracle leaves the identification and the time to the responder (within
+        // `clock`): a reply answers the first request it is exactly right for.
+        let Some(entry) = wanted.iter_mut().find(|(request, n)| {
+            *n == 0 && oracle::check(request, true, true, Some(&reply.bytes), clock).is_ok()
+        }) else {
             panic!(
                 "the responder sent a frame that answers no request that deserves one:\n{}",
                 oracle::hex(&reply.bytes)
             );
         };
-        assert!(reply.bytes.len() <= entry.1.len(), "a reply longer than its request");
-        entry.2 += 1;
+        entry.1 += 1;
+        // Every IPv4 reply went to 172.16.1.1: no identification may come twice.
+        if reply.bytes[12..14] == [0x08, 0x00] {
+            let ident = u16::from_be_bytes([reply.bytes[18], reply.bytes[19]]);
+            assert!(idents.insert(ident), "identification {ident:#06x} sent twice");
+        }
     }
-    for (_, request, n) in &wanted {
+    for (request, n) in &wanted {
         assert_eq!(*n, 1, "a request that deserves a reply got {n}:\n{}", oracle::hex(request));
     }
     replies.len()
+}
+
+/// The time as Timestamp options count it, for [`oracle::Clock::Within`].
+fn now() -> u32 {
+    Timestamp::now().0
 }
 
 /// The counters 05 prints when it stops: label -> count.
@@ -351,6 +480,7 @@ fn assert_ping_answered(lab: &Lab, args: &[&str], log: impl Fn() -> String) {
 fn hostile_frames_get_no_reply_and_are_counted_by_reason() {
     require_lab!("hostile_frames_get_no_reply_and_are_counted_by_reason");
     let start = Instant::now();
+    let first_time = now();
     let (lab, mut responder, capture, sender) = hostile_lab("hostile", "1500");
     let frames = hostile_frames();
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
@@ -395,7 +525,7 @@ fn hostile_frames_get_no_reply_and_are_counted_by_reason() {
     sender.send(&marker);
     sent.push(marker);
     let seen = capture.capture_until(Duration::from_secs(10), |s| is_marker_reply(s, 1));
-    let replies = judge(&seen, &sent);
+    let replies = judge(&seen, &sent, oracle::Clock::Within(first_time, now()));
 
     // Still alive and answering, as an unprivileged process.
     assert_ping_answered(&lab, &[], || responder.output());
@@ -425,6 +555,7 @@ fn hostile_frames_get_no_reply_and_are_counted_by_reason() {
 fn unusual_but_legal_frames_get_exact_replies() {
     require_lab!("unusual_but_legal_frames_get_exact_replies");
     let start = Instant::now();
+    let first_time = now();
     let (lab, mut responder, capture, sender) = hostile_lab("unusual", "9000");
     let frames = unusual_frames();
     let mut sent = Vec::new();
@@ -437,6 +568,8 @@ fn unusual_but_legal_frames_get_exact_replies() {
     let log = || responder.output();
     for args in [
         &["-R"][..],
+        &["-T", "tsonly"],
+        &["-T", "tsandaddr"],
         &["-s", "1"],
         &["-s", "3"],
         &["-s", "1001"],
@@ -455,17 +588,59 @@ fn unusual_but_legal_frames_get_exact_replies() {
     sender.send(&marker);
     sent.push(marker);
     let seen = capture.capture_until(Duration::from_secs(10), |s| is_marker_reply(s, 2));
-    let replies = judge(&seen, &sent);
-    // Each crafted frame, each of the 18 pings, the probe and the marker got its reply
+    let replies = judge(&seen, &sent, oracle::Clock::Within(first_time, now()));
+    // Each crafted frame, each of the 22 pings, the probe and the marker got its reply
     // (the kernel's own ARP requests add more).
-    assert!(replies >= frames.len() + 18 + 2, "only {replies} replies");
+    assert!(replies >= frames.len() + 22 + 2, "only {replies} replies");
 
     let (status, output) = responder.stop();
     assert!(status.is_some_and(|s| s.success()), "{status:?}\n{output}");
     assert_eq!(counters(&output).get("frames dropped"), Some(&0), "{output}");
     eprintln!(
-        "unusual: {} crafted frames and 19 kernel requests, {replies} replies judged, {:.1} s",
+        "unusual: {} crafted frames and 23 kernel requests, {replies} replies judged, {:.1} s",
         frames.len(),
+        start.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn ipv4_options_are_answered_as_linux_answers_them() {
+    require_lab!("ipv4_options_are_answered_as_linux_answers_them");
+    let start = Instant::now();
+    let first_time = now();
+    let (lab, mut responder, capture, sender) = hostile_lab("options", "1500");
+    let bad = bad_option_frames();
+    let good = option_frames();
+    let mut sent = Vec::new();
+    for (what, frame, pointer) in &bad {
+        // The oracle agrees with the kernel on each pointer, and asks for a reply.
+        let expect = oracle::expected(frame, true, true);
+        assert_eq!(expect, oracle::Expect::ParameterProblem(*pointer), "{what}");
+        sender.send(frame);
+        sent.push(frame.clone());
+    }
+    for (what, frame) in &good {
+        assert_eq!(oracle::expected(frame, true, true), oracle::Expect::EchoReply, "{what}");
+        sender.send(frame);
+        sent.push(frame.clone());
+    }
+    let marker = end_marker(3);
+    sender.send(&marker);
+    sent.push(marker);
+    let seen = capture.capture_until(Duration::from_secs(10), |s| is_marker_reply(s, 3));
+    let replies = judge(&seen, &sent, oracle::Clock::Within(first_time, now()));
+    assert_eq!(replies, sent.len(), "one reply for each frame sent");
+    assert_ping_answered(&lab, &["-R"], || responder.output());
+
+    let (status, output) = responder.stop();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{output}");
+    let counts = counters(&output);
+    assert_eq!(counts.get("ICMP parameter problems sent"), Some(&(bad.len() as u64)), "{output}");
+    assert_eq!(counts.get("frames dropped"), Some(&0), "{output}");
+    eprintln!(
+        "options: {} malformed and {} legal, {replies} replies judged, {:.1} s",
+        bad.len(),
+        good.len(),
         start.elapsed().as_secs_f64()
     );
 }

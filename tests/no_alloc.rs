@@ -14,7 +14,7 @@ use std::io::{BufWriter, Write};
 use std::time::SystemTime;
 
 use tapbook::pcap::PcapWriter;
-use tapbook::respond::Counters;
+use tapbook::respond::{Counters, Idents, Timestamp};
 use tapbook::show::Summary;
 use tapbook::{FRAME_BUFFER_LEN, Host, Services, respond};
 
@@ -85,6 +85,14 @@ fn frames() -> Vec<Vec<u8>> {
         frames.push(damaged);
     }
     frames.push(ping[..20].to_vec());
+    // Options: a Record Route and a Timestamp to fill in, and a malformed one (which gets
+    // an ICMP Parameter Problem).
+    let mut bad = fixtures::load("kernel_echo_request_rr");
+    bad[36] = 40;
+    bad[24..26].fill(0);
+    let sum = tapbook::wire::checksum::checksum(&bad[14..74]);
+    bad[24..26].copy_from_slice(&sum.to_be_bytes());
+    frames.push(bad);
     frames
 }
 
@@ -109,10 +117,12 @@ fn the_receive_reply_path_allocates_nothing() {
     let mut pcap = PcapWriter::new(BufWriter::with_capacity(64 * 1024, std::io::sink()))
         .expect("writing a pcap header to a sink");
     let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut idents = Idents::random();
 
     let mut per_frame = || {
         for request in &frames {
-            let outcome = respond(&US, Services::ALL, request, &mut reply);
+            let now = Timestamp::now();
+            let outcome = respond(&US, Services::ALL, &mut idents, now, request, &mut reply);
             counters.record(&outcome);
             pcap.write_frame(request, SystemTime::now()).expect("pcap to a sink");
             match outcome {
@@ -142,6 +152,7 @@ fn the_receive_reply_path_allocates_nothing() {
     let report = String::from_utf8_lossy(&out);
     assert!(report.contains("frames dropped"), "{report}");
     assert!(counters.echo_replies > 0 && counters.arp_replies > 0 && counters.total_dropped() > 0);
+    assert!(counters.parameter_problems > 0, "the malformed option was answered");
 }
 // ANCHOR_END: no_alloc_test
 

@@ -7,9 +7,9 @@
 //!
 //! A finding is a panic anywhere (an out-of-bounds access, an overflow: the script builds
 //! with overflow checks), or an outcome the oracle of the property tests rejects: a reply
-//! that is not exactly the one RFC 826 or 792 calls for (checksums, lengths), longer than
-//! the request, to a group address, or to a frame that deserves none; or no reply to a
-//! frame that deserves one.
+//! that is not exactly the one RFC 826 or 792 (and Linux, for IPv4 options and Parameter
+//! Problem) calls for (checksums, lengths), longer than the request, to a group address,
+//! or to a frame that deserves none; or no reply to a frame that deserves one.
 
 #![no_main]
 
@@ -17,7 +17,7 @@ use std::fmt::{self, Write as _};
 use std::net::Ipv4Addr;
 
 use libfuzzer_sys::fuzz_target;
-use tapbook::respond::{Host, Services, respond};
+use tapbook::respond::{Host, Idents, Services, Timestamp, respond};
 use tapbook::show::{Dump, Summary};
 use tapbook::wire::arp::{ArpPacket, ArpRepr, PACKET_LEN};
 use tapbook::wire::{EthernetFrame, Icmpv4Message, Ipv4Packet, Ipv6Packet, MacAddr};
@@ -39,9 +39,10 @@ fuzz_target!(|data: &[u8]| {
     // As the binaries run it, with an output buffer as long as the request: a reply that
     // needs more would be an amplification (NoRoom, which the oracle sees as no reply).
     let mut out = vec![0xa5u8; frame.len()];
-    let outcome = respond(&US, services, &frame, &mut out);
+    let now = 12_345_678;
+    let outcome = respond(&US, services, &mut Idents::new(1), Timestamp(now), &frame, &mut out);
     let reply = outcome.ok().map(|r| out.get(..r.len()).expect("a reply fits the buffer"));
-    if let Err(why) = oracle::check(&frame, services.arp, services.echo, reply) {
+    if let Err(why) = oracle::check(&frame, services.arp, services.echo, reply, oracle::Clock::At(now)) {
         panic!("outcome {outcome:?}: {why}");
     }
 
@@ -70,6 +71,7 @@ fn parsers(bytes: &[u8]) {
         let _ = (ip.tos(), ip.ident(), ip.dont_frag(), ip.is_fragment(), ip.frag_offset());
         let _ = (ip.ttl(), ip.protocol(), ip.checksum(), ip.src_addr(), ip.dst_addr());
         let _ = ip.verify_checksum();
+        let _ = tapbook::wire::ipv4_options::Ipv4Options::parse(ip.header());
         assert_eq!(ip.version(), 4);
         assert!(ip.header_len() >= 20 && ip.header().len() == ip.header_len());
         assert_eq!(ip.options().len(), ip.header_len() - 20);

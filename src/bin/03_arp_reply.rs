@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use tapbook::cli::{Args, Program};
 use tapbook::output::Output;
+use tapbook::respond::{Idents, Timestamp};
 use tapbook::show::Summary;
 use tapbook::{FRAME_BUFFER_LEN, Services, Tap, respond};
 
@@ -37,10 +38,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
     // ANCHOR: loop
     let mut frame = vec![0u8; FRAME_BUFFER_LEN];
     let mut reply = vec![0u8; FRAME_BUFFER_LEN];
+    let mut idents = Idents::random();
     while let Some(len) = tap.read_frame(&mut frame)? {
         let request = &frame[..len];
         writeln!(out, "<- {}", Summary(request))?;
-        match respond(&host, Services::ARP, request, &mut reply) {
+        match respond(&host, Services::ARP, &mut idents, Timestamp::now(), request, &mut reply) {
             Ok(answer) => {
                 let reply = &reply[..answer.len()];
                 if let Err(err) = tap.write_frame(reply) {

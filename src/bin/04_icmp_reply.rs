@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use tapbook::cli::{Args, Program};
 use tapbook::output::Output;
+use tapbook::respond::{Idents, Timestamp};
 use tapbook::show::Summary;
 use tapbook::wire::{EthernetFrame, Icmpv4Message, Ipv4Packet};
 use tapbook::{FRAME_BUFFER_LEN, Reply, Services, Tap, respond};
@@ -36,10 +37,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
 
     let mut frame = vec![0u8; FRAME_BUFFER_LEN];
     let mut reply = vec![0u8; FRAME_BUFFER_LEN];
+    let mut idents = Idents::random();
     while let Some(len) = tap.read_frame(&mut frame)? {
         let request = &frame[..len];
         writeln!(out, "<- {}", Summary(request))?;
-        match respond(&host, Services::ALL, request, &mut reply) {
+        match respond(&host, Services::ALL, &mut idents, Timestamp::now(), request, &mut reply) {
             Ok(answer) => {
                 let reply = &reply[..answer.len()];
                 if let Reply::Echo(_) = answer {

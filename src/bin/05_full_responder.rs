@@ -10,7 +10,7 @@ use anyhow::Context;
 use tapbook::cli::{Args, Program};
 use tapbook::output::{self, Output};
 use tapbook::pcap::PcapWriter;
-use tapbook::respond::Counters;
+use tapbook::respond::{Counters, Idents, Timestamp};
 use tapbook::show::Summary;
 use tapbook::{FRAME_BUFFER_LEN, Services, Tap, TapError, respond};
 
@@ -61,6 +61,7 @@ fn run(args: &Args, counters: &mut Counters) -> anyhow::Result<()> {
     // ANCHOR: buffers_and_flush
     let mut frame = vec![0u8; FRAME_BUFFER_LEN];
     let mut reply = vec![0u8; FRAME_BUFFER_LEN];
+    let mut idents = Idents::random();
     loop {
         let flush = || -> io::Result<()> {
             out.flush()?;
@@ -71,7 +72,8 @@ fn run(args: &Args, counters: &mut Counters) -> anyhow::Result<()> {
         };
         // ANCHOR_END: buffers_and_flush
         let request = &frame[..len];
-        let outcome = respond(&host, Services::ALL, request, &mut reply);
+        let outcome =
+            respond(&host, Services::ALL, &mut idents, Timestamp::now(), request, &mut reply);
         counters.record(&outcome);
         if let Some(pcap) = pcap.as_mut() {
             pcap.write_frame(request, SystemTime::now())?;

@@ -28,6 +28,7 @@ pub enum Icmpv4Type {
     Redirect,
     EchoRequest,
     TimeExceeded,
+    ParameterProblem,
     Unknown(u8),
 }
 
@@ -39,6 +40,7 @@ impl From<u8> for Icmpv4Type {
             5 => Icmpv4Type::Redirect,
             8 => Icmpv4Type::EchoRequest,
             11 => Icmpv4Type::TimeExceeded,
+            12 => Icmpv4Type::ParameterProblem,
             other => Icmpv4Type::Unknown(other),
         }
     }
@@ -52,8 +54,21 @@ impl From<Icmpv4Type> for u8 {
             Icmpv4Type::Redirect => 5,
             Icmpv4Type::EchoRequest => 8,
             Icmpv4Type::TimeExceeded => 11,
+            Icmpv4Type::ParameterProblem => 12,
             Icmpv4Type::Unknown(other) => other,
         }
+    }
+}
+
+impl Icmpv4Type {
+    /// The highest type Linux knows (`NR_ICMP_TYPES`, 18: address mask reply).
+    pub const HIGHEST_KNOWN: u8 = 18;
+
+    /// An error message (RFC 1122 3.2.2): destination unreachable, source quench,
+    /// redirect, time exceeded, parameter problem. No ICMP error may ever be sent about
+    /// one of these, or two hosts could trade errors about each other's errors forever.
+    pub fn is_error(value: u8) -> bool {
+        matches!(value, 3 | 4 | 5 | 11 | 12)
     }
 }
 
@@ -66,6 +81,10 @@ mod field {
     pub const CHECKSUM: Range<usize> = 2..4;
     pub const ECHO_IDENT: Range<usize> = 4..6;
     pub const ECHO_SEQ: Range<usize> = 6..8;
+    /// Parameter Problem (type 12): the offset of the offending byte in the header
+    /// quoted below; the three bytes after it are unused (zero).
+    pub const PARAM_POINTER: usize = 4;
+    pub const PARAM_UNUSED: Range<usize> = 5..8;
     pub const DATA: usize = 8;
 }
 
@@ -117,6 +136,11 @@ impl<T: AsRef<[u8]>> Icmpv4Message<T> {
         self.u16_at(field::ECHO_SEQ)
     }
 
+    /// A Parameter Problem's pointer: which byte of the quoted header was wrong.
+    pub fn param_pointer(&self) -> u8 {
+        bytes::read_u8(self.buffer.as_ref(), field::PARAM_POINTER)
+    }
+
     /// The data after the 8-byte header: for ping, a timestamp and a pattern.
     pub fn data(&self) -> &[u8] {
         bytes::slice(self.buffer.as_ref(), field::DATA..)
@@ -158,6 +182,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Message<T> {
 
     pub fn set_echo_seq_no(&mut self, value: u16) {
         self.set_u16(field::ECHO_SEQ, value);
+    }
+
+    /// Sets a Parameter Problem's pointer, and zeroes the three unused bytes after it.
+    pub fn set_param_pointer(&mut self, value: u8) {
+        bytes::write_u8(self.buffer.as_mut(), field::PARAM_POINTER, value);
+        bytes::write(self.buffer.as_mut(), field::PARAM_UNUSED, [0; 3]);
     }
 
     pub fn data_mut(&mut self) -> &mut [u8] {

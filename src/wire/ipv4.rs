@@ -75,16 +75,9 @@ mod field {
 
 /// The length of a header without options.
 pub const MIN_HEADER_LEN: usize = field::DST.end;
+/// IHL is four bits, counting 32-bit words: 15 × 4.
+pub const MAX_HEADER_LEN: usize = 60;
 // ANCHOR_END: fields
-
-/// Option types (RFC 791 section 3.1) that a responder must know about. Every option but
-/// these two single-byte ones is type, length (counting both), then data.
-pub const OPTION_END_OF_LIST: u8 = 0;
-pub const OPTION_NO_OPERATION: u8 = 1;
-/// Loose and strict source route: the sender chose the path, and RFC 1122 3.2.2.6 says
-/// an echo reply MUST take that path back, reversed.
-pub const OPTION_LOOSE_SOURCE_ROUTE: u8 = 0x83;
-pub const OPTION_STRICT_SOURCE_ROUTE: u8 = 0x89;
 
 const FLAG_DONT_FRAGMENT: u16 = 0x4000;
 const FLAG_MORE_FRAGMENTS: u16 = 0x2000;
@@ -209,29 +202,6 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         bytes::slice(self.buffer.as_ref(), MIN_HEADER_LEN..self.header_len())
     }
 
-    // ANCHOR: source_route
-    /// Walks the options: `Ok(true)` if one of them is a source route, `Err(BadLength)`
-    /// if their lengths do not add up to the header's (the kernel drops such packets).
-    pub fn has_source_route(&self) -> Result<bool> {
-        let mut rest = self.options();
-        while let Some((&kind, after_kind)) = rest.split_first() {
-            match kind {
-                OPTION_END_OF_LIST => return Ok(false),
-                OPTION_NO_OPERATION => rest = after_kind,
-                OPTION_LOOSE_SOURCE_ROUTE | OPTION_STRICT_SOURCE_ROUTE => return Ok(true),
-                _ => {
-                    let len = usize::from(*after_kind.first().ok_or(Error::BadLength)?);
-                    if len < 2 {
-                        return Err(Error::BadLength);
-                    }
-                    rest = rest.get(len..).ok_or(Error::BadLength)?;
-                }
-            }
-        }
-        Ok(false)
-    }
-    // ANCHOR_END: source_route
-
     // ANCHOR: verify_checksum
     /// The header checksum covers the header only (options included), not the payload.
     pub fn verify_checksum(&self) -> bool {
@@ -255,7 +225,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
 
     /// Sets version 4 and the header length (a multiple of 4, from 20 to 60).
     pub fn set_version_and_header_len(&mut self, header_len: usize) {
-        debug_assert!(header_len.is_multiple_of(4) && (MIN_HEADER_LEN..=60).contains(&header_len));
+        debug_assert!(
+            header_len.is_multiple_of(4) && (MIN_HEADER_LEN..=MAX_HEADER_LEN).contains(&header_len)
+        );
         let ihl = (header_len / 4) as u8 & 0x0f;
         bytes::write_u8(self.buffer.as_mut(), field::VER_IHL, 0x40 | ihl);
     }
@@ -314,7 +286,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
 }
 
 // ANCHOR: repr
-/// The fields of an IPv4 header that a sender chooses (no options).
+/// The fields of an IPv4 header that a sender chooses; options are given to
+/// [`Ipv4Repr::emit_with_options`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ipv4Repr {
     pub src_addr: Ipv4Addr,
@@ -329,19 +302,33 @@ pub struct Ipv4Repr {
 }
 
 impl Ipv4Repr {
-    /// The header's length: always 20, since we never send options.
+    /// The length of a header without options.
     pub const HEADER_LEN: usize = MIN_HEADER_LEN;
 
     /// Writes a 20-byte header with a correct checksum. Fails with [`Error::Truncated`]
     /// if `packet` cannot hold the header and with [`Error::BadLength`] if the packet
     /// would be longer than the 65535 bytes the total length field can say.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Ipv4Packet<T>) -> Result<()> {
-        if packet.buffer.as_ref().len() < Self::HEADER_LEN {
+        self.emit_with_options(packet, &[])
+    }
+
+    /// Writes a header of 20 bytes plus `options` (already padded to a multiple of 4,
+    /// at most 40 bytes, else [`Error::BadLength`]), checksum included.
+    pub fn emit_with_options<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut Ipv4Packet<T>,
+        options: &[u8],
+    ) -> Result<()> {
+        let header_len = Self::HEADER_LEN + options.len();
+        if !options.len().is_multiple_of(4) || header_len > MAX_HEADER_LEN {
+            return Err(Error::BadLength);
+        }
+        if packet.buffer.as_ref().len() < header_len {
             return Err(Error::Truncated);
         }
         let total_len =
-            u16::try_from(Self::HEADER_LEN + self.payload_len).map_err(|_| Error::BadLength)?;
-        packet.set_version_and_header_len(Self::HEADER_LEN);
+            u16::try_from(header_len + self.payload_len).map_err(|_| Error::BadLength)?;
+        packet.set_version_and_header_len(header_len);
         packet.set_tos(self.tos);
         packet.set_total_len(total_len);
         packet.set_ident(self.ident);
@@ -350,6 +337,8 @@ impl Ipv4Repr {
         packet.set_protocol(self.protocol);
         packet.set_src_addr(self.src_addr);
         packet.set_dst_addr(self.dst_addr);
+        bytes::slice_mut(packet.buffer.as_mut(), MIN_HEADER_LEN..header_len)
+            .copy_from_slice(options);
         packet.fill_checksum();
         Ok(())
     }
@@ -459,23 +448,26 @@ mod tests {
     }
 
     #[test]
-    fn finds_source_routes_and_malformed_options() {
-        // The kernel's `ping -R`: NOP, then record route (type 7, length 39).
-        let bytes = fixture!("icmp_echo_request_options");
-        let route = |kind: u8, len: u8| {
-            let mut ip = bytes[HEADER_LEN..].to_vec();
-            ip[21] = kind;
-            ip[22] = len;
-            Ipv4Packet::new_checked(ip).map(|p| p.has_source_route()).unwrap()
+    fn repr_emits_options_after_the_header() {
+        let repr = Ipv4Repr {
+            src_addr: Ipv4Addr::new(172, 16, 1, 2),
+            dst_addr: Ipv4Addr::new(172, 16, 1, 1),
+            protocol: IpProtocol::Icmp,
+            tos: 0,
+            ident: 1,
+            dont_frag: false,
+            ttl: 64,
+            payload_len: 8,
         };
-        assert_eq!(route(7, 39), Ok(false), "record route");
-        assert_eq!(route(OPTION_LOOSE_SOURCE_ROUTE, 39), Ok(true));
-        assert_eq!(route(OPTION_STRICT_SOURCE_ROUTE, 39), Ok(true));
-        assert_eq!(route(7, 40), Err(Error::BadLength), "one byte past the header");
-        assert_eq!(route(7, 1), Err(Error::BadLength), "shorter than type and length");
-        assert_eq!(route(OPTION_END_OF_LIST, 0), Ok(false), "the list ends at once");
-        let plain = fixture!("icmp_echo_request_56");
-        let plain = Ipv4Packet::new_checked(&plain[HEADER_LEN..]).unwrap();
-        assert_eq!(plain.has_source_route(), Ok(false));
+        let mut buf = [0xa5u8; 24 + 8];
+        let mut packet = Ipv4Packet::new_unchecked(&mut buf[..]);
+        repr.emit_with_options(&mut packet, &[7, 3, 4, 0]).unwrap();
+        let packet = Ipv4Packet::new_checked(&buf[..]).unwrap();
+        assert_eq!((packet.header_len(), packet.total_len()), (24, 32));
+        assert_eq!(packet.options(), [7, 3, 4, 0]);
+        assert!(packet.verify_checksum());
+        let mut packet = Ipv4Packet::new_unchecked(&mut buf[..]);
+        assert_eq!(repr.emit_with_options(&mut packet, &[1, 0]), Err(Error::BadLength));
+        assert_eq!(repr.emit_with_options(&mut packet, &[1; 44]), Err(Error::BadLength));
     }
 }

@@ -30,6 +30,7 @@ pub mod checksum;
 pub mod ethernet;
 pub mod icmpv4;
 pub mod ipv4;
+pub mod ipv4_options;
 pub mod ipv6;
 
 use std::fmt;

@@ -1,10 +1,15 @@
 //! An oracle for the responder: which frames deserve an answer, and the exact bytes of
-//! that answer, written straight from RFC 826, 791, 792 and 1071 on raw bytes.
+//! that answer, written straight from RFC 826, 791, 792, 1071 and 1122, and from what
+//! Linux was seen to do with IPv4 options (`net/ipv4/ip_options.c`), on raw bytes.
 //!
 //! It shares no code with `tapbook::wire` or `tapbook::respond` (it has its own checksum
 //! and reads every field by offset), so a mistake in the library is not repeated here.
-//! The property tests (`tests/properties.rs`) and the fuzz target (`fuzz/`) both judge
-//! every outcome of `respond` with [`check`].
+//! The property tests (`tests/properties.rs`), the fuzz target (`fuzz/`) and the hostile
+//! end-to-end tests (`tests/hostile.rs`) judge every outcome of `respond` with [`check`].
+//!
+//! Two things in a reply are the responder's to choose: the IPv4 identification (any
+//! value: its uniqueness is tested over many replies, not one) and the time in Timestamp
+//! options (the caller says which times are right: [`Clock`]).
 
 #![allow(dead_code)] // each user needs a different part
 
@@ -19,7 +24,30 @@ pub const OUR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 pub enum Expect {
     ArpReply,
     EchoReply,
+    /// An ICMP Parameter Problem pointing at this byte of the IPv4 header.
+    ParameterProblem(u8),
     Nothing,
+}
+
+/// Which timestamps (milliseconds since midnight UT) a reply may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The time the test gave `respond`.
+    At(u32),
+    /// Any time from the first to the second, inclusive (around midnight: wrapping).
+    Within(u32, u32),
+}
+
+impl Clock {
+    fn allows(self, t: u32) -> bool {
+        const DAY: u32 = 86_400_000;
+        match self {
+            Clock::At(at) => t == at,
+            Clock::Within(first, last) => {
+                t < DAY && (t + DAY - first) % DAY <= (last + DAY - first) % DAY
+            }
+        }
+    }
 }
 
 /// The bytes at `range`, or `None` past the end.
@@ -61,14 +89,26 @@ fn is_bad_ip_source(ip: &[u8]) -> bool {
     ip == [255, 255, 255, 255] || (224..=239).contains(&ip[0]) || ip[0] == 127
 }
 
-/// Where the IPv4 header starts, and its length, the total length, the ICMP message.
+/// An IPv4 packet for us, with its header and the bytes its total length covers.
 struct Ipv4<'a> {
     header: &'a [u8],
-    icmp: &'a [u8],
+    packet: &'a [u8],
 }
 
-/// A well-formed, unfragmented IPv4 packet carrying ICMP, or `None`.
-fn ipv4_icmp(frame: &[u8]) -> Option<Ipv4<'_>> {
+impl Ipv4<'_> {
+    fn payload(&self) -> &[u8] {
+        &self.packet[self.header.len()..]
+    }
+    fn later_fragment(&self) -> bool {
+        u16::from_be_bytes([self.header[6], self.header[7]]) & 0x1fff != 0
+    }
+    fn fragment(&self) -> bool {
+        u16::from_be_bytes([self.header[6], self.header[7]]) & 0x3fff != 0
+    }
+}
+
+/// A well-formed IPv4 packet to our MAC and address from a unicast source, or `None`.
+fn ipv4_for_us(frame: &[u8]) -> Option<Ipv4<'_>> {
     let ver_ihl = *frame.get(14)?;
     let ihl = usize::from(ver_ihl & 0x0f) * 4;
     let total = usize::from(be16(frame, 16)?);
@@ -76,36 +116,208 @@ fn ipv4_icmp(frame: &[u8]) -> Option<Ipv4<'_>> {
         return None;
     }
     let header = at(frame, 14, ihl)?;
-    let flags_offset = be16(frame, 20)?;
-    let protocol = *frame.get(23)?;
-    if !checksum_ok(header) || flags_offset & 0x3fff != 0 || protocol != 1 {
-        return None;
-    }
-    if !options_answerable(&header[20..]) {
-        return None;
-    }
-    Some(Ipv4 { header, icmp: at(frame, 14 + ihl, total - ihl)? })
+    let (src_ip, dst_ip) = (&header[12..16], &header[16..20]);
+    let ok = frame[0..6] == OUR_MAC
+        && checksum_ok(header)
+        && dst_ip == OUR_IP
+        && !is_bad_ip_source(src_ip)
+        && src_ip[0] != 0
+        && src_ip != OUR_IP;
+    ok.then(|| Ipv4 { header, packet: &frame[14..14 + total] })
 }
 
-/// RFC 791 options: 0 ends the list, 1 is one byte of padding, any other is type, length
-/// (at least 2, within the header), data. A source route (0x83 loose, 0x89 strict) must
-/// be reversed in the reply (RFC 1122 3.2.2.6), which a reply without options cannot do.
-fn options_answerable(options: &[u8]) -> bool {
-    let mut i = 0;
-    while i < options.len() {
-        match options[i] {
-            0 => return true,
-            1 => i += 1,
-            0x83 | 0x89 => return false,
-            _ => match options.get(i + 1) {
-                Some(&len) if len >= 2 && i + usize::from(len) <= options.len() => {
-                    i += usize::from(len)
+/// What the options of a header say: where Record Route and Timestamp are (offsets in the
+/// header), whether there is a source route; or the pointer of Linux's Parameter Problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Options {
+    Fine { rr: Option<usize>, ts: Option<usize>, source_route: bool },
+    Bad(u8),
+}
+
+/// RFC 791's option format, with the checks Linux makes (ip_options_compile) on arrival:
+/// 0 ends the list, 1 is one byte of padding, any other is type, length (at least 2,
+/// within the header), data. Record Route (7) and Timestamp (68) carry a pointer that
+/// must name a whole slot (or pair of slots, for timestamp flags 1 and 3) or lie past the
+/// end; a full Timestamp's overflow count must not be 15 already. A source route (131,
+/// 137) needs length 3 and pointer 4 at least; Router Alert (148) length 4; CIPSO (134)
+/// is refused (no domain). Record Route, Timestamp and source routes may appear once.
+fn options(header: &[u8]) -> Options {
+    let mut i = 20;
+    let (mut rr, mut ts, mut source_route) = (None, None, false);
+    while i < header.len() {
+        let kind = header[i];
+        if kind == 0 {
+            break;
+        }
+        if kind == 1 {
+            i += 1;
+            continue;
+        }
+        let here = |offset: usize| Options::Bad((i + offset) as u8);
+        let left = header.len() - i;
+        if left < 2 {
+            return here(0);
+        }
+        let len = usize::from(header[i + 1]);
+        if len < 2 || len > left {
+            return here(0);
+        }
+        let pointer = header.get(i + 2).map_or(0, |&p| usize::from(p));
+        match kind {
+            131 | 137 => {
+                if len < 3 {
+                    return here(1);
                 }
-                _ => return false,
-            },
+                if pointer < 4 {
+                    return here(2);
+                }
+                if source_route {
+                    return here(0);
+                }
+                source_route = true;
+            }
+            7 => {
+                if rr.is_some() {
+                    return here(0);
+                }
+                if len < 3 {
+                    return here(1);
+                }
+                if pointer < 4 || (pointer <= len && pointer + 3 > len) {
+                    return here(2);
+                }
+                rr = Some(i);
+            }
+            68 => {
+                if ts.is_some() {
+                    return here(0);
+                }
+                if len < 4 {
+                    return here(1);
+                }
+                let flag = header[i + 3] & 0x0f;
+                let slot = if flag == 1 || flag == 3 { 8 } else { 4 };
+                if pointer < 5
+                    || (pointer <= len && (pointer + 3 > len || pointer + slot - 1 > len))
+                {
+                    return here(2);
+                }
+                if pointer > len && flag != 3 && header[i + 3] >> 4 == 15 {
+                    return here(3);
+                }
+                ts = Some(i);
+            }
+            148 if len < 4 => return here(1),
+            134 => return here(if len < 8 { 1 } else { 2 }),
+            _ => {}
+        }
+        i += len;
+    }
+    Options::Fine { rr, ts, source_route }
+}
+
+/// Where the entries go that a host adds to a request's Record Route or Timestamp in its
+/// echo reply: Linux adds one when the request arrives and one when the reply leaves.
+/// Returns the option as the reply carries it and the offsets (in the option) of the
+/// timestamps written, or `None` where Linux gives up (room for the first entry only
+/// partly for the second: `ip_options_echo` fails, nothing is sent).
+fn updated_option(option: &[u8], now: u32) -> Option<(Vec<u8>, Vec<usize>)> {
+    let mut o = option.to_vec();
+    let len = o.len();
+    let mut p = usize::from(o[2]);
+    let mut stamps = Vec::new();
+    let put = |o: &mut Vec<u8>, p: usize, value: [u8; 4]| o[p - 1..p + 3].copy_from_slice(&value);
+    if o[0] == 7 {
+        for entry in 0..2 {
+            if p > len {
+                break;
+            }
+            if p + 3 > len {
+                // Only the departure can find this: parse refused it on arrival.
+                assert_eq!(entry, 1);
+                return None;
+            }
+            put(&mut o, p, OUR_IP);
+            p += 4;
+        }
+    } else {
+        let flag = o[3] & 0x0f;
+        if p > len {
+            if flag != 3 {
+                o[3] += 0x10;
+            }
+            return Some((o, stamps));
+        }
+        for entry in 0..2 {
+            if p > len {
+                break;
+            }
+            if entry == 1 && p + 3 > len {
+                return None;
+            }
+            match flag {
+                0 => {
+                    put(&mut o, p, now.to_be_bytes());
+                    stamps.push(p - 1);
+                    p += 4;
+                }
+                1 => {
+                    if p + 7 > len {
+                        return None;
+                    }
+                    put(&mut o, p, OUR_IP);
+                    put(&mut o, p + 4, now.to_be_bytes());
+                    stamps.push(p + 3);
+                    p += 8;
+                }
+                3 if p + 7 <= len && o[p - 1..p + 3] == OUR_IP => {
+                    put(&mut o, p + 4, now.to_be_bytes());
+                    stamps.push(p + 3);
+                    p += 8;
+                }
+                _ => break,
+            }
         }
     }
-    true
+    o[2] = p as u8;
+    Some((o, stamps))
+}
+
+/// The options of an echo reply: Record Route, then Timestamp, each updated, then zeros
+/// (End of List) to a multiple of 4; and the offsets (in the options) of the timestamps.
+fn reply_options(ip: &Ipv4<'_>, now: u32) -> Option<(Vec<u8>, Vec<usize>)> {
+    let Options::Fine { rr, ts, .. } = options(ip.header) else { return None };
+    let mut out = Vec::new();
+    let mut stamps = Vec::new();
+    for start in [rr, ts].into_iter().flatten() {
+        let len = usize::from(ip.header[start + 1]);
+        let (option, at) = updated_option(&ip.header[start..start + len], now)?;
+        stamps.extend(at.iter().map(|a| out.len() + a));
+        out.extend_from_slice(&option);
+    }
+    while out.len() % 4 != 0 {
+        out.push(0);
+    }
+    Some((out, stamps))
+}
+
+/// How much of the request a Parameter Problem quotes: Linux fills errors up to 576
+/// bytes; ours stop where the error would outgrow the request, and must hold at least
+/// the header and 8 bytes of data (RFC 1122 3.2.2). `None`: too short for an error.
+fn quote_len(frame: &[u8], ip: &Ipv4<'_>) -> Option<usize> {
+    let total = ip.packet.len();
+    let room = (frame.len() - 14).saturating_sub(28);
+    let len = total.min(576 - 28).min(room);
+    (len >= total.min(ip.header.len() + 8)).then_some(len)
+}
+
+/// Whether RFC 1122 (3.2.2) and Linux allow an ICMP error about this packet: not about
+/// a later fragment, an ICMP error or an ICMP message of a type Linux does not know (or
+/// with no type at all), not to a class E source.
+fn error_allowed(ip: &Ipv4<'_>) -> bool {
+    let icmp_ok = ip.header[9] != 1
+        || ip.payload().first().is_some_and(|&t| t <= 18 && ![3, 4, 5, 11, 12].contains(&t));
+    !ip.later_fragment() && icmp_ok && ip.header[12] < 240
 }
 
 /// What a careful host does with `frame` (the policy `tapbook::respond` documents).
@@ -120,7 +332,7 @@ pub fn expected(frame: &[u8], arp: bool, echo: bool) -> Expect {
     }
     match ethertype {
         0x0806 if arp && arp_deserves_reply(frame, dst) => Expect::ArpReply,
-        0x0800 if echo && echo_deserves_reply(frame, dst) => Expect::EchoReply,
+        0x0800 if echo => ipv4_expected(frame),
         _ => Expect::Nothing,
     }
 }
@@ -136,23 +348,38 @@ fn arp_deserves_reply(frame: &[u8], dst: &[u8]) -> bool {
         && !is_bad_ip_source(spa)
 }
 
-fn echo_deserves_reply(frame: &[u8], dst: &[u8]) -> bool {
-    let Some(ip) = ipv4_icmp(frame) else { return false };
-    let (src_ip, dst_ip) = (&ip.header[12..16], &ip.header[16..20]);
-    dst == OUR_MAC
-        && dst_ip == OUR_IP
-        && !is_bad_ip_source(src_ip)
-        && src_ip[0] != 0
-        && src_ip != OUR_IP
-        && ip.icmp.len() >= 8
-        && checksum_ok(ip.icmp)
-        && ip.icmp[0] == 8
-        && ip.icmp[1] == 0
+fn ipv4_expected(frame: &[u8]) -> Expect {
+    let Some(ip) = ipv4_for_us(frame) else { return Expect::Nothing };
+    let source_route = match options(ip.header) {
+        Options::Bad(pointer) if error_allowed(&ip) && quote_len(frame, &ip).is_some() => {
+            return Expect::ParameterProblem(pointer);
+        }
+        Options::Bad(_) => return Expect::Nothing,
+        Options::Fine { source_route, .. } => source_route,
+    };
+    let icmp = ip.payload();
+    let echo = !ip.fragment()
+        && !source_route
+        && ip.header[9] == 1
+        && icmp.len() >= 8
+        && checksum_ok(icmp)
+        && icmp[0] == 8
+        && icmp[1] == 0
+        && reply_options(&ip, 0).is_some();
+    if echo { Expect::EchoReply } else { Expect::Nothing }
 }
 
-/// The exact reply a careful host sends, field by field.
-pub fn expected_reply(frame: &[u8], expect: Expect) -> Option<Vec<u8>> {
+/// The exact reply a careful host sends, field by field, with `ident` as its IPv4
+/// identification and `now` in its timestamps; and the offsets (in the reply) of those
+/// timestamps.
+pub fn expected_reply(
+    frame: &[u8],
+    expect: Expect,
+    ident: u16,
+    now: u32,
+) -> Option<(Vec<u8>, Vec<usize>)> {
     let mut reply = Vec::new();
+    let mut stamps = Vec::new();
     match expect {
         Expect::Nothing => return None,
         Expect::ArpReply => {
@@ -165,36 +392,91 @@ pub fn expected_reply(frame: &[u8], expect: Expect) -> Option<Vec<u8>> {
             reply.extend_from_slice(&arp[8..18]); // target: the asker, MAC and IP
         }
         Expect::EchoReply => {
-            let ip = ipv4_icmp(frame)?;
-            let total = u16::try_from(20 + ip.icmp.len()).ok()?;
-            reply.extend_from_slice(at(frame, 6, 6)?); // back to the sender's MAC
+            let ip = ipv4_for_us(frame)?;
+            let (options, at) = reply_options(&ip, now)?;
+            let icmp = ip.payload();
+            let header_len = 20 + options.len();
+            let total = u16::try_from(header_len + icmp.len()).ok()?;
+            reply.extend_from_slice(&frame[6..12]); // back to the sender's MAC
             reply.extend_from_slice(&OUR_MAC);
             reply.extend_from_slice(&[0x08, 0x00]);
-            // Version 4, IHL 5 (no options), the request's TOS, our total length, the
-            // request's identification, no flags, TTL 64, ICMP, checksum to fill in.
-            reply.extend_from_slice(&[0x45, ip.header[1]]);
+            // Version 4 and the header length, the request's TOS, our total length, our
+            // identification, no flags (DF clear, as Linux), TTL 64, ICMP, checksum.
+            reply.extend_from_slice(&[0x40 | (header_len / 4) as u8, ip.header[1]]);
             reply.extend_from_slice(&total.to_be_bytes());
-            reply.extend_from_slice(&ip.header[4..6]);
+            reply.extend_from_slice(&ident.to_be_bytes());
+            reply.extend_from_slice(&[0, 0, 64, 1, 0, 0]);
+            reply.extend_from_slice(&OUR_IP);
+            reply.extend_from_slice(&ip.header[12..16]);
+            reply.extend_from_slice(&options);
+            stamps.extend(at.iter().map(|a| 34 + a));
+            let header_checksum = checksum(&reply[14..14 + header_len]);
+            reply[24..26].copy_from_slice(&header_checksum.to_be_bytes());
+            // ICMP: type 0, code 0, checksum, then identifier, sequence and data as sent.
+            let start = reply.len();
+            reply.extend_from_slice(&[0, 0, 0, 0]);
+            reply.extend_from_slice(&icmp[4..]);
+            let icmp_checksum = checksum(&reply[start..]);
+            reply[start + 2..start + 4].copy_from_slice(&icmp_checksum.to_be_bytes());
+        }
+        Expect::ParameterProblem(pointer) => {
+            let ip = ipv4_for_us(frame)?;
+            let quote = &ip.packet[..quote_len(frame, &ip)?];
+            let total = u16::try_from(20 + 8 + quote.len()).ok()?;
+            reply.extend_from_slice(&frame[6..12]);
+            reply.extend_from_slice(&OUR_MAC);
+            reply.extend_from_slice(&[0x08, 0x00]);
+            // Precedence 6 (internetwork control) and the request's four TOS bits.
+            reply.extend_from_slice(&[0x45, 0xc0 | (ip.header[1] & 0x1e)]);
+            reply.extend_from_slice(&total.to_be_bytes());
+            reply.extend_from_slice(&ident.to_be_bytes());
             reply.extend_from_slice(&[0, 0, 64, 1, 0, 0]);
             reply.extend_from_slice(&OUR_IP);
             reply.extend_from_slice(&ip.header[12..16]);
             let header_checksum = checksum(&reply[14..34]);
             reply[24..26].copy_from_slice(&header_checksum.to_be_bytes());
-            // ICMP: type 0, code 0, checksum, then identifier, sequence and data as sent.
-            reply.extend_from_slice(&[0, 0, 0, 0]);
-            reply.extend_from_slice(&ip.icmp[4..]);
+            // Type 12, code 0, checksum, the pointer, three unused bytes, the quote.
+            reply.extend_from_slice(&[12, 0, 0, 0, pointer, 0, 0, 0]);
+            reply.extend_from_slice(quote);
             let icmp_checksum = checksum(&reply[34..]);
             reply[36..38].copy_from_slice(&icmp_checksum.to_be_bytes());
         }
     }
-    Some(reply)
+    Some((reply, stamps))
 }
 
 /// Judges one outcome of `respond`: `reply` is the frame it wrote, or `None` if it
-/// dropped the frame. Returns what is wrong, if anything.
-pub fn check(frame: &[u8], arp: bool, echo: bool, reply: Option<&[u8]>) -> Result<(), String> {
+/// dropped the frame; `clock` says which timestamps are right. Returns what is wrong.
+pub fn check(
+    frame: &[u8],
+    arp: bool,
+    echo: bool,
+    reply: Option<&[u8]>,
+    clock: Clock,
+) -> Result<(), String> {
     let expect = expected(frame, arp, echo);
-    let wanted = expected_reply(frame, expect);
+    // The identification is the responder's choice: take it from the reply. So is the
+    // time, within `clock`: take it from where the first timestamp must be.
+    let ident = reply.and_then(|r| be16(r, 18)).unwrap_or(0);
+    let mut wanted = expected_reply(frame, expect, ident, 0);
+    let mut bad_time = None;
+    if let (Some(got), Some((_, stamps))) = (reply, &wanted)
+        && let Some(&first) = stamps.first()
+    {
+        let now = match clock {
+            Clock::At(now) => now,
+            Clock::Within(..) => {
+                at(got, first, 4).map_or(0, |b| u32::from_be_bytes(b.try_into().unwrap()))
+            }
+        };
+        if !clock.allows(now) {
+            bad_time = Some(now);
+        }
+        wanted = expected_reply(frame, expect, ident, now);
+    } else if let Clock::At(now) = clock {
+        wanted = expected_reply(frame, expect, ident, now);
+    }
+    let wanted = wanted.map(|(bytes, _)| bytes);
     let problem = match (reply, &wanted) {
         (None, None) => return Ok(()),
         (Some(_), None) => format!("answered a frame that deserves no answer ({expect:?})"),
@@ -212,12 +494,15 @@ pub fn check(frame: &[u8], arp: bool, echo: bool, reply: Option<&[u8]>) -> Resul
             if got.first().is_none_or(|b| b & 1 == 1) {
                 why += "reply to a group MAC address; ";
             }
-            if expect == Expect::EchoReply {
-                let ip = got.get(14..34).unwrap_or_default();
-                if !checksum_ok(ip) {
+            if let Some(t) = bad_time {
+                let _ = write!(why, "timestamp {t} is not the time ({clock:?}); ");
+            }
+            if matches!(expect, Expect::EchoReply | Expect::ParameterProblem(_)) {
+                let ihl = got.get(14).map_or(0, |b| usize::from(b & 0x0f) * 4);
+                if !checksum_ok(got.get(14..14 + ihl).unwrap_or_default()) {
                     why += "bad IPv4 header checksum; ";
                 }
-                if !checksum_ok(got.get(34..).unwrap_or_default()) {
+                if !checksum_ok(got.get(14 + ihl..).unwrap_or_default()) {
                     why += "bad ICMP checksum; ";
                 }
                 if be16(got, 16).map(usize::from) != Some(got.len().saturating_sub(14)) {
