@@ -53,7 +53,7 @@ validate_common
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 SUDO=()
 if ! is_root; then
-    can_sudo || die "the demo needs root for its network namespace, and this user cannot use root or sudo here. Run it as root:  $(show_cmd su -c "$(show_cmd "$0" "${TB_ORIG_ARGS[@]}")")"
+    can_sudo || die "the demo needs root for its network namespace; not root, and $(no_sudo_why). Run it as root:  $(show_cmd su -c "$(show_cmd "$0" "${TB_ORIG_ARGS[@]}")")"
     SUDO=(sudo)
 fi
 if "${SUDO[@]}" ip netns list | awk '{print $1}' | grep -qxF -- "$NS"; then

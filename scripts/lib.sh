@@ -165,6 +165,15 @@ can_sudo() {
     command -v sudo >/dev/null && { sudo -n true 2>/dev/null || [[ -t 0 ]]; }
 }
 
+# no_sudo_why: why can_sudo said no, for messages.
+no_sudo_why() {
+    if command -v sudo >/dev/null; then
+        echo "sudo is not allowed here without a password (and there is no terminal to ask for one)"
+    else
+        echo "there is no sudo"
+    fi
+}
+
 # su_cmd CMD...: CMD as one line for root to run: through sudo where there is one,
 # else through su (which asks for root's password).
 su_cmd() {
@@ -229,7 +238,7 @@ ensure_packages() {
 
     local as_root=()
     if ((${#debs[@]})) && ! is_root; then
-        can_sudo || die "Debian packages missing for $who: ${debs[*]}; this user can use neither root nor sudo here to install them. Install them, then run this again:  $(su_cmd apt-get install --no-install-recommends "${debs[@]}")"
+        can_sudo || die "Debian packages missing for $who: ${debs[*]}; not root, and $(no_sudo_why), so nothing was installed. Install them, then run this again:  $(su_cmd apt-get install --no-install-recommends "${debs[@]}")"
         as_root=(sudo)
     fi
     if ((${#crates[@]})) && ! command -v cargo >/dev/null; then

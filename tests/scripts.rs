@@ -654,8 +654,9 @@ fn without_root_or_sudo_the_readme_commands_stop_first_and_say_what_to_run() {
     assert_eq!(
         stderr(&out),
         format!(
-            "demo.sh: error: the demo needs root for its network namespace, and this user cannot \
-             use root or sudo here. Run it as root:  su -c 'scripts/demo.sh --netns {netns}'\n"
+            "demo.sh: error: the demo needs root for its network namespace; not root, and sudo \
+             is not allowed here without a password (and there is no terminal to ask for one). \
+             Run it as root:  su -c 'scripts/demo.sh --netns {netns}'\n"
         )
     );
     assert!(!netns_exists(&netns));
@@ -666,8 +667,9 @@ fn without_root_or_sudo_the_readme_commands_stop_first_and_say_what_to_run() {
     assert!(stdout(&out).is_empty(), "{}", text(&out));
     assert_eq!(
         stderr(&out),
-        "test.sh: error: Debian packages missing for the tests: arping shellcheck; this user can \
-         use neither root nor sudo here to install them. Install them, then run this again:  \
+        "test.sh: error: Debian packages missing for the tests: arping shellcheck; not root, and \
+         sudo is not allowed here without a password (and there is no terminal to ask for one), \
+         so nothing was installed. Install them, then run this again:  \
          sudo apt-get install --no-install-recommends arping shellcheck\n"
     );
     assert_eq!(fakes.logged(), "", "nothing may be installed");
