@@ -61,7 +61,7 @@ case $TOOL in
     *) die "--tool wants tshark or tcpdump, not '$TOOL'" ;;
 esac
 
-iface_exists || die "$TB_IFACE does not exist in $(where). Create it once with:  sudo scripts/setup.sh$(netns_opt)"
+iface_exists || die "$TB_IFACE does not exist in $(where). Create it once with:  sudo scripts/setup.sh$(lab_opts)"
 if [[ -n $WRITE ]]; then
     wdir=$(dirname -- "$WRITE")
     [[ -d $wdir && -w $wdir ]] || die "cannot write $WRITE: directory $wdir is missing or not writable"
@@ -69,7 +69,10 @@ fi
 
 if [[ $(carrier_state) != on ]]; then
     say "Note: $TB_IFACE has NO-CARRIER (no program has it open): nothing will show up"
-    say "      until a responder attaches, e.g.  cargo run --bin $TB_RESPONDER_BIN"
+    owner=$(iface_attr owner)
+    owner_name=root
+    if [[ -n $owner && $owner != -1 ]]; then owner_name=$(uid_name "$owner"); fi
+    say "      until a responder attaches, e.g.  $(responder_cmd "$TB_RESPONDER_BIN" "$owner_name")"
 fi
 if ! is_root; then
     say "Note: not root; if the capture is refused, run:  sudo$(printf ' %q' "$0" "${TB_ORIG_ARGS[@]}")"

@@ -9,49 +9,71 @@ usage() {
     cat <<EOF
 Usage: $TB_PROG [OPTIONS]
 
-Build the chapter programs, then, inside a private network namespace (so nothing
-touches your real network):
+Install what the lab needs, build the chapter programs, then, inside a private network
+namespace (so nothing touches your real network):
   1. scripts/setup.sh makes a persistent tap4 owned by you, with 172.16.1.1/24;
   2. 05_full_responder runs as you (never as root: under sudo or as root, as the
      user behind sudo or else nobody) and answers for $TB_RESPONDER_IP;
   3. the kernel's own arping and ping talk to it; its output and counters are shown;
   4. the namespace is removed again (also on Ctrl-C or failure).
-Needs root for the namespace (it uses sudo when run as a user).
+Needs root for the namespace (it uses sudo when run as a user). Missing Debian packages
+of the lab ($(list_packages lab | cut -f1 | xargs), from scripts/packages.txt) are
+installed first, with one apt-get install; without root or sudo it stops before doing
+anything and says what to run.
 
 Options:
-  --count N     how many pings (default: 4)
-  --keep        leave the namespace (and tap4) in place afterwards
-  -h, --help    this help
+  --netns NAME    the namespace to create and remove (default: tapbook-demo-PID);
+                  it must not exist yet
+  --count N       how many pings (default: 4)
+  --keep          leave the namespace (and tap4) in place afterwards
+  --bin-dir DIR   use the 05_full_responder in DIR instead of building it
+  -h, --help      this help
 EOF
 }
 
 COUNT=4
 KEEP=0
+BIN_DIR=
+NS=tapbook-demo-$$
 tb_split_args "$@"; set -- "${TB_ARGS[@]}"
 while (($#)); do
     case $1 in
         -h | --help) usage; exit 0 ;;
+        --netns) need_value "$1" $#; NS=$2; shift 2 ;;
         --count) need_value "$1" $#; need_number "$1" "$2"; COUNT=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
+        --bin-dir) need_value "$1" $#; BIN_DIR=$2; shift 2 ;;
         *) unknown_option "$1" ;;
     esac
 done
+# The demo always works in a namespace of its own, never in the current one.
+TB_NETNS=$NS
+validate_common
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 SUDO=()
-if [[ $EUID -ne 0 ]]; then
-    command -v sudo >/dev/null || die "not root and no sudo: run this as root"
+if ! is_root; then
+    can_sudo || die "the demo needs root for its network namespace; not root, and $(no_sudo_why). Run it as root:  $(show_cmd su -c "$(show_cmd "$0" "${TB_ORIG_ARGS[@]}")")"
     SUDO=(sudo)
 fi
+if "${SUDO[@]}" ip netns list | awk '{print $1}' | grep -qxF -- "$NS"; then
+    die "network namespace $NS exists already; the demo makes its own and removes it: choose another name with --netns"
+fi
+ensure_packages "the demo" lab
 ME=$(id -un)
 # The responder never runs as root: as root (CI, or sudo), it runs as the user behind
 # sudo, or else as the system user nobody.
 RUN_AS=$(unprivileged_user)
-NS=tapbook-demo-$$
 
-say "== 1. Building the chapter programs (cargo build --release, as $ME)"
-(cd "$ROOT" && cargo build --release --bins --quiet)
-BIN=$ROOT/target/release/05_full_responder
+if [[ -z $BIN_DIR ]]; then
+    say "== 1. Building the chapter programs (cargo build --release, as $ME)"
+    (cd "$ROOT" && cargo build --release --bins --quiet)
+    BIN_DIR=$ROOT/target/release
+else
+    say "== 1. Using the programs in $BIN_DIR"
+fi
+BIN=$(realpath -- "$BIN_DIR/05_full_responder")
+[[ -x $BIN ]] || die "no $BIN (build it with: cargo build --release --bin 05_full_responder)"
 
 LOG=$(mktemp -d)
 RESPONDER_PID=
@@ -116,5 +138,5 @@ if ((KEEP)); then
     say "The lab is still there: sudo ip netns exec $NS bash   (remove it: sudo ip netns del $NS)"
 else
     say "Done; namespace $NS removed."
-    say "To run the lab by hand: sudo scripts/setup.sh, then cargo run --bin 05_full_responder"
+    say "To run the lab by hand: sudo scripts/setup.sh, then cargo run --bin $TB_RESPONDER_BIN"
 fi

@@ -61,8 +61,10 @@ in_lab_groups() {
     return 1
 }
 
-NS=$(netns_opt)
-SETUP="sudo scripts/setup.sh --user $LAB_USER$NS"
+OPTS=$(lab_opts)
+SETUP="sudo scripts/setup.sh --user $LAB_USER"
+if [[ $ADDR != "$TB_DEFAULT_ADDR" ]]; then SETUP+=" --addr $ADDR"; fi
+SETUP+=$OPTS
 PFX=$(netns_prefix)
 [[ -n $PFX ]] || PFX='sudo '
 
@@ -183,7 +185,7 @@ else
 
     case $(carrier_state) in
         on) info "carrier ON: a program has $TB_IFACE open right now" ;;
-        off) info "NO-CARRIER: no program has $TB_IFACE open (expected until you run cargo run --bin $TB_RESPONDER_BIN)" ;;
+        off) info "NO-CARRIER: no program has $TB_IFACE open (expected until you run $(responder_cmd "$TB_RESPONDER_BIN" "$LAB_USER"))" ;;
         *) info "carrier unknown (interface down)" ;;
     esac
 fi
@@ -200,12 +202,12 @@ if [[ -z $TB_NETNS ]] || netns_exists; then
 fi
 
 # ---- tools -----------------------------------------------------------------------
-tool_check() { # NAME DEBIAN_PACKAGE PURPOSE
+tool_check() { # NAME PACKAGE PURPOSE
     local path
     if path=$(command -v "$1"); then
         ok "$1 found ($path)"
     else
-        problem "$1 not found (needed to $3)" "sudo apt-get install $2"
+        problem "$1 not found (needed for: $3)" "sudo apt-get install $2"
     fi
 }
 # cargo usually lives in ~/.cargo/bin, which root's PATH under sudo lacks.
@@ -218,9 +220,10 @@ else
     problem "cargo not found (needed to build and run the lab programs)" \
         "install Rust with rustup, or: sudo apt-get install cargo"
 fi
-tool_check ip iproute2 "configure interfaces"
-tool_check ping iputils-ping "send echo requests to the responder"
-tool_check arping arping "send ARP requests by hand"
+# The lab's tools, from the one list of packages (scripts/packages.txt).
+while IFS=$'\t' read -r package command why; do
+    tool_check "$command" "$package" "$why"
+done < <(list_packages lab)
 if path=$(command -v tshark); then
     ok "tshark found ($path)"
 elif path=$(command -v tcpdump); then
@@ -231,12 +234,8 @@ fi
 
 say ""
 if ((PROBLEMS == 0)); then
-    if [[ -z $TB_NETNS ]]; then
-        say "All checks passed. Next: cargo run --bin $TB_RESPONDER_BIN, then in another terminal scripts/ping.sh"
-    else
-        say "All checks passed. Next: sudo ip netns exec $TB_NETNS sudo -u $LAB_USER target/debug/$TB_RESPONDER_BIN"
-        say "                   then in another terminal: sudo scripts/ping.sh$NS"
-    fi
+    say "All checks passed. Next: $(responder_cmd "$TB_RESPONDER_BIN" "$LAB_USER")"
+    say "                   then in another terminal: ${TB_NETNS:+sudo }scripts/ping.sh$OPTS"
     exit 0
 fi
 say "$PROBLEMS problem(s) found; apply the fixes above (usually: $SETUP), then run this again."

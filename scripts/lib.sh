@@ -19,7 +19,8 @@ export PATH
 TB_DEFAULT_IFACE=tap4
 TB_DEFAULT_ADDR=172.16.1.1/24     # the host side of the lab link
 TB_RESPONDER_IP=172.16.1.2        # the address the Rust program answers for
-TB_RESPONDER_BIN=03_arp_reply
+TB_RESPONDER_BIN=05_full_responder # the program the scripts' next steps start: it answers ping
+TB_ARP_BIN=03_arp_reply            # answers ARP only: the scripts pair it with arping
 
 # tun_flags bits (include/uapi/linux/if_tun.h)
 TB_IFF_TUN=0x0001
@@ -34,6 +35,7 @@ TB_IFACE=$TB_DEFAULT_IFACE
 TB_NETNS=${TAPBOOK_NETNS:-}
 
 TB_PROG=$(basename -- "$0")
+TB_LIB_DIR=$(dirname -- "${BASH_SOURCE[0]}")
 # The script's own arguments (a sourced file sees its caller's "$@"), for
 # messages such as "run it again with sudo".
 TB_ORIG_ARGS=("$@")
@@ -48,6 +50,8 @@ die()  { printf '%s: error: %s\n' "$TB_PROG" "$*" >&2; exit 1; }
 
 # tb_split_args ARGS...: rewrite "--opt=value" as "--opt" "value" into the
 # array TB_ARGS, stopping at "--" (everything after it is copied verbatim).
+# An empty value is an error, never "the default": `--netns "$NS"` with NS unset
+# must not mean the current namespace (`ip netns exec ''` refuses too).
 # Use:  tb_split_args "$@"; set -- "${TB_ARGS[@]}"
 TB_ARGS=()
 tb_split_args() {
@@ -59,6 +63,15 @@ tb_split_args() {
             *) TB_ARGS+=("$1") ;;
         esac
         shift
+    done
+    local i
+    for ((i = 0; i < ${#TB_ARGS[@]}; i++)); do
+        [[ ${TB_ARGS[i]} == -- ]] && break
+        if [[ -z ${TB_ARGS[i]} ]]; then
+            ((i > 0)) && [[ ${TB_ARGS[i - 1]} == -* ]] &&
+                die "option ${TB_ARGS[i - 1]} needs a value, not an empty one (see --help)"
+            die "unexpected empty argument (see --help)"
+        fi
     done
 }
 
@@ -84,6 +97,9 @@ unknown_option() {
 
 # validate_common: check --iface / --netns values once parsing is done.
 validate_common() {
+    if [[ -z $TB_NETNS && -v TAPBOOK_NETNS ]]; then
+        die "TAPBOOK_NETNS is set but empty; set it to a namespace name, or unset it (unset TAPBOOK_NETNS) to work in the current network namespace"
+    fi
     [[ $TB_IFACE =~ ^[A-Za-z0-9_.-]{1,15}$ ]] ||
         die "bad interface name '$TB_IFACE' (1-15 characters: letters, digits, . _ -)"
     if [[ -n $TB_NETNS ]]; then
@@ -143,6 +159,102 @@ as_invoking_user() {
     fi
 }
 
+# can_sudo: whether this user may run commands as root through sudo here: without a
+# password, or with one typed at this terminal.
+can_sudo() {
+    command -v sudo >/dev/null && { sudo -n true 2>/dev/null || [[ -t 0 ]]; }
+}
+
+# no_sudo_why: why can_sudo said no, for messages.
+no_sudo_why() {
+    if command -v sudo >/dev/null; then
+        echo "sudo is not allowed here without a password (and there is no terminal to ask for one)"
+    else
+        echo "there is no sudo"
+    fi
+}
+
+# su_cmd CMD...: CMD as one line for root to run: through sudo where there is one,
+# else through su (which asks for root's password).
+su_cmd() {
+    if command -v sudo >/dev/null; then
+        printf 'sudo %s\n' "$(show_cmd "$@")"
+    else
+        printf "su -c '%s'\n" "$(show_cmd "$@")"
+    fi
+}
+
+# ---- packages (the one list: scripts/packages.txt) ----------------------------
+
+# list_packages GROUP...: "package<TAB>command<TAB>why" for each package of GROUPs.
+list_packages() {
+    local package command group why g
+    while read -r package command group why; do
+        [[ -z $package || $package == '#'* ]] && continue
+        for g; do
+            if [[ $g == "$group" ]]; then printf '%s\t%s\t%s\n' "$package" "$command" "$why"; fi
+        done
+    done <"$TB_LIB_DIR/packages.txt"
+}
+
+# package_installed PACKAGE COMMAND: Debian's dpkg-query knows; without it (another
+# distribution), or for cargo:NAME, whether COMMAND is there.
+package_installed() {
+    case $1 in
+        cargo:*) command -v "$2" >/dev/null || [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/$2 ]] ;;
+        *)
+            if command -v dpkg-query >/dev/null; then
+                # shellcheck disable=SC2016 # ${Status} is dpkg-query's, not ours
+                [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == 'install ok installed' ]]
+            else
+                command -v "$2" >/dev/null
+            fi ;;
+    esac
+}
+
+# missing_packages GROUP...: the lines of list_packages that are not installed.
+missing_packages() {
+    local package command why
+    while IFS=$'\t' read -r package command why; do
+        package_installed "$package" "$command" || printf '%s\t%s\t%s\n' "$package" "$command" "$why"
+    done < <(list_packages "$@")
+}
+
+# ensure_packages WHO GROUP...: install what GROUPs need and is missing. One line says
+# what and why; then one apt-get install (as root, or through sudo) and a cargo install
+# for each cargo:NAME@VERSION (as the user). When the Debian packages cannot be installed
+# (no root, no sudo), stop before anything else with the exact command to run.
+ensure_packages() {
+    local who=$1
+    shift
+    local debs=() crates=() why=() package command reason crate
+    while IFS=$'\t' read -r package command reason; do
+        case $package in
+            cargo:*) crates+=("${package#cargo:}"); why+=("$command ($reason)") ;;
+            *) debs+=("$package"); why+=("$package ($reason)") ;;
+        esac
+    done < <(missing_packages "$@")
+    ((${#why[@]})) || return 0
+
+    local as_root=()
+    if ((${#debs[@]})) && ! is_root; then
+        can_sudo || die "Debian packages missing for $who: ${debs[*]}; not root, and $(no_sudo_why), so nothing was installed. Install them, then run this again:  $(su_cmd apt-get install --no-install-recommends "${debs[@]}")"
+        as_root=(sudo)
+    fi
+    if ((${#crates[@]})) && ! command -v cargo >/dev/null; then
+        die "$who needs cargo, to install ${crates[*]%@*}: install Rust (with rustup), then run this again"
+    fi
+    say "Installing what is missing for $who: $(join_by '; ' "${why[@]}")."
+    if ((${#debs[@]})); then
+        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            -o DPkg::Lock::Timeout=300 "${debs[@]}"
+    fi
+    for crate in "${crates[@]}"; do
+        as_invoking_user cargo install "${crate%@*}" --locked --version "${crate#*@}" --quiet
+    done
+}
+
 # ---- namespaces --------------------------------------------------------------
 netns_exists() {
     [[ -n $TB_NETNS ]] && ip netns list 2>/dev/null | awk '{print $1}' | grep -qxF -- "$TB_NETNS"
@@ -158,9 +270,31 @@ netns_prefix() {
     if [[ -n $TB_NETNS ]]; then printf 'sudo ip netns exec %s ' "$TB_NETNS"; fi
 }
 
-# The option to pass on to the other scripts, for "next steps".
-netns_opt() {
+# The options that say where the lab is (--iface, --netns), as this script was given
+# them: the other scripts' commands in "next steps" and "fix" lines end with these.
+lab_opts() {
+    if [[ $TB_IFACE != "$TB_DEFAULT_IFACE" ]]; then printf ' --iface %s' "$TB_IFACE"; fi
     if [[ -n $TB_NETNS ]]; then printf ' --netns %s' "$TB_NETNS"; fi
+}
+
+# responder_cmd PROGRAM USER: the command that runs chapter PROGRAM on the lab's
+# interface as USER: `cargo run` here, or the built binary inside the namespace (ip netns
+# exec needs root; runuser then drops to USER, who owns the interface).
+responder_cmd() {
+    local args=
+    if [[ $TB_IFACE != "$TB_DEFAULT_IFACE" ]]; then args=" --iface $TB_IFACE"; fi
+    if [[ -z $TB_NETNS ]]; then
+        printf 'cargo run --bin %s%s\n' "$1" "${args:+ --$args}"
+    elif [[ $2 == root ]]; then
+        printf 'sudo ip netns exec %s target/debug/%s%s\n' "$TB_NETNS" "$1" "$args"
+    else
+        printf 'sudo ip netns exec %s runuser -u %s -- target/debug/%s%s\n' "$TB_NETNS" "$2" "$1" "$args"
+    fi
+}
+
+# arping_cmd ADDR: the command that asks for ADDR with the kernel's arping on our interface.
+arping_cmd() {
+    printf 'sudo %sarping -c 3 -I %s %s\n' "${TB_NETNS:+ip netns exec $TB_NETNS }" "$TB_IFACE" "$1"
 }
 
 # For ping.sh, capture.sh, teardown.sh, doctor.sh: with --netns we must be
@@ -168,7 +302,7 @@ netns_opt() {
 need_netns_if_any() {
     [[ -z $TB_NETNS ]] && return 0
     need_root "$@"
-    netns_exists || die "network namespace '$TB_NETNS' does not exist; create the lab with:  sudo scripts/setup.sh --netns $TB_NETNS"
+    netns_exists || die "network namespace '$TB_NETNS' does not exist; create the lab with:  sudo scripts/setup.sh$(lab_opts)"
 }
 
 # run CMD...: run CMD in the chosen namespace (or here when none was chosen).

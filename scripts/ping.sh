@@ -8,9 +8,9 @@ usage() {
     cat <<EOF
 Usage: $TB_PROG [OPTIONS] [-- EXTRA PING ARGS]
 
-Ping the user-space responder (default $TB_RESPONDER_IP) that a lab program such as
-'cargo run --bin $TB_RESPONDER_BIN' runs behind the TAP interface. The ping is
-bound to the interface (ping -I), so it never leaves through another one.
+Ping the user-space responder (default $TB_RESPONDER_IP): a lab program that answers
+ping ('cargo run --bin $TB_RESPONDER_BIN', or 04_icmp_reply) behind the TAP interface.
+The ping is bound to the interface (ping -I), so it never leaves through another one.
 
 Checks first that the interface exists and has an address, and tells you
 when no program has it open (no carrier: start a responder first).
@@ -47,19 +47,22 @@ validate_common
 need_netns_if_any "$@"
 command -v ping >/dev/null || die "ping is not installed: sudo apt-get install iputils-ping"
 
-setup_hint="sudo scripts/setup.sh$(netns_opt)"
+setup_hint="sudo scripts/setup.sh$(lab_opts)"
 iface_exists || die "$TB_IFACE does not exist in $(where). Create it once with:  $setup_hint"
 iface_is_up || die "$TB_IFACE exists but is down. Bring it up with:  $setup_hint"
 mapfile -t addrs < <(iface_ipv4_addrs)
 ((${#addrs[@]})) || die "$TB_IFACE has no IPv4 address. Add it with:  $setup_hint"
 
-if [[ $(carrier_state) != on ]]; then
+# Who may attach to the interface: the user the "start a responder" command runs as.
+owner=$(iface_attr owner)
+owner_name=root
+if [[ -n $owner && $owner != -1 ]]; then owner_name=$(uid_name "$owner"); fi
+start_05=$(responder_cmd "$TB_RESPONDER_BIN" "$owner_name")
+
+carrier=$(carrier_state)
+if [[ $carrier != on ]]; then
     say "Note: $TB_IFACE has NO-CARRIER: no program has it open, so nobody can answer."
-    if [[ -z $TB_NETNS ]]; then
-        say "      Start a responder first, in another terminal:  cargo run --bin $TB_RESPONDER_BIN"
-    else
-        say "      Start a responder first:  sudo ip netns exec $TB_NETNS sudo -u YOUR_LOGIN target/debug/$TB_RESPONDER_BIN"
-    fi
+    say "      Start a responder that answers ping first, in another terminal:  $start_05"
     say "      (pinging anyway; expect 100% packet loss)"
 fi
 
@@ -73,8 +76,18 @@ run "${cmd[@]}" || rc=$?
 case $rc in
     0) say "OK: $TARGET answered through $TB_IFACE." ;;
     1) say "NO REPLY: $TARGET did not answer (see the loss figure above)."
-       say "  Is the responder running and attached to $TB_IFACE?  Check with: scripts/doctor.sh$(netns_opt)"
-       say "  Watch what is on the wire with:  sudo scripts/capture.sh$(netns_opt)" ;;
+       if [[ $carrier == on ]]; then
+           say "  A program has $TB_IFACE open, but it does not answer ping for $TARGET."
+           say "  01_open_clone and 02_hexdump answer nothing, and $TB_ARP_BIN answers ARP only:"
+           say "  ask it with arping:  $(arping_cmd "$TARGET")"
+           say "  For ping, stop it and start one that answers ping:  $start_05"
+       else
+           say "  Start a responder that answers ping:  $start_05"
+       fi
+       doctor_user=
+       if [[ $owner_name != "$(default_lab_user)" ]]; then doctor_user=" --user $owner_name"; fi
+       say "  Check the lab with:  ${TB_NETNS:+sudo }scripts/doctor.sh$doctor_user$(lab_opts)"
+       say "  Watch what is on the wire with:  sudo scripts/capture.sh$(lab_opts)" ;;
     *) say "ping failed with status $rc (an error, not just lost packets)." ;;
 esac
 exit "$rc"

@@ -17,7 +17,7 @@ Prepare the tapbook lab (run once, as root; safe to run again):
   3. give it the address $TB_DEFAULT_ADDR and bring it up.
 
 Afterwards, without sudo:  cargo run --bin $TB_RESPONDER_BIN
-and in another terminal:   ping $TB_RESPONDER_IP   (or scripts/ping.sh)
+and in another terminal:   scripts/ping.sh   (ping $TB_RESPONDER_IP through $TB_DEFAULT_IFACE)
 
 Options:
   --user NAME       owner of the interface: the user who will run cargo
@@ -25,6 +25,9 @@ Options:
   --addr CIDR       host address on the interface (default: $TB_DEFAULT_ADDR)
 $(common_help)
 With --netns, the namespace is created if it does not exist yet.
+Every value is checked before anything changes. On failure or Ctrl-C, what this run
+made (the namespace, the interface, the address) is removed again; what was there
+before the run stays.
 
 Undo with: sudo scripts/teardown.sh   Check with: scripts/doctor.sh
 EOF
@@ -46,8 +49,17 @@ while (($#)); do
     esac
 done
 validate_common
-[[ $ADDR =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$ ]] ||
-    die "--addr wants an IPv4 address with prefix length, like $TB_DEFAULT_ADDR (got '$ADDR')"
+
+# Everything is checked before anything changes: a bad value must not leave a half-made lab.
+octet='(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])'
+if ! [[ $ADDR =~ ^$octet\.$octet\.$octet\.$octet/([1-9][0-9]?)$ ]] || ((BASH_REMATCH[5] > 32)); then
+    die "--addr wants an IPv4 address with a prefix length from 1 to 32, like $TB_DEFAULT_ADDR (got '$ADDR')"
+fi
+first=${BASH_REMATCH[1]}
+((first != 0 && first != 127 && first < 224)) ||
+    die "--addr $ADDR is not a unicast address for an interface (0.x, 127.x loopback, 224.x and above multicast or reserved)"
+[[ ${ADDR%/*} != "$TB_RESPONDER_IP" ]] ||
+    die "--addr $ADDR is the responder's own address: the kernel would answer for it instead of the lab program; use e.g. $TB_DEFAULT_ADDR"
 
 need_root "$@"
 
@@ -62,6 +74,27 @@ fi
 
 DONE=()   # what this run changed, for the summary
 did() { step "$*"; DONE+=("$*"); }
+
+# On failure or interrupt, undo what this run made, and only that: a namespace or an
+# interface that was there before the run stays.
+MADE_NETNS=false MADE_IFACE=false MADE_ADDR=false FINISHED=false
+undo() {
+    $FINISHED && return 0
+    FINISHED=true
+    if $MADE_NETNS || $MADE_IFACE || $MADE_ADDR; then say "Stopped before the end: undoing what this run made."; fi
+    # Never fail here: the exit status must stay the one that brought us here.
+    if $MADE_NETNS; then
+        if ip netns delete "$TB_NETNS"; then step "deleted network namespace $TB_NETNS"; fi
+    elif $MADE_IFACE; then
+        if run ip link delete dev "$TB_IFACE"; then step "deleted $TB_IFACE"; fi
+    elif $MADE_ADDR; then
+        if run ip addr del "$ADDR" dev "$TB_IFACE"; then step "removed address $ADDR from $TB_IFACE"; fi
+    fi
+    return 0
+}
+trap undo EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 say "Setting up the tapbook lab in $(where) for user $LAB_USER (group $LAB_GROUP)."
 
@@ -104,6 +137,7 @@ if [[ -n $TB_NETNS ]]; then
         step "network namespace $TB_NETNS already exists"
     else
         ip netns add "$TB_NETNS"
+        MADE_NETNS=true
         did "created network namespace $TB_NETNS"
     fi
     run ip link set lo up
@@ -133,12 +167,14 @@ if iface_exists; then
         fi
         # `ip tuntap add` on an existing device always fails with
         # "ioctl(TUNSETIFF): Device or resource busy", so delete first.
+        # (Not undone on failure: a $TB_IFACE was there before the run, so one stays.)
         run ip link delete dev "$TB_IFACE"
         create_tap
         did "deleted and recreated $TB_IFACE because $(join_by '; ' "${why[@]}")"
     fi
 else
     create_tap
+    MADE_IFACE=true
     did "created persistent TAP $TB_IFACE (owner $LAB_USER, group $LAB_GROUP)"
 fi
 
@@ -156,6 +192,7 @@ if $have_addr; then
     step "$TB_IFACE already has address $ADDR"
 else
     run ip addr add "$ADDR" dev "$TB_IFACE"
+    MADE_ADDR=true
     did "added address $ADDR to $TB_IFACE"
 fi
 # The same subnet on another interface would send the pings elsewhere.
@@ -174,6 +211,7 @@ else
 fi
 
 # ---- summary ------------------------------------------------------------------
+FINISHED=true
 say ""
 if ((${#DONE[@]} == 0)); then
     say "Nothing to change: the lab was already set up."
@@ -190,20 +228,22 @@ else
     say "program has it open. It turns on when the lab program attaches."
 fi
 
-ns=$(netns_opt)
+opts=$(lab_opts)
 next() { printf '  %-28s%s\n' "$1" "$2"; }
 say ""
 say "Next steps:"
 if [[ -z $TB_NETNS ]]; then
-    next "1. as $LAB_USER, no sudo:" "cargo run --bin $TB_RESPONDER_BIN"
-    next "2. in another terminal:" "ping $TB_RESPONDER_IP   (or: scripts/ping.sh)"
-    next "optional, watch frames:" "sudo scripts/capture.sh"
-    next "check everything:" "scripts/doctor.sh"
+    next "1. as $LAB_USER, no sudo:" "$(responder_cmd "$TB_RESPONDER_BIN" "$LAB_USER")"
 else
     next "1. as $LAB_USER, build:" "cargo build --bin $TB_RESPONDER_BIN"
-    next "   run it in the namespace:" "sudo ip netns exec $TB_NETNS sudo -u $LAB_USER target/debug/$TB_RESPONDER_BIN"
-    next "2. in another terminal:" "sudo scripts/ping.sh$ns"
-    next "optional, watch frames:" "sudo scripts/capture.sh$ns"
-    next "check everything:" "sudo scripts/doctor.sh --user $LAB_USER$ns"
+    next "   run it in the namespace:" "$(responder_cmd "$TB_RESPONDER_BIN" "$LAB_USER")"
 fi
-next "undo:" "sudo scripts/teardown.sh$ns"
+if [[ -z $TB_NETNS ]]; then
+    next "2. in another terminal:" "ping $TB_RESPONDER_IP   (or: scripts/ping.sh$opts)"
+else
+    next "2. in another terminal:" "sudo scripts/ping.sh$opts"
+fi
+next "or chapter 3, ARP only:" "$(responder_cmd "$TB_ARP_BIN" "$LAB_USER"), then $(arping_cmd "$TB_RESPONDER_IP")"
+next "optional, watch frames:" "sudo scripts/capture.sh$opts"
+next "check everything:" "${TB_NETNS:+sudo }scripts/doctor.sh${TB_NETNS:+ --user $LAB_USER}$opts"
+next "undo:" "sudo scripts/teardown.sh$opts"

@@ -69,4 +69,4 @@ if [[ -n $TB_NETNS ]]; then
     fi
 fi
 
-say "Teardown finished. To set the lab up again: sudo scripts/setup.sh$(netns_opt)"
+say "Teardown finished. To set the lab up again: sudo scripts/setup.sh$(lab_opts)"

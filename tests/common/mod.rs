@@ -4,8 +4,9 @@
 //! `ping` and `arping`. No traffic leaves the namespace; the namespace and every process
 //! the test started are removed when the `Lab` is dropped, even if the test fails.
 //!
-//! Without root the tests print that they were skipped and pass; under CI (`CI` set)
-//! a skip is a failure, so CI runs them all.
+//! Without root (or a tool) the tests print that they were skipped and return, and
+//! `scripts/test.sh` counts them as skipped, not passed; under CI (`CI` set) a skip is a
+//! failure, so CI runs them all.
 
 #![allow(dead_code)] // each test file uses part of the harness
 #![allow(clippy::print_stderr)] // it says which tests were skipped, and why
@@ -23,52 +24,64 @@ pub const UNPRIVILEGED_USER: &str = "nobody";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// The Debian package that provides each tool a test may need (`.ci/run` installs them).
-const PACKAGES: [(&str, &str); 11] = [
-    ("ip", "iproute2"),
-    ("ping", "iputils-ping"),
-    ("arping", "arping"),
-    ("setpriv", "util-linux"),
-    ("tshark", "tshark"),
-    ("strace", "strace"),
-    ("valgrind", "valgrind"),
-    ("qemu-system-x86_64", "qemu-system-x86"),
-    ("busybox", "busybox-static"),
-    ("cpio", "cpio"),
-    ("tcpdump", "tcpdump"),
-];
+/// The one list of the packages tapbook uses (`scripts/test.sh` and `scripts/demo.sh`
+/// install from it): lines of `package command for why...`, `#` starts a comment.
+const PACKAGE_LIST: &str = include_str!("../../scripts/packages.txt");
+
+/// The list's lines as (package, command, for).
+fn packages() -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
+    PACKAGE_LIST.lines().filter(|line| !line.starts_with('#')).filter_map(|line| {
+        let mut words = line.split_whitespace();
+        Some((words.next()?, words.next()?, words.next()?))
+    })
+}
 
 /// Whether the end-to-end tests can run here, with the lab's tools and `extra_tools`;
-/// prints why not otherwise. Under CI, not being able to run them fails the test instead.
+/// prints why not otherwise, and writes "test<TAB>reason" into the file that
+/// `TAPBOOK_SKIP_LOG` names (`scripts/test.sh` sets it), so that the test counts as
+/// skipped, not passed. Under CI, not being able to run fails the test instead.
 pub fn can_run(test: &str, extra_tools: &[&str]) -> bool {
-    let missing: Vec<String> = ["ip", "ping", "arping", "setpriv"]
-        .iter()
-        .chain(extra_tools)
-        .filter(|tool| !tool_exists(tool))
-        .map(|tool| match PACKAGES.iter().find(|(t, _)| t == tool) {
-            Some((_, package)) => format!("{tool} (apt-get install {package})"),
-            None => (*tool).to_owned(),
-        })
-        .collect();
+    let lab_tools = packages().filter(|(_, _, group)| *group == "lab").map(|(_, tool, _)| tool);
+    let missing: Vec<&str> =
+        lab_tools.chain(extra_tools.iter().copied()).filter(|tool| !tool_exists(tool)).collect();
     let why = if !nix::unistd::geteuid().is_root() {
         Some("needs root (network namespaces and a TAP device)".to_owned())
     } else if !missing.is_empty() {
-        Some(format!("missing tools: {}", missing.join(", ")))
+        Some(format!("missing: {}", missing.join(", ")))
     } else if !Path::new("/dev/net/tun").exists() {
         Some("/dev/net/tun is missing".to_owned())
     } else {
         None
     };
-    match why {
-        None => true,
-        Some(why) if std::env::var_os("CI").is_some() => {
-            panic!("{test}: cannot run under CI: {why}")
-        }
-        Some(why) => {
-            eprintln!("SKIPPED {test}: {why}; run the tests as root to include it");
-            false
+    let Some(why) = why else { return true };
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: cannot run under CI: {why}");
+    }
+    let packages: Vec<&str> = missing
+        .iter()
+        .map(|tool| packages().find(|(_, t, _)| t == tool).map_or(*tool, |(package, _, _)| package))
+        .collect();
+    let fix = if packages.is_empty() {
+        "run the tests as root (scripts/test.sh does, through sudo)".to_owned()
+    } else {
+        format!("scripts/test.sh installs {}", packages.join(" "))
+    };
+    eprintln!("SKIPPED {test}: {why}; {fix}");
+    if let Some(log) = std::env::var_os("TAPBOOK_SKIP_LOG") {
+        use std::io::Write;
+        // One write of one short line to a file opened for appending: the lines of tests
+        // that run in parallel do not interleave.
+        let line = format!("{test}\t{why}\n");
+        let written = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&log)
+            .and_then(|mut file| file.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            panic!("{test}: cannot record the skip in {}: {e}", Path::new(&log).display());
         }
     }
+    false
 }
 
 /// Skips the test (returning early) when the lab, or one of the extra tools named after
