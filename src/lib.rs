@@ -11,6 +11,8 @@
 //! | [`respond`]   | 3-5 | frame in, reply (or the reason for silence) out: pure functions |
 //! | [`signals`]   | 5 | Ctrl-C and SIGTERM as a clean, race-free stop |
 //! | [`pcap`]      | 5 | a pcap writer for tshark and Wireshark |
+//! | [`vnet`]      | 9 | opening a TAP as a VMM does: virtio-net header, offloads, queues |
+//! | [`segment`]   | 9 | partial checksums finished, superframes cut into wire-size frames |
 //! | [`cli`]       | all | `--iface`, `--ip`, `--mac` and the lab defaults |
 //!
 //! The arrows point one way: binaries use the library; `respond` uses `wire`; nothing in
@@ -19,9 +21,11 @@
 pub mod cli;
 pub mod pcap;
 pub mod respond;
+pub mod segment;
 pub mod show;
 pub mod signals;
 pub mod tap;
+pub mod vnet;
 pub mod wire;
 
 pub use cli::Args;

@@ -31,6 +31,7 @@ pub mod ethernet;
 pub mod icmpv4;
 pub mod ipv4;
 pub mod ipv6;
+pub mod virtio_net;
 
 use std::fmt;
 
