@@ -294,3 +294,31 @@ fn open_with_reports_what_the_kernel_agreed_to() {
     let out = lab.ip(&["-d", "link", "show", "tap4"]);
     assert!(out.contains("tap"), "{out}");
 }
+
+#[test]
+fn the_bench_runs_and_ends_with_its_summary_line() {
+    require_lab!("the_bench_runs_and_ends_with_its_summary_line");
+    // Examples are not built for `cargo test --test offloads`; build it (a no-op when
+    // it is up to date), next to this test's binaries.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "--example", "offload_bench"])
+        .current_dir(common::repo_root())
+        .status()
+        .expect("running cargo build");
+    assert!(built.success());
+    let bench = std::path::Path::new(BIN).with_file_name("examples").join("offload_bench");
+    let out =
+        std::process::Command::new(&bench).arg("--quick").output().expect("running the bench");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let last = text.lines().last().unwrap_or("");
+    let fields: Vec<&str> = last.split_whitespace().collect();
+    assert_eq!(fields.first(), Some(&"offload-summary"), "{text}");
+    assert!(fields.get(1).is_some_and(|f| f.starts_with("rx_ratio=")), "{text}");
+    assert!(fields.get(2).is_some_and(|f| f.starts_with("tx_ratio=")), "{text}");
+    assert_eq!(fields.get(3), Some(&"csum_errors=0"), "{text}");
+    for row in ["rx plain", "rx offloads", "rx offloads, cut by us", "tx plain", "tx offloads"] {
+        assert!(text.lines().any(|l| l.starts_with(row)), "no {row:?} row:\n{text}");
+    }
+}
