@@ -224,8 +224,14 @@ pub fn segment(
     let headers = frame.get(..layout.payload).ok_or(Error::Truncated)?;
     let payload = frame.get(layout.payload..layout.end).ok_or(Error::Truncated)?;
     let first_ident = u16::from_be_bytes(field(frame, layout.ip + 4)?);
-    let first_seq = u32::from_be_bytes(field(frame, layout.l4 + TCP_SEQ.start)?);
-    let [flags] = field(frame, layout.l4 + TCP_FLAGS)?;
+    // TCP's fields; a UDP datagram of a few bytes may not even reach where they would be.
+    let (first_seq, flags) = match layout.protocol {
+        IpProtocol::Tcp => {
+            let [flags] = field(frame, layout.l4 + TCP_FLAGS)?;
+            (u32::from_be_bytes(field(frame, layout.l4 + TCP_SEQ.start)?), flags)
+        }
+        _ => (0, 0),
+    };
 
     let count = payload.len().div_ceil(gso_size).max(1);
     for (index, chunk) in payload.chunks(gso_size).enumerate() {
@@ -420,6 +426,23 @@ mod tests {
         assert!(l4_checksum_ok(&ours[0]));
         assert_eq!(ours[0][..40], superframe[..40], "only the checksum changes");
         assert_eq!(ours[0][42..], superframe[42..]);
+    }
+
+    #[test]
+    fn cuts_a_udp_superframe_too_short_to_hold_a_tcp_header() {
+        // Found by the property test: a UDP superframe of 3 payload bytes ends before
+        // byte 13 of its L4 header, where TCP's flags would be; only TCP reads them.
+        let flow = Flow { v6: false, tcp: false, ident: 9, seq: 0, flags: 0 };
+        let superframe = build(&flow, &[1, 2, 3], true);
+        let vnet = VirtioNetRepr {
+            needs_csum: true,
+            gso_type: GsoType::UdpL4.into(),
+            gso_size: 2,
+            csum_start: 34,
+            csum_offset: 6,
+            ..VirtioNetRepr::default()
+        };
+        assert_eq!(cut(&vnet, &superframe).unwrap(), reference(&flow, &[1, 2, 3], 2));
     }
 
     #[test]
