@@ -12,6 +12,8 @@
 //! | [`signals`]   | 5 | Ctrl-C, SIGTERM and SIGHUP as a clean, race-free stop |
 //! | [`output`]    | all | printing that cannot panic nor hold up a stop behind a full pipe |
 //! | [`pcap`]      | 5 | a pcap writer for tshark and Wireshark |
+//! | [`vnet`]      | 9 | opening a TAP as a VMM does: virtio-net header, offloads, queues |
+//! | [`segment`]   | 9 | partial checksums finished, superframes cut into wire-size frames |
 //! | [`cli`]       | all | `--iface`, `--ip`, `--mac` and the lab defaults |
 //!
 //! The arrows point one way: binaries use the library; `respond` uses `wire`; nothing in
@@ -21,9 +23,11 @@ pub mod cli;
 pub mod output;
 pub mod pcap;
 pub mod respond;
+pub mod segment;
 pub mod show;
 pub mod signals;
 pub mod tap;
+pub mod vnet;
 pub mod wire;
 
 pub use cli::Args;

@@ -379,6 +379,15 @@ impl From<TapError> for io::Error {
     }
 }
 
+// --- Chapter 9 (src/vnet.rs) opens the clone device with more flags (IFF_VNET_HDR,
+// IFF_MULTI_QUEUE) and configures it itself; it hands the result over as a Tap. ---
+impl Tap {
+    /// A `Tap` from a descriptor already attached to the interface `name`.
+    pub(crate) fn from_attached(fd: OwnedFd, name: String) -> Tap {
+        Tap { fd, name }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,7 @@ pub mod icmpv4;
 pub mod ipv4;
 pub mod ipv4_options;
 pub mod ipv6;
+pub mod virtio_net;
 
 use std::fmt;
 

@@ -1,0 +1,312 @@
+//! Chapter 9: the virtio-net header for real. Opens the TAP as a VMM does (`IFF_VNET_HDR`,
+//! `TUNSETOFFLOAD`), then either receives (prints each read's header, finishes partial
+//! checksums and cuts superframes into wire-size frames) or, with `--send`, writes UDP
+//! superframes for the kernel to cut.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::{Context, bail};
+use tapbook::pcap::PcapWriter;
+use tapbook::segment::{self, UdpFlow};
+use tapbook::vnet::{self, Offloads, TapOptions};
+use tapbook::wire::MacAddr;
+use tapbook::wire::virtio_net::{GsoType, VirtioNetHeader, VirtioNetRepr};
+
+const USAGE: &str = "\
+Usage: 09_offloads [OPTIONS]
+
+Opens a TAP with a virtio-net header and offloads, as QEMU or Firecracker does.
+Receives by default: one line per read, then the wire-size frames it holds.
+
+Options:
+  -i, --iface NAME      the TAP interface [default: tap4]
+      --offloads LIST   what to accept: none, or some of csum,tso4,tso6,uso4,uso6
+                        [default: all five]
+      --plain           no virtio-net header at all (chapter 1's TAP): the kernel segments
+      --hdr-len N       virtio-net header size, 10 or 12 [default: 12]
+      --pcap FILE       write the wire-size frames (after finishing and cutting) to FILE
+      --raw-pcap FILE   write the frames exactly as read (superframes, partial checksums)
+  -q, --quiet           no line per read, only the final counts
+      --send ADDR:PORT  instead of receiving, send --bytes of UDP from 172.16.1.2:9000
+      --bytes N         how much to send [default: 64000]
+      --segment N       payload bytes per datagram; one superframe carries up to 64 KiB
+                        [default: 1000]
+  -h, --help            print this help";
+
+struct Options {
+    iface: String,
+    plain: bool,
+    offloads: Offloads,
+    hdr_len: usize,
+    pcap: Option<PathBuf>,
+    raw_pcap: Option<PathBuf>,
+    quiet: bool,
+    send: Option<SocketAddrV4>,
+    bytes: usize,
+    segment: u16,
+}
+
+fn parse_args() -> Result<Option<Options>, String> {
+    let mut o = Options {
+        iface: "tap4".into(),
+        plain: false,
+        offloads: Offloads::SEGMENTABLE,
+        hdr_len: 12,
+        pcap: None,
+        raw_pcap: None,
+        quiet: false,
+        send: None,
+        bytes: 64_000,
+        segment: 1000,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |what: &str| args.next().ok_or(format!("{arg} needs {what}"));
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "-i" | "--iface" => o.iface = value("an interface name")?,
+            "--offloads" => o.offloads = Offloads::parse(&value("a list")?)?,
+            "--plain" => o.plain = true,
+            "--hdr-len" => {
+                o.hdr_len = match value("10 or 12")?.as_str() {
+                    "10" => 10,
+                    "12" => 12,
+                    other => return Err(format!("--hdr-len: {other:?} is not 10 or 12")),
+                }
+            }
+            "--pcap" => o.pcap = Some(value("a file name")?.into()),
+            "--raw-pcap" => o.raw_pcap = Some(value("a file name")?.into()),
+            "-q" | "--quiet" => o.quiet = true,
+            "--send" => {
+                let v = value("ADDR:PORT")?;
+                o.send = Some(v.parse().map_err(|_| format!("--send: {v:?} is not ADDR:PORT"))?);
+            }
+            "--bytes" => {
+                let v = value("a number")?;
+                o.bytes = v.parse().map_err(|_| format!("--bytes: {v:?} is not a number"))?;
+            }
+            "--segment" => {
+                let v = value("a number")?;
+                o.segment = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1472).contains(n))
+                    .ok_or(format!("--segment: {v:?} is not a number from 1 to 1472"))?;
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Some(o))
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args() {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(why) => {
+            eprintln!("Error: {why}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = tapbook::signals::stop_on_signals()
+        .map_err(|errno| anyhow::anyhow!("installing the Ctrl-C and SIGTERM handlers: {errno}"))
+        .and_then(|()| run(&options));
+    tapbook::cli::exit_status(result)
+}
+
+fn run(o: &Options) -> anyhow::Result<()> {
+    // ANCHOR: open
+    let options = if o.plain {
+        TapOptions::default()
+    } else {
+        TapOptions {
+            vnet_hdr: true,
+            vnet_hdr_len: o.hdr_len,
+            offloads: o.offloads,
+            ..TapOptions::default()
+        }
+    };
+    let (tap, negotiated) = vnet::open_with(&o.iface, &options)?;
+    println!("Attached to {}: {negotiated}", tap.name());
+    // ANCHOR_END: open
+    match o.send {
+        Some(to) => send(o, &tap, negotiated.vnet_hdr_len, to),
+        None => receive(o, &tap, negotiated.vnet_hdr_len),
+    }
+}
+
+fn pcap(path: &Option<PathBuf>) -> anyhow::Result<Option<PcapWriter<BufWriter<File>>>> {
+    path.as_ref()
+        .map(|p| {
+            let file = File::create(p).with_context(|| format!("creating {}", p.display()))?;
+            PcapWriter::new(BufWriter::new(file)).context("writing the pcap header")
+        })
+        .transpose()
+}
+
+/// How one read's header reads aloud.
+fn describe(vnet: &VirtioNetRepr) -> String {
+    let mut text = String::new();
+    text += if vnet.needs_csum {
+        "NEEDS_CSUM"
+    } else if vnet.data_valid {
+        "DATA_VALID"
+    } else {
+        "-"
+    };
+    let gso = match vnet.gso() {
+        GsoType::None => "none",
+        GsoType::TcpV4 => "TCPV4",
+        GsoType::TcpV6 => "TCPV6",
+        GsoType::Udp => "UDP",
+        GsoType::UdpL4 => "UDP_L4",
+        GsoType::Unknown(_) => "?",
+    };
+    text += &format!(" gso_type={} ({gso})", vnet.gso_type);
+    if vnet.gso() != GsoType::None {
+        text += &format!(" gso_size={} hdr_len={}", vnet.gso_size, vnet.hdr_len);
+    }
+    if vnet.needs_csum {
+        text += &format!(" csum_start={} csum_offset={}", vnet.csum_start, vnet.csum_offset);
+    }
+    text
+}
+
+fn receive(o: &Options, tap: &tapbook::Tap, hdr_len: usize) -> anyhow::Result<()> {
+    let mut wire_pcap = pcap(&o.pcap)?;
+    let mut raw_pcap = pcap(&o.raw_pcap)?;
+    let (mut reads, mut frames, mut superframes, mut completed, mut errors) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut bad_checksums = 0u64;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+
+    // ANCHOR: receive
+    let mut buf = vec![0u8; vnet::READ_BUFFER_LEN];
+    let mut scratch = Vec::with_capacity(vnet::READ_BUFFER_LEN);
+    while let Some(len) = tap.read_frame_or_idle(&mut buf, || out.flush())? {
+        reads += 1;
+        let now = SystemTime::now();
+        let (header, frame) = buf[..len].split_at(hdr_len.min(len));
+        let vnet = match hdr_len {
+            0 => VirtioNetRepr::default(),
+            _ => match VirtioNetHeader::new_checked(header) {
+                Ok(header) => VirtioNetRepr::parse(&header),
+                Err(err) => {
+                    errors += 1;
+                    writeln!(out, "read #{reads}: {len} bytes: bad virtio-net header: {err}")?;
+                    continue;
+                }
+            },
+        };
+        if let Some(raw) = raw_pcap.as_mut() {
+            raw.write_frame(frame, now)?;
+        }
+        let mut cut = Vec::new();
+        let result = segment::segment(&vnet, frame, &mut scratch, |wire| {
+            if !segment::l4_checksum_ok(wire) && segment::layout(wire).is_ok() {
+                bad_checksums += 1;
+            }
+            cut.push(wire.len());
+            if let Some(pcap) = wire_pcap.as_mut() {
+                // An error here shows up again at the final flush.
+                let _ = pcap.write_frame(wire, now);
+            }
+        });
+        // ANCHOR_END: receive
+        match result {
+            Ok(n) => {
+                frames += n as u64;
+                superframes += u64::from(vnet.gso() != GsoType::None);
+                completed += u64::from(vnet.needs_csum) * n as u64;
+            }
+            Err(_) => errors += 1,
+        }
+        if !o.quiet {
+            let what = if hdr_len == 0 {
+                format!("read #{reads}: {len} bytes (no header)")
+            } else {
+                format!(
+                    "read #{reads}: {len} bytes = {hdr_len}-byte header + {} frame: {}",
+                    frame.len(),
+                    describe(&vnet)
+                )
+            };
+            let into = match &result {
+                Ok(1) => String::new(),
+                Ok(n) => format!("\n    -> {n} frames of {:?} bytes", cut),
+                Err(err) => format!("\n    -> cannot cut: {err}"),
+            };
+            writeln!(out, "{what}{into}")?;
+        }
+    }
+    if let Some(pcap) = wire_pcap.as_mut() {
+        pcap.flush().context("writing --pcap")?;
+    }
+    if let Some(pcap) = raw_pcap.as_mut() {
+        pcap.flush().context("writing --raw-pcap")?;
+    }
+    writeln!(
+        out,
+        "{reads} reads, {frames} wire frames, {superframes} superframes, \
+         {completed} checksums completed, {bad_checksums} bad checksums, {errors} errors"
+    )?;
+    out.flush()?;
+    Ok(())
+}
+
+/// The MAC address the kernel gave the TAP: where our frames must be addressed.
+fn tap_mac(iface: &str) -> anyhow::Result<MacAddr> {
+    let path = format!("/sys/class/net/{iface}/address");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    text.trim().parse().map_err(|e| anyhow::anyhow!("{path}: {e}"))
+}
+
+/// The payload byte at position `i` of the flow: a pattern the receiver can check.
+pub fn pattern(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+fn send(o: &Options, tap: &tapbook::Tap, hdr_len: usize, to: SocketAddrV4) -> anyhow::Result<()> {
+    if hdr_len == 0 {
+        bail!("--send writes superframes, which need the virtio-net header: drop --plain");
+    }
+    let flow = UdpFlow {
+        src_mac: MacAddr([0x02, 0, 0, 0, 0, 0x02]),
+        dst_mac: tap_mac(&o.iface)?,
+        src: Ipv4Addr::new(172, 16, 1, 2),
+        dst: *to.ip(),
+        src_port: 9000,
+        dst_port: to.port(),
+        ident: 0,
+    };
+    // ANCHOR: send
+    // As many whole segments as fit in one 64 KiB IPv4 packet.
+    let per_superframe = (65535 - 20 - 8) / usize::from(o.segment) * usize::from(o.segment);
+    let payload: Vec<u8> = (0..o.bytes).map(pattern).collect();
+    let mut frame = Vec::with_capacity(vnet::READ_BUFFER_LEN);
+    let (mut writes, mut ident) = (0u64, 0u16);
+    for chunk in payload.chunks(per_superframe) {
+        let flow = UdpFlow { ident, ..flow };
+        segment::build_udp_superframe(&flow, chunk, o.segment, hdr_len, &mut frame)?;
+        tap.write_frame(&frame)?;
+        writes += 1;
+        ident = ident.wrapping_add(chunk.len().div_ceil(usize::from(o.segment)) as u16);
+    }
+    // ANCHOR_END: send
+    println!(
+        "sent {} bytes to {to} in {writes} writes of up to {} datagrams of {} bytes",
+        o.bytes,
+        per_superframe / usize::from(o.segment),
+        o.segment
+    );
+    Ok(())
+}
