@@ -28,8 +28,11 @@ use tapbook::respond::{Drop, Host, Idents, Reply, Services, Timestamp, respond};
 use tapbook::show::{Dump, Summary};
 use tapbook::wire::MacAddr;
 
-const US: Host =
-    Host { ip: Ipv4Addr::new(OUR_IP[0], OUR_IP[1], OUR_IP[2], OUR_IP[3]), mac: MacAddr(OUR_MAC) };
+const US: Host = Host {
+    ip: Ipv4Addr::new(OUR_IP[0], OUR_IP[1], OUR_IP[2], OUR_IP[3]),
+    ip6: std::net::Ipv6Addr::from_octets(OUR_IP6),
+    mac: MacAddr(OUR_MAC),
+};
 
 /// The time of day the tests give the responder: 23:59:59.999 UT, the last millisecond.
 const NOW: u32 = 86_399_999;

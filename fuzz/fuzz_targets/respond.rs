@@ -27,6 +27,7 @@ mod oracle;
 
 const US: Host = Host {
     ip: Ipv4Addr::new(oracle::OUR_IP[0], oracle::OUR_IP[1], oracle::OUR_IP[2], oracle::OUR_IP[3]),
+    ip6: std::net::Ipv6Addr::from_octets(oracle::OUR_IP6),
     mac: MacAddr(oracle::OUR_MAC),
 };
 
