@@ -417,7 +417,7 @@ fn judge(seen: &[Seen], crafted: &[Vec<u8>], clock: oracle::Clock) -> usize {
     // The requests that deserve a reply, each with the number of replies it got.
     let mut wanted: Vec<(&[u8], usize)> = requests
         .iter()
-        .filter(|r| oracle::expected(r, true, true) != oracle::Expect::Nothing)
+        .filter(|r| oracle::expected(r, true, true, true) != oracle::Expect::Nothing)
         .map(|r| (*r, 0))
         .collect();
     let replies: Vec<&Seen> = seen.iter().filter(|s| !s.outgoing).collect();
@@ -426,7 +426,7 @@ fn judge(seen: &[Seen], crafted: &[Vec<u8>], clock: oracle::Clock) -> usize {
         // The oracle leaves the identification and the time to the responder (within
         // `clock`): a reply answers the first request it is exactly right for.
         let Some(entry) = wanted.iter_mut().find(|(request, n)| {
-            *n == 0 && oracle::check(request, true, true, Some(&reply.bytes), clock).is_ok()
+            *n == 0 && oracle::check(request, true, true, true, Some(&reply.bytes), clock).is_ok()
         }) else {
             panic!(
                 "the responder sent a frame that answers no request that deserves one:\n{}",
@@ -614,13 +614,13 @@ fn ipv4_options_are_answered_as_linux_answers_them() {
     let mut sent = Vec::new();
     for (what, frame, pointer) in &bad {
         // The oracle agrees with the kernel on each pointer, and asks for a reply.
-        let expect = oracle::expected(frame, true, true);
+        let expect = oracle::expected(frame, true, true, true);
         assert_eq!(expect, oracle::Expect::ParameterProblem(*pointer), "{what}");
         sender.send(frame);
         sent.push(frame.clone());
     }
     for (what, frame) in &good {
-        assert_eq!(oracle::expected(frame, true, true), oracle::Expect::EchoReply, "{what}");
+        assert_eq!(oracle::expected(frame, true, true, true), oracle::Expect::EchoReply, "{what}");
         sender.send(frame);
         sent.push(frame.clone());
     }

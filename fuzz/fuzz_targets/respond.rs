@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     let now = 12_345_678;
     let outcome = respond(&US, services, &mut Idents::new(1), Timestamp(now), &frame, &mut out);
     let reply = outcome.ok().map(|r| out.get(..r.len()).expect("a reply fits the buffer"));
-    if let Err(why) = oracle::check(&frame, services.arp, services.echo, reply, oracle::Clock::At(now)) {
+    if let Err(why) = oracle::check(&frame, services.arp, services.echo, services.ipv6, reply, oracle::Clock::At(now)) {
         panic!("outcome {outcome:?}: {why}");
     }
 

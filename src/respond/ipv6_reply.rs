@@ -183,8 +183,8 @@ fn echo_reply(
     reply.set_msg_type(icmpv6::ECHO_REPLY);
     // Swapping the addresses leaves the pseudo-header's sum as it was (the sum does not
     // care about order); only the type changed, 128 -> 129, so RFC 1624's update gives the
-    // checksum without summing the data again. It cannot land on 0x0000: the pseudo-header
-    // (next header 58) keeps the sum from being all zeroes; we check anyway.
+    // checksum without summing the data again. Where it gives 0x0000 we sum again, as for
+    // IPv4 (chapter 4), so both ways always agree.
     let sum = checksum::update(request.checksum(), 0x8000, 0x8100);
     if sum == 0 {
         reply.fill_checksum(src, dst);
