@@ -31,7 +31,7 @@ use tapbook::wire::MacAddr;
 
 const US: Host = Host {
     ip: Ipv4Addr::new(OUR_IP[0], OUR_IP[1], OUR_IP[2], OUR_IP[3]),
-    ip6: std::net::Ipv6Addr::from_octets(OUR_IP6),
+    ip6: std::net::Ipv6Addr::new(0xfd00, 0x172, 0x16, 1, 0, 0, 0, 2),
     mac: MacAddr(OUR_MAC),
 };
 

@@ -19,17 +19,16 @@ pub const REPLY_HOP_LIMIT: u8 = 64;
 /// (RFC 4861 7.1.1): no router decremented it, so the sender is on our link.
 pub const NDISC_HOP_LIMIT: u8 = 255;
 
+/// An IPv6 packet for us and the ICMPv6 message it carries.
+type ForUs<'a> = (Ipv6Packet<&'a [u8]>, Icmpv6Message<&'a [u8]>);
+
 // ANCHOR: ipv6_for_us
 /// Checks an IPv6 packet and returns it with its ICMPv6 message if it is for us: to one
 /// of our addresses, or to a group we are in (all-nodes, our solicited-node groups) with
 /// the matching multicast MAC; from an address a reply may go to (or from `::`, which
 /// only a duplicate address probe may use: see [`neighbor_advert`]); no extension header
 /// we would have to act on; ICMPv6 with a checksum that verifies.
-fn ipv6_for_us<'a>(
-    host: &Host,
-    dst_mac: MacAddr,
-    bytes: &'a [u8],
-) -> Result<(Ipv6Packet<&'a [u8]>, Icmpv6Message<&'a [u8]>), Drop> {
+fn ipv6_for_us<'a>(host: &Host, dst_mac: MacAddr, bytes: &'a [u8]) -> Result<ForUs<'a>, Drop> {
     let ip = Ipv6Packet::new_checked(bytes).map_err(|err| match err {
         wire::Error::Truncated => Drop::Truncated,
         _ => Drop::Ipv6Malformed,

@@ -298,7 +298,6 @@ pub fn multicast_mac(group: Ipv6Addr) -> [u8; 6] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::ethernet::EthernetFrame;
     use crate::wire::fixtures::fixture;
 
     fn ip(frame: &[u8]) -> Ipv6Packet<&[u8]> {
@@ -368,7 +367,8 @@ mod tests {
     fn walks_extension_headers_and_refuses_what_it_must() {
         let icmp = |f: &[u8]| ip(f).upper_layer().map(|(proto, bytes)| (proto, bytes.len()));
         // Each header: [next header (patched), length, ...]; the first byte names its type.
-        let cases: Vec<(&str, Vec<u8>, core::result::Result<(u8, usize), Extension>)> = vec![
+        type Walked = core::result::Result<(u8, usize), Extension>;
+        let cases: Vec<(&str, Vec<u8>, Walked)> = vec![
             ("hop-by-hop, PadN", vec![0, 0, 1, 4, 0, 0, 0, 0], Ok((58, 64))),
             ("destination options, Pad1s", vec![60, 0, 0, 0, 0, 0, 0, 0], Ok((58, 64))),
             ("router alert", vec![0, 0, 5, 2, 0, 0, 1, 0], Ok((58, 64))),
