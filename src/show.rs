@@ -164,9 +164,9 @@ fn ipv6(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
                 icmpv6::MLDV2_REPORT => "MLDv2 report",
                 icmpv6::ROUTER_SOLICITATION => "router solicitation",
                 icmpv6::ROUTER_ADVERTISEMENT => "router advertisement",
-                _ => "message",
+                _ => return write!(f, "ICMPv6 type {t}, {len} bytes"),
             };
-            write!(f, "ICMPv6 {name} (type {t}), {len} bytes")
+            write!(f, "ICMPv6 {name}, {len} bytes")
         }
     }
 }
