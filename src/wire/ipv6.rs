@@ -114,7 +114,6 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         bytes::slice(self.buffer.as_ref(), HEADER_LEN..HEADER_LEN + usize::from(self.payload_len()))
     }
 
-    // ANCHOR: upper_layer
     /// Walks the extension headers to the upper layer and returns its protocol number and
     /// bytes (RFC 8200 section 4). Every extension header is at least 8 bytes, so the walk
     /// ends. What this host does not process is refused, never skipped over:
@@ -126,9 +125,9 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     pub fn upper_layer(&self) -> core::result::Result<(u8, &[u8]), Extension> {
         walk_extensions(self.next_header(), self.payload())
     }
-    // ANCHOR_END: upper_layer
 }
 
+// ANCHOR: walk_extensions
 /// [`Ipv6Packet::upper_layer`] on a next-header value and the bytes it names.
 pub fn walk_extensions(
     mut next: u8,
@@ -162,6 +161,7 @@ pub fn walk_extensions(
         first = false;
     }
 }
+// ANCHOR_END: walk_extensions
 
 /// Why [`Ipv6Packet::upper_layer`] stopped before the upper layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +178,7 @@ pub enum Extension {
     UnknownOption,
 }
 
+// ANCHOR: check_options
 /// Option types every node knows (RFC 8200 4.2; RFC 2711 for the router alert that MLD
 /// reports carry).
 const OPT_PAD1: u8 = 0;
@@ -201,6 +202,7 @@ fn check_options(mut options: &[u8]) -> core::result::Result<(), Extension> {
     }
     Ok(())
 }
+// ANCHOR_END: check_options
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     pub fn set_ver_tc_flow(&mut self, traffic_class: u8, flow_label: u32) {
