@@ -896,8 +896,11 @@ impl fmt::Display for Counters {
         if self.parameter_problems > 0 {
             writeln!(f, "{:>10}  ICMP parameter problems sent", self.parameter_problems)?;
         }
-        writeln!(f, "{:>10}  IPv6 neighbour advertisements sent", self.neighbor_adverts)?;
-        writeln!(f, "{:>10}  ICMPv6 echo replies sent", self.echo6_replies)?;
+        // IPv6 (chapter 8), when there was any: chapter 5's counts stay as they were.
+        if self.neighbor_adverts + self.echo6_replies > 0 {
+            writeln!(f, "{:>10}  IPv6 neighbour advertisements sent", self.neighbor_adverts)?;
+            writeln!(f, "{:>10}  ICMPv6 echo replies sent", self.echo6_replies)?;
+        }
         if self.send_failures > 0 {
             writeln!(f, "{:>10}  replies the kernel refused (interface down)", self.send_failures)?;
         }

@@ -52,7 +52,7 @@ fn run(args: &Args, counters: &mut Counters) -> anyhow::Result<()> {
     let mut out = BufWriter::with_capacity(64 * 1024, Output::stdout());
     writeln!(
         out,
-        "Answering ARP and ping for {} and {} ({}) on {}. Ctrl-C to stop.",
+        "Answering for {} and {} ({}) on {}. Ctrl-C to stop.",
         host.ip,
         host.ip6,
         host.mac,
