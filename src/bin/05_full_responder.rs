@@ -17,7 +17,7 @@ use tapbook::{FRAME_BUFFER_LEN, Services, Tap, TapError, respond};
 
 const PROGRAM: Program = Program {
     name: "05_full_responder",
-    about: "Answer ARP, ping and IPv6 (neighbour discovery, ping -6) on a TAP with full validation, counting every frame dropped and why.",
+    about: "Answer ARP, ping and IPv6 on a TAP, validating every field and counting every drop.",
     addresses: true,
     responder_flags: true,
 };
