@@ -15,6 +15,8 @@
 //! and deletes it at the end. The last line is the summary:
 //! `offload-summary rx_ratio=R tx_ratio=T csum_errors=N`.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark: its output is the table
+
 use std::fs::File;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::AsRawFd;

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::{Context, bail};
+use tapbook::output::Output;
 use tapbook::pcap::PcapWriter;
 use tapbook::segment::{self, UdpFlow};
 use tapbook::vnet::{self, Offloads, TapOptions};
@@ -108,11 +109,13 @@ fn main() -> ExitCode {
     let options = match parse_args() {
         Ok(Some(options)) => options,
         Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
+            // `--help > /dev/full` is an error like any other.
+            return tapbook::cli::exit_status(
+                Output::stdout().write_all(USAGE.as_bytes()).map_err(Into::into),
+            );
         }
         Err(why) => {
-            eprintln!("Error: {why}\n\n{USAGE}");
+            tapbook::output::print_error(format_args!("Error: {why}\n\n{USAGE}"));
             return ExitCode::from(2);
         }
     };
@@ -135,11 +138,12 @@ fn run(o: &Options) -> anyhow::Result<()> {
         }
     };
     let (tap, negotiated) = vnet::open_with(&o.iface, &options)?;
-    println!("Attached to {}: {negotiated}", tap.name());
+    let mut out = BufWriter::new(Output::stdout());
+    writeln!(out, "Attached to {}: {negotiated}", tap.name())?;
     // ANCHOR_END: open
     match o.send {
-        Some(to) => send(o, &tap, negotiated.vnet_hdr_len, to),
-        None => receive(o, &tap, negotiated.vnet_hdr_len),
+        Some(to) => send(o, &tap, negotiated.vnet_hdr_len, to, &mut out),
+        None => receive(o, &tap, negotiated.vnet_hdr_len, &mut out),
     }
 }
 
@@ -180,14 +184,17 @@ fn describe(vnet: &VirtioNetRepr) -> String {
     text
 }
 
-fn receive(o: &Options, tap: &tapbook::Tap, hdr_len: usize) -> anyhow::Result<()> {
+fn receive(
+    o: &Options,
+    tap: &tapbook::Tap,
+    hdr_len: usize,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     let mut wire_pcap = pcap(&o.pcap)?;
     let mut raw_pcap = pcap(&o.raw_pcap)?;
     let (mut reads, mut frames, mut superframes, mut completed, mut errors) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut bad_checksums = 0u64;
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
 
     // ANCHOR: receive
     let mut buf = vec![0u8; vnet::READ_BUFFER_LEN];
@@ -275,7 +282,13 @@ pub fn pattern(i: usize) -> u8 {
     (i % 251) as u8
 }
 
-fn send(o: &Options, tap: &tapbook::Tap, hdr_len: usize, to: SocketAddrV4) -> anyhow::Result<()> {
+fn send(
+    o: &Options,
+    tap: &tapbook::Tap,
+    hdr_len: usize,
+    to: SocketAddrV4,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     if hdr_len == 0 {
         bail!("--send writes superframes, which need the virtio-net header: drop --plain");
     }
@@ -302,11 +315,13 @@ fn send(o: &Options, tap: &tapbook::Tap, hdr_len: usize, to: SocketAddrV4) -> an
         ident = ident.wrapping_add(chunk.len().div_ceil(usize::from(o.segment)) as u16);
     }
     // ANCHOR_END: send
-    println!(
+    writeln!(
+        out,
         "sent {} bytes to {to} in {writes} writes of up to {} datagrams of {} bytes",
         o.bytes,
         per_superframe / usize::from(o.segment),
         o.segment
-    );
+    )?;
+    out.flush()?;
     Ok(())
 }
