@@ -109,7 +109,8 @@ impl Args {
                 "-i" | "--iface" => parsed.iface = text(value("an interface name")?)?,
                 "--ip" if program.addresses => {
                     let v = text(value("an IPv4 address")?)?;
-                    let ip = v.parse().map_err(|_| format!("--ip: {v:?} is not an IPv4 address"))?;
+                    let ip =
+                        v.parse().map_err(|_| format!("--ip: {v:?} is not an IPv4 address"))?;
                     check_host_ip(ip).map_err(|why| format!("--ip {ip}: {why}"))?;
                     parsed.ip = ip;
                 }
@@ -134,10 +135,9 @@ impl Args {
 pub fn split_flag(arg: &OsStr) -> (&OsStr, Option<OsString>) {
     let bytes = arg.as_bytes();
     match bytes.iter().position(|&b| b == b'=') {
-        Some(at) if bytes.starts_with(b"--") => (
-            OsStr::from_bytes(&bytes[..at]),
-            Some(OsStr::from_bytes(&bytes[at + 1..]).to_owned()),
-        ),
+        Some(at) if bytes.starts_with(b"--") => {
+            (OsStr::from_bytes(&bytes[..at]), Some(OsStr::from_bytes(&bytes[at + 1..]).to_owned()))
+        }
         _ => (arg, None),
     }
 }

@@ -67,7 +67,11 @@ fn run_in(lab: &Lab, user: Option<&str>, bin: &str, args: &[&OsStr]) -> Output {
 }
 
 fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 fn os(s: &str) -> &OsStr {
@@ -256,8 +260,10 @@ fn eperm_names_the_interface_and_namespace_given_and_its_fix_works() {
         let out = run_in(&lab, NOBODY, bin, &[os("--iface"), os("tap9")]);
         let all = text(&out);
         assert_failed(name, out.status, &all, "(EPERM)");
-        let expected =
-            format!("scripts/setup.sh --iface tap9 --netns {} --user {UNPRIVILEGED_USER}", lab.netns);
+        let expected = format!(
+            "scripts/setup.sh --iface tap9 --netns {} --user {UNPRIVILEGED_USER}",
+            lab.netns
+        );
         assert_eq!(fix_command(&all), expected, "{name}:\n{all}");
     }
     let out = run_in(&lab, NOBODY, BIN_05, &[os("--iface"), os("tap9")]);
@@ -374,7 +380,7 @@ fn after_a_rename_the_programs_use_the_new_name() {
 
     // 04 meets the renamed interface down when it answers: the message and the fix name
     // lab0, in this namespace, and the fix works.
-    let mut responder = lab.start(BIN_04, &[], NOBODY);
+    let responder = lab.start(BIN_04, &[], NOBODY);
     responder.signal(Signal::SIGSTOP);
     let _ = lab.ping(&["-c", "1", "-W", "0.3", RESPONDER_IP]);
     lab.ip(&["link", "set", "tap4", "down"]);
@@ -412,11 +418,8 @@ fn a_tap_the_program_creates_says_what_the_kernel_side_needs_and_that_works() {
     assert!(text(&out).contains("Network is unreachable"), "{}", text(&out));
 
     // The commands it printed, as given, make ping work.
-    let commands: Vec<String> = output
-        .lines()
-        .filter_map(|l| l.strip_prefix("    sudo "))
-        .map(str::to_owned)
-        .collect();
+    let commands: Vec<String> =
+        output.lines().filter_map(|l| l.strip_prefix("    sudo ")).map(str::to_owned).collect();
     assert_eq!(commands.len(), 2, "{output}");
     for command in &commands {
         assert!(command.starts_with(&format!("ip -n {} ", lab.netns)), "{command}");

@@ -181,17 +181,14 @@ pub fn clone_device(opened: Option<&OwnedFd>) -> Option<CloneDevice> {
 // ANCHOR: open_clone_device
 /// Opens the clone device, and when that fails, says why and what to do.
 pub fn open_clone_device() -> Result<OwnedFd, TapError> {
-    open(CLONE_DEVICE, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).map_err(|errno| {
-        match errno {
-            Errno::ENOENT | Errno::ENODEV | Errno::ENXIO | Errno::ENOTDIR => {
-                match clone_device(None) {
-                    Some(problem) => TapError::CloneDevice(problem),
-                    None => TapError::Io { what: "opening", name: CLONE_DEVICE.into(), errno },
-                }
-            }
-            Errno::EACCES | Errno::EPERM => TapError::CloneDeviceAccess(errno),
-            errno => TapError::Io { what: "opening", name: CLONE_DEVICE.to_owned(), errno },
-        }
+    open(CLONE_DEVICE, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).map_err(|errno| match errno
+    {
+        Errno::ENOENT | Errno::ENODEV | Errno::ENXIO | Errno::ENOTDIR => match clone_device(None) {
+            Some(problem) => TapError::CloneDevice(problem),
+            None => TapError::Io { what: "opening", name: CLONE_DEVICE.into(), errno },
+        },
+        Errno::EACCES | Errno::EPERM => TapError::CloneDeviceAccess(errno),
+        errno => TapError::Io { what: "opening", name: CLONE_DEVICE.to_owned(), errno },
     })
 }
 // ANCHOR_END: open_clone_device
@@ -256,7 +253,10 @@ pub fn wrong_kind_message(place: &Place, kind: Kind) -> String {
     let mut text = format!("{name} exists but we cannot attach to it (EINVAL):\nit is {what}.\n");
     if kind == Kind::NotTunTap {
         text += "Fix: name a TAP with --iface, or leave the option out for the lab's\n";
-        text += &format!("tap4 (made by {}).", Place { name: DEFAULT_IFACE.into(), ..place.clone() }.setup_command());
+        text += &format!(
+            "tap4 (made by {}).",
+            Place { name: DEFAULT_IFACE.into(), ..place.clone() }.setup_command()
+        );
     } else {
         text += &format!(
             "Fix: {}\n(it deletes {name} and makes it a TAP; \
