@@ -224,7 +224,13 @@ pub fn open_with(name: &str, options: &TapOptions) -> Result<(Tap, Negotiated), 
 
     let mut features: libc::c_uint = 0;
     // SAFETY: fd is the clone device; the kernel writes one unsigned int to `features`.
-    unsafe { tungetfeatures(fd.as_raw_fd(), &mut features) }.map_err(io("TUNGETFEATURES for"))?;
+    unsafe { tungetfeatures(fd.as_raw_fd(), &mut features) }.map_err(|errno| {
+        // ENOTTY: what we opened is not the clone device (see tap::diagnose).
+        match (errno, diagnose::clone_device(Some(&fd))) {
+            (Errno::ENOTTY, Some(problem)) => TapError::CloneDevice(problem),
+            (errno, _) => io("TUNGETFEATURES for")(errno),
+        }
+    })?;
     let mut flags = IFF_TAP | IFF_NO_PI;
     for (wanted, flag) in [(options.vnet_hdr, IFF_VNET_HDR), (options.multi_queue, IFF_MULTI_QUEUE)]
     {

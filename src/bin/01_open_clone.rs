@@ -36,15 +36,15 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let would_be = Path::new("/dev").join(tap.name());
     writeln!(
         out,
-        "{} is a network interface (ip link show {}) and, to this program, a file \
-         descriptor; yet {} {}.",
+        "{} is a network interface (ip link show {}) and, to this program,\n\
+         a file descriptor; yet {} {}.",
         tap.name(),
         tap.name(),
         would_be.display(),
         if would_be.exists() {
             "exists (unusual!)"
         } else {
-            "does not exist: the interface has no path of its own"
+            "does not exist:\nthe interface has no path of its own"
         }
     )?;
     // ANCHOR_END: no_path

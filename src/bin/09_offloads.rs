@@ -21,18 +21,18 @@ use tapbook::wire::virtio_net::{GsoType, VirtioNetHeader, VirtioNetRepr};
 const USAGE: &str = "\
 Usage: 09_offloads [OPTIONS]
 
-Opens a TAP with a virtio-net header and offloads, as QEMU or Firecracker does.
+Opens a TAP with a virtio-net header and offloads as QEMU or Firecracker does.
 Receives by default: one line per read, then the wire-size frames it holds.
 
 Options:
   -i, --iface NAME      the TAP interface [default: tap4]
-      --offloads LIST   what to accept: none, or some of csum,tso4,tso6,uso4,uso6
-                        [default: all five]
+      --offloads LIST   what to accept: none, or some of
+                        csum,tso4,tso6,uso4,uso6 [default: all five]
       --plain           no virtio-net header at all (chapter 1's TAP):
                         the kernel segments
       --hdr-len N       virtio-net header size, 10 or 12 [default: 12]
-      --pcap FILE       write the wire-size frames (after finishing and cutting)
-                        to FILE
+      --pcap FILE       write the wire-size frames (after finishing and
+                        cutting) to FILE
       --raw-pcap FILE   write the frames exactly as read (superframes, partial
                         checksums)
   -q, --quiet           no line per read, only the final counts

@@ -181,13 +181,20 @@ pub fn clone_device(opened: Option<&OwnedFd>) -> Option<CloneDevice> {
 // ANCHOR: open_clone_device
 /// Opens the clone device, and when that fails, says why and what to do.
 pub fn open_clone_device() -> Result<OwnedFd, TapError> {
-    open(CLONE_DEVICE, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).map_err(|errno| match errno
-    {
+    let flags = OFlag::O_RDWR | OFlag::O_CLOEXEC;
+    open(CLONE_DEVICE, flags, Mode::empty()).map_err(|errno| match errno {
         Errno::ENOENT | Errno::ENODEV | Errno::ENXIO | Errno::ENOTDIR => match clone_device(None) {
             Some(problem) => TapError::CloneDevice(problem),
             None => TapError::Io { what: "opening", name: CLONE_DEVICE.into(), errno },
         },
-        Errno::EACCES | Errno::EPERM => TapError::CloneDeviceAccess(errno),
+        // Not allowed to open it; but if it is not the clone device at all, that is what
+        // needs fixing first.
+        Errno::EACCES | Errno::EPERM => match clone_device(None) {
+            Some(problem @ (CloneDevice::NotCharDevice | CloneDevice::WrongNumber { .. })) => {
+                TapError::CloneDevice(problem)
+            }
+            _ => TapError::CloneDeviceAccess(errno),
+        },
         errno => TapError::Io { what: "opening", name: CLONE_DEVICE.to_owned(), errno },
     })
 }
