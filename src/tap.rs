@@ -139,7 +139,8 @@ impl fmt::Display for TapError {
                 f,
                 "{place} has been deleted (EBADFD): this file descriptor is no longer\n\
                  attached to any interface.\n\
-                 Fix: recreate it with {}, then start again.",
+                 Fix: {}\n\
+                 (it makes {place} again; then start this program again)",
                 place.setup_command()
             ),
             TapError::Io { what, name, errno } => {
