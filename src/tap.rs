@@ -168,20 +168,22 @@ pub fn check_name(name: &str) -> Result<(), TapError> {
     } else if name == "." || name == ".." {
         Some("'.' and '..' are reserved")
     } else if name == "all" || name == "default" {
-        Some("'all' and 'default' are reserved\n(they name settings in /proc/sys/net/ipv4/conf)")
+        Some("'all' and 'default' are reserved\n(/proc/sys/net/ipv4/conf/ uses them)")
     } else if bytes.iter().any(|&b| b == b'/' || b == b':' || b.is_ascii_whitespace()) {
         Some("it contains '/', ':' or white space")
     } else if bytes.iter().any(|b| b.is_ascii_control()) {
         Some("it contains a control character")
     } else if !name.is_ascii() {
         Some(
-            "it is not plain ASCII (the kernel would take the bytes, but tools\nand scripts show and type such names differently)",
+            "it is not plain ASCII (the kernel would take the bytes,\n\
+             but tools and scripts show and type such names differently)",
         )
     } else if pattern
         .is_some_and(|at| bytes.get(at + 1) != Some(&b'd') || bytes[at + 2..].contains(&b'%'))
     {
         Some(
-            "'%' may appear once, as '%d' (a pattern like tap%d that the kernel\nfills in with a number)",
+            "'%' may appear once, as '%d' (a pattern like tap%d\n\
+             that the kernel fills in with a number)",
         )
     } else {
         None
