@@ -79,13 +79,19 @@ fn os(s: &str) -> &OsStr {
 }
 
 /// The command after "Fix: " in `output`, for root: without its "sudo " (and without the
-/// parenthesised remark that may follow it on the next line).
+/// parenthesised remark that may follow it on the next line). A line that ends in "&&"
+/// goes on on the next, as in a shell.
 fn fix_command(output: &str) -> String {
-    let line = output
-        .lines()
-        .find_map(|l| l.strip_prefix("Fix: "))
-        .unwrap_or_else(|| panic!("no Fix: line in:\n{output}"));
-    line.replace("sudo ", "")
+    let mut lines = output.lines().skip_while(|l| !l.starts_with("Fix: "));
+    let mut command = lines
+        .next()
+        .and_then(|l| l.strip_prefix("Fix: "))
+        .unwrap_or_else(|| panic!("no Fix: line in:\n{output}"))
+        .to_owned();
+    while command.ends_with("&&") {
+        command = format!("{command} {}", lines.next().unwrap_or("").trim());
+    }
+    command.replace("sudo ", "")
 }
 
 /// Runs a shell command (a printed fix) as root from the repository's root.
@@ -238,16 +244,23 @@ fn a_tun_or_a_foreign_interface_is_named_for_what_it_is_and_the_fix_works() {
     let all = text(&out);
     assert_failed("02 --iface tun4", out.status, &all, "it is a TUN");
     let fix = fix_command(&all);
+    let ns = &lab.netns;
     assert_eq!(
         fix,
-        format!("scripts/setup.sh --iface tun4 --netns {} --user {UNPRIVILEGED_USER}", lab.netns),
+        format!(
+            "ip -n {ns} link del tun4 && ip -n {ns} tuntap add tun4 mode tap user {UNPRIVILEGED_USER}"
+        ),
         "{all}"
     );
+    let before = lab.ip(&["-o", "addr", "show", "dev", "tap4"]);
     run_fix(&fix);
     // tun4 is now a TAP we can attach to, and the lab's tap4 was left alone.
-    assert!(lab.ip(&["-o", "link", "show", "tap4"]).contains("tap4"), "the fix deleted tap4");
-    lab.iface = "tun4".into();
-    let mut program = lab.start(BIN_02, &["--iface", "tun4"], NOBODY);
+    assert_eq!(lab.ip(&["-o", "addr", "show", "dev", "tap4"]), before, "the fix changed tap4");
+    // (It is down, so there is no carrier to wait for: wait for the banner.)
+    let mut program = lab.spawn(BIN_02, &["--iface", "tun4"], NOBODY);
+    let attached =
+        common::wait_until(Duration::from_secs(5), || program.output().contains("Ctrl-C to stop"));
+    assert!(attached, "02 did not attach to tun4:\n{}", program.output());
     let (status, output) = program.stop();
     assert!(status.is_some_and(|s| s.success()), "{status:?}\n{output}");
 }

@@ -56,9 +56,7 @@ impl Place {
             command += &format!(" --netns {netns}");
             let uid = nix::unistd::getuid();
             if !uid.is_root() {
-                let user = nix::unistd::User::from_uid(uid).ok().flatten();
-                let user = user.map_or_else(|| uid.to_string(), |user| user.name);
-                command += &format!(" --user {user}");
+                command += &format!(" --user {}", user_name(uid));
             }
         }
         command
@@ -258,20 +256,51 @@ pub fn wrong_kind_message(place: &Place, kind: Kind) -> String {
         Kind::NotTunTap => "not a TUN/TAP interface at all (ip -d link show says what)",
     };
     let mut text = format!("{name} exists but we cannot attach to it (EINVAL):\nit is {what}.\n");
-    if kind == Kind::NotTunTap {
-        text += "Fix: name a TAP with --iface, or leave the option out for the lab's\n";
-        text += &format!(
-            "tap4 (made by {}).",
-            Place { name: DEFAULT_IFACE.into(), ..place.clone() }.setup_command()
-        );
-    } else {
-        text += &format!(
-            "Fix: {}\n(it deletes {name} and makes it a TAP; \
-             other interfaces stay as they are).",
-            place.setup_command()
-        );
+    let lab = Place { name: DEFAULT_IFACE.into(), ..place.clone() };
+    match (kind, *name == lab.name) {
+        // The lab's own name: setup.sh recreates it as the lab needs it, address and all.
+        (Kind::NotTunTap, true) => {
+            let other = Place { name: "tap5".into(), ..place.clone() };
+            text += &format!(
+                "Fix: {}\n(then run with --iface tap5; or remove this tap4 first, \
+                 if it is yours)",
+                other.setup_command()
+            );
+        }
+        (Kind::NotTunTap, false) => {
+            text += &format!(
+                "Fix: leave out --iface {name}: the lab's TAP is tap4\n\
+                 (if there is none yet, make it with\n{})",
+                lab.setup_command()
+            );
+        }
+        (_, true) => {
+            text += &format!(
+                "Fix: {}\n(it deletes {name} and makes it the lab's TAP again)",
+                place.setup_command()
+            );
+        }
+        // Another name: make just that interface a TAP, and leave the lab's tap4 and its
+        // address alone (setup.sh would give this one the same address).
+        (_, false) => {
+            let user = match nix::unistd::getuid() {
+                uid if uid.is_root() => String::new(),
+                uid => format!(" user {}", user_name(uid)),
+            };
+            text += &format!(
+                "Fix: {} &&\n  {}\n(a persistent TAP of the same name; nothing else changes)",
+                place.ip_command(&format!("link del {name}")),
+                place.ip_command(&format!("tuntap add {name} mode tap{user}")),
+            );
+        }
     }
     text
+}
+
+/// The login name of `uid`, or the number if it has none.
+fn user_name(uid: nix::unistd::Uid) -> String {
+    let user = nix::unistd::User::from_uid(uid).ok().flatten();
+    user.map_or_else(|| uid.to_string(), |user| user.name)
 }
 
 // ANCHOR: created_notice
