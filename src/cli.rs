@@ -95,7 +95,7 @@ impl Args {
             // Accept both `--ip 10.0.0.2` and `--ip=10.0.0.2`.
             let (flag, inline) = split_flag(&arg);
             let flag = flag.to_str().ok_or_else(|| {
-                format!("unexpected argument {arg:?}: it is not UTF-8, and no option is")
+                format!("unexpected argument {arg:?}:\nit is not UTF-8, and no option is")
             })?;
             let mut value = |what: &str| {
                 inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{flag} needs {what}"))
@@ -111,13 +111,13 @@ impl Args {
                     let v = text(value("an IPv4 address")?)?;
                     let ip =
                         v.parse().map_err(|_| format!("--ip: {v:?} is not an IPv4 address"))?;
-                    check_host_ip(ip).map_err(|why| format!("--ip {ip}: {why}"))?;
+                    check_host_ip(ip).map_err(|why| format!("--ip {ip}:\n{why}"))?;
                     parsed.ip = ip;
                 }
                 "--mac" if program.addresses => {
                     let v = text(value("a MAC address")?)?;
                     let mac: MacAddr = v.parse().map_err(|e| format!("--mac: {v:?}: {e}"))?;
-                    check_host_mac(mac).map_err(|why| format!("--mac {mac}: {why}"))?;
+                    check_host_mac(mac).map_err(|why| format!("--mac {mac}:\n{why}"))?;
                     parsed.mac = mac;
                 }
                 "-q" | "--quiet" if program.responder_flags => parsed.quiet = true,

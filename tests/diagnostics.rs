@@ -111,6 +111,7 @@ fn assert_usage_error(name: &str, out: &Output, says: &str) {
     assert_eq!(out.status.code(), Some(2), "{name}: not a usage error (status 2):\n{all}");
     assert!(all.contains(says), "{name} did not say {says:?}:\n{all}");
     assert_no_panic(&all);
+    assert_fits(name, &all);
 }
 
 fn assert_failed(name: &str, status: ExitStatus, all: &str, says: &str) {
@@ -180,12 +181,12 @@ fn addresses_no_host_may_use_are_refused_with_the_reason() {
     for (name, bin) in [("03", BIN_03), ("04", BIN_04), ("05", BIN_05)] {
         for (ip, why) in ips {
             let out = run_in(&lab, NOBODY, bin, &[os("--ip"), os(ip)]);
-            assert_usage_error(name, &out, &format!("--ip {ip}: "));
+            assert_usage_error(name, &out, &format!("--ip {ip}:\n"));
             assert_usage_error(name, &out, why);
         }
         for (mac, why) in macs {
             let out = run_in(&lab, NOBODY, bin, &[os("--mac"), os(mac)]);
-            assert_usage_error(name, &out, &format!("--mac {mac}: "));
+            assert_usage_error(name, &out, &format!("--mac {mac}:\n"));
             assert_usage_error(name, &out, why);
         }
     }

@@ -74,7 +74,7 @@ fn parse_args() -> Result<Option<Options>, String> {
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
         let Some(flag) = arg.to_str() else {
-            return Err(format!("unexpected argument {arg:?}: it is not UTF-8, and no option is"));
+            return Err(format!("unexpected argument {arg:?}:\nit is not UTF-8, and no option is"));
         };
         let mut path = |what: &str| args.next().ok_or(format!("{flag} needs {what}"));
         let mut value = |what: &str| {
