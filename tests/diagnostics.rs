@@ -306,7 +306,8 @@ fn in_private_mounts(lab: &Lab, script: &str, bin: &str, user: &str) -> Output {
 
 #[test]
 fn each_problem_with_dev_net_tun_is_diagnosed_with_its_own_fix() {
-    require_lab!("each_problem_with_dev_net_tun_is_diagnosed_with_its_own_fix", "unshare");
+    // unshare comes with setpriv, a lab tool (util-linux).
+    require_lab!("each_problem_with_dev_net_tun_is_diagnosed_with_its_own_fix");
     let lab = Lab::with_owner("clonedev", UNPRIVILEGED_USER);
     // A tmpfs for our fake nodes (device nodes need a file system that allows them).
     let fake = "mkdir -p /tmp/tb-fake && mount -t tmpfs tb-fake /tmp/tb-fake";
