@@ -309,8 +309,9 @@ fn each_problem_with_dev_net_tun_is_diagnosed_with_its_own_fix() {
     // unshare comes with setpriv, a lab tool (util-linux).
     require_lab!("each_problem_with_dev_net_tun_is_diagnosed_with_its_own_fix");
     let lab = Lab::with_owner("clonedev", UNPRIVILEGED_USER);
-    // A tmpfs for our fake nodes (device nodes need a file system that allows them).
-    let fake = "mkdir -p /tmp/tb-fake && mount -t tmpfs tb-fake /tmp/tb-fake";
+    // A tmpfs for our fake nodes (device nodes need a file system that allows them),
+    // over /tmp: in the private mount namespace, nobody else sees it, nor what it holds.
+    let fake = "mount -t tmpfs tb-fake /tmp";
     let cases: [(&str, String, &str, &str); 5] = [
         (
             "/dev/null over it",
@@ -320,15 +321,13 @@ fn each_problem_with_dev_net_tun_is_diagnosed_with_its_own_fix() {
         ),
         (
             "a node with minor 201",
-            format!(
-                "{fake}; mknod -m 0666 /tmp/tb-fake/tun c 10 201; mount --bind /tmp/tb-fake/tun /dev/net/tun"
-            ),
+            format!("{fake}; mknod -m 0666 /tmp/tun c 10 201; mount --bind /tmp/tun /dev/net/tun"),
             "is character device 10:201",
             "Fix: sudo rm /dev/net/tun && sudo mknod -m 0666 /dev/net/tun c 10 200",
         ),
         (
             "a regular file",
-            format!("{fake}; touch /tmp/tb-fake/tun; mount --bind /tmp/tb-fake/tun /dev/net/tun"),
+            format!("{fake}; touch /tmp/tun; mount --bind /tmp/tun /dev/net/tun"),
             "is not a character device",
             "Fix: sudo rm /dev/net/tun && sudo mknod -m 0666 /dev/net/tun c 10 200",
         ),
