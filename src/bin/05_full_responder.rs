@@ -16,7 +16,7 @@ use tapbook::{FRAME_BUFFER_LEN, Services, Tap, TapError, respond};
 
 const PROGRAM: Program = Program {
     name: "05_full_responder",
-    about: "Answer ARP and ping on a TAP with full validation, counting every frame dropped and why.",
+    about: "Answer ARP and ping on a TAP, fully validated; count what is dropped, and why.",
     addresses: true,
     responder_flags: true,
 };
@@ -49,9 +49,12 @@ fn run(args: &Args, counters: &mut Counters) -> anyhow::Result<()> {
     // Per-frame lines go through a buffer that is flushed whenever we are about to wait
     // for the next frame: one write(2) per burst instead of one per line.
     let mut out = BufWriter::with_capacity(64 * 1024, Output::stdout());
+    if let Some(notice) = tap.created_notice(host.ip) {
+        writeln!(out, "{notice}\n")?;
+    }
     writeln!(
         out,
-        "Answering ARP and ping for {} ({}) on {}. Ctrl-C to stop.",
+        "Answering ARP and ping for {} ({}) on {}.\nCtrl-C to stop.",
         host.ip,
         host.mac,
         tap.name()
