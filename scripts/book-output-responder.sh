@@ -29,6 +29,10 @@ and each fault the troubleshooting appendix describes, as a student would see it
   faults-wrong-kind.txt  attaching to a TUN device (EINVAL)
   faults-eacces.txt      /dev/net/tun with mode 0600 (EACCES)
   faults-enoent.txt      no /dev/net/tun at all
+  faults-created.txt     05_full_responder run as root before setup: it creates a
+                         transient tap4, down and without an address, and says
+                         what the kernel's side needs; those commands, then ping
+  intro-tun4.txt         02_hexdump on a TUN (the introduction's exercise 3)
   faults-no-carrier.txt  nothing attached: NO-CARRIER, linkdown, and who answers
                          172.16.1.1 (the kernel) and 172.16.1.2 (nobody)
   faults-no-pi.txt       a frame read without IFF_NO_PI: 4 extra bytes in front
@@ -108,7 +112,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 BIN=$WORK/bin
 mkdir -p -- "$BIN"
-for b in 01_open_clone 05_full_responder; do
+for b in 01_open_clone 02_hexdump 05_full_responder; do
     [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b is missing (build with: cargo build --release --bins)"
     install -m 0755 -- "$BIN_DIR/$b" "$BIN/$b"
 done
@@ -122,7 +126,12 @@ cd /
 
 # ---- helpers ----------------------------------------------------------------------------
 NSX=(ip netns exec "$NS")
-AS_USER=("${NSX[@]}" setpriv --reuid "$LAB_UID" --regid "$LAB_GID" --clear-groups --)
+# The programs name the network namespace they run in, in their Fix: lines (they find
+# it in /run/netns). The book shows the commands a student types in a namespace of their
+# own, unnamed, so the programs run with /run/netns hidden, as it is for the student.
+HIDE_NETNS=(unshare --mount --propagation private sh -c 'mount -t tmpfs tapbook-hide /run/netns && exec "$@"' sh)
+AS_USER=("${NSX[@]}" "${HIDE_NETNS[@]}" setpriv --reuid "$LAB_UID" --regid "$LAB_GID" --clear-groups --)
+AS_ROOT=("${NSX[@]}" "${HIDE_NETNS[@]}")
 ns() { "${NSX[@]}" "$@"; }
 
 # record FILE SHOWN CMD...: append "$ SHOWN" and the output of CMD (stdout and stderr,
@@ -328,6 +337,42 @@ F=faults-enoent.txt
 } >"$REC/$F" 2>&1
 expect $F "does not exist"
 
+# ---- root before any setup: the program creates tap4 itself -------------------------------------
+step "tap4 created by the program"
+F=faults-created.txt
+ns ip link del dev tap4
+start created.log "${AS_ROOT[@]}" "$BIN/05_full_responder"
+pid=$STARTED
+wait_for "05_full_responder to start" 10 grep -q "Ctrl-C to stop" "$WORK/created.log"
+{
+    printf '$ sudo target/release/05_full_responder     # as root, before scripts/setup.sh\n'
+    cat "$WORK/created.log"
+    printf '# ... in another terminal:\n'
+} >"$REC/$F"
+record $F "ping -c 1 -W 1 172.16.1.2" ns ping -c 1 -W 1 172.16.1.2
+expect $F "Network is unreachable"
+# The commands 05 printed, run as printed (as root: without their "sudo").
+mapfile -t fixes < <(sed -n 's/^    sudo ip //p' "$WORK/created.log")
+((${#fixes[@]} == 2)) || die "$F: 05 did not print two ip commands: $(cat "$WORK/created.log")"
+for fix in "${fixes[@]}"; do
+    read -ra words <<<"$fix"
+    record $F "sudo ip $fix" ns ip "${words[@]}"
+done
+record $F "ping -c 1 -W 2 172.16.1.2" ns ping -c 1 -W 2 172.16.1.2
+expect $F " 1 received"
+kill -TERM "$pid"
+wait "$pid" || true
+lab
+
+# ---- the introduction's exercise 3: a TUN is not a TAP --------------------------------------------
+step "02_hexdump on a TUN"
+F=intro-tun4.txt
+ns ip tuntap add dev tun4 mode tun
+record $F "sudo ip tuntap add dev tun4 mode tun" true
+record $F "sudo target/release/02_hexdump --iface tun4" "${AS_ROOT[@]}" "$BIN/02_hexdump" --iface tun4
+expect $F "it is a TUN"
+ns ip link del dev tun4
+
 # ---- what the descriptor gives without IFF_NO_PI, and to a short buffer ----------------------------
 # The system's python3: one under root's home (pyenv) is out of --user's reach.
 PYTHON=
@@ -403,7 +448,7 @@ fi
 "$ROOT/scripts/book-output-wrap.py" "$REC"/*.txt
 cp -- "$REC"/*.txt "$OUT"/
 if [[ -n ${SUDO_UID:-} ]]; then
-    chown -- "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" "$OUT"/faults-*.txt "$OUT"/echo-*.txt
+    chown -- "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" "$OUT"/faults-*.txt "$OUT"/echo-*.txt "$OUT"/intro-*.txt
 fi
 say ""
 say "Wrote $(find "$REC" -name '*.txt' | wc -l) files to $OUT: $(cd -- "$REC" && echo *.txt)"

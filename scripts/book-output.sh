@@ -131,7 +131,11 @@ mkdir -p -- "$REC"
 # As arrays too, for `start`, which must exec the program itself so that its
 # PID is the program's ('ip netns exec' and setpriv exec in turn).
 NS=(ip netns exec "$NETNS")
-AS_USER=("${NS[@]}" setpriv --reuid "$LAB_UID" --regid "$LAB_GID" --clear-groups --)
+# The programs name the network namespace they run in, in their Fix: lines (they find
+# it in /run/netns). The book shows the commands a student types in a namespace of their
+# own, unnamed, so the programs run with /run/netns hidden, as it is for the student.
+HIDE_NETNS=(unshare --mount --propagation private sh -c 'mount -t tmpfs tapbook-hide /run/netns && exec "$@"' sh)
+AS_USER=("${NS[@]}" "${HIDE_NETNS[@]}" setpriv --reuid "$LAB_UID" --regid "$LAB_GID" --clear-groups --)
 ns() { "${NS[@]}" "$@"; }
 as_user() { "${AS_USER[@]}" "$@"; }
 

@@ -4,7 +4,9 @@
 //! Five flags do not need a parser crate; this one is written out so that a student can
 //! read it.
 
+use std::ffi::{OsStr, OsString};
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use crate::respond::Host;
@@ -66,10 +68,10 @@ impl Args {
         Host { ip: self.ip, ip6: self.ip6, mac: self.mac }
     }
 
-    /// Parses `std::env::args`; prints the usage and exits on `--help` (status 0, or 1 if
+    /// Parses `std::env::args_os`; prints the usage and exits on `--help` (status 0, or 1 if
     /// the help cannot be written) or on a mistake (status 2), like any command-line tool.
     pub fn from_env(program: Program) -> Args {
-        match Args::parse(program, std::env::args().skip(1)) {
+        match Args::parse(program, std::env::args_os().skip(1)) {
             Ok(Some(args)) => args,
             Ok(None) => std::process::exit(print_help(program)),
             Err(message) => {
@@ -84,33 +86,41 @@ impl Args {
     }
 
     /// Parses arguments; `Ok(None)` means help was asked for.
+    ///
+    /// Arguments are bytes on Linux, not necessarily UTF-8: a file name may be
+    /// `caf\xe9.pcap` (Latin-1). Where a path is expected (`--pcap`) any bytes are taken
+    /// as they are; anywhere else, bytes that are not UTF-8 are a mistake we name.
     pub fn parse(
         program: Program,
-        args: impl IntoIterator<Item = String>,
+        args: impl IntoIterator<Item = impl Into<OsString>>,
     ) -> Result<Option<Args>, String> {
         let mut parsed = Args::default();
-        let mut args = args.into_iter();
+        let mut args = args.into_iter().map(Into::into);
         while let Some(arg) = args.next() {
             // Accept both `--ip 10.0.0.2` and `--ip=10.0.0.2`.
-            let (flag, inline) = match arg.split_once('=') {
-                Some((flag, value)) if flag.starts_with("--") => {
-                    (flag.to_owned(), Some(value.to_owned()))
-                }
-                _ => (arg.clone(), None),
-            };
+            let (flag, inline) = split_flag(&arg);
+            let flag = flag.to_str().ok_or_else(|| {
+                format!("unexpected argument {arg:?}:\nit is not UTF-8, and no option is")
+            })?;
             let mut value = |what: &str| {
                 inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{flag} needs {what}"))
             };
-            match flag.as_str() {
+            // A value that must be text.
+            let text = |value: OsString| {
+                value.into_string().map_err(|v| format!("{flag}: {v:?} is not UTF-8 text"))
+            };
+            match flag {
                 "-h" | "--help" => return Ok(None),
-                "-i" | "--iface" => parsed.iface = value("an interface name")?,
+                "-i" | "--iface" => parsed.iface = text(value("an interface name")?)?,
                 "--ip" if program.addresses => {
-                    let v = value("an IPv4 address")?;
-                    parsed.ip =
+                    let v = text(value("an IPv4 address")?)?;
+                    let ip =
                         v.parse().map_err(|_| format!("--ip: {v:?} is not an IPv4 address"))?;
+                    check_host_ip(ip).map_err(|why| format!("--ip {ip}:\n{why}"))?;
+                    parsed.ip = ip;
                 }
                 "--ip6" if program.addresses => {
-                    let v = value("an IPv6 address")?;
+                    let v = text(value("an IPv6 address")?)?;
                     let ip6: Ipv6Addr =
                         v.parse().map_err(|_| format!("--ip6: {v:?} is not an IPv6 address"))?;
                     if ip6.is_multicast() || ip6.is_unspecified() || ip6.is_loopback() {
@@ -119,13 +129,9 @@ impl Args {
                     parsed.ip6 = ip6;
                 }
                 "--mac" if program.addresses => {
-                    let v = value("a MAC address")?;
+                    let v = text(value("a MAC address")?)?;
                     let mac: MacAddr = v.parse().map_err(|e| format!("--mac: {v:?}: {e}"))?;
-                    if mac.is_multicast() {
-                        return Err(format!(
-                            "--mac: {mac} is a group address; a host needs a unicast one"
-                        ));
-                    }
+                    check_host_mac(mac).map_err(|why| format!("--mac {mac}:\n{why}"))?;
                     parsed.mac = mac;
                 }
                 "-q" | "--quiet" if program.responder_flags => parsed.quiet = true,
@@ -138,6 +144,50 @@ impl Args {
         Ok(Some(parsed))
     }
 }
+
+/// `--flag=value` as (`--flag`, `value`); anything else as itself, without a value.
+pub fn split_flag(arg: &OsStr) -> (&OsStr, Option<OsString>) {
+    let bytes = arg.as_bytes();
+    match bytes.iter().position(|&b| b == b'=') {
+        Some(at) if bytes.starts_with(b"--") => {
+            (OsStr::from_bytes(&bytes[..at]), Some(OsStr::from_bytes(&bytes[at + 1..]).to_owned()))
+        }
+        _ => (arg, None),
+    }
+}
+
+// ANCHOR: check_host
+/// Refuses the IPv4 addresses no host may have as its own, with the reason. The same
+/// classes as `scripts/setup.sh --addr` refuses for the kernel's side.
+pub fn check_host_ip(ip: Ipv4Addr) -> Result<(), &'static str> {
+    let first = ip.octets()[0];
+    if ip.is_broadcast() {
+        Err("the limited broadcast address (every host on the link) is no host's")
+    } else if first == 0 {
+        Err("0.x.x.x means \"this network\" (0.0.0.0: no address yet); no host's")
+    } else if ip.is_loopback() {
+        Err("127.x.x.x is loopback: it never appears on a link")
+    } else if ip.is_multicast() {
+        Err("224.0.0.0/4 is multicast: it names a group, never one host")
+    } else if first >= 240 {
+        Err("240.0.0.0/4 is reserved: Linux does not route it")
+    } else {
+        Ok(())
+    }
+}
+
+/// Refuses the MAC addresses no host may have: the all-zero address (ARP's "unknown")
+/// and group addresses (the lowest bit of the first byte set; broadcast is one).
+pub fn check_host_mac(mac: MacAddr) -> Result<(), &'static str> {
+    if mac.0 == [0; 6] {
+        Err("the all-zero address means \"unknown\" (ARP requests carry it); no host's")
+    } else if mac.is_multicast() {
+        Err("a group address (lowest bit of the first byte set); a host needs a unicast one")
+    } else {
+        Ok(())
+    }
+}
+// ANCHOR_END: check_host
 
 // ANCHOR: run_program
 /// What every chapter's `main` does around its own work: parse the command line (printing
@@ -214,7 +264,7 @@ mod tests {
         Program { name: "02", about: "test", addresses: false, responder_flags: false };
 
     fn parse(program: Program, args: &[&str]) -> Result<Option<Args>, String> {
-        Args::parse(program, args.iter().map(|s| s.to_string()))
+        Args::parse(program, args.iter().copied())
     }
 
     #[test]
@@ -263,5 +313,28 @@ mod tests {
         assert!(parse(DUMP, &["--quiet"]).is_err(), "02 has no --quiet");
         assert!(parse(DUMP, &["--ip", "10.0.0.2"]).is_err(), "02 answers nothing");
         assert!(usage(FULL).contains("--pcap") && !usage(DUMP).contains("--mac"));
+    }
+
+    #[test]
+    fn addresses_no_host_may_use_are_refused() {
+        for ip in ["255.255.255.255", "224.0.0.1", "0.0.0.0", "127.0.0.1", "240.0.0.1"] {
+            assert!(parse(FULL, &["--ip", ip]).is_err(), "{ip}");
+        }
+        for mac in ["00:00:00:00:00:00", "01:00:5e:00:00:01", "ff:ff:ff:ff:ff:ff"] {
+            assert!(parse(FULL, &["--mac", mac]).is_err(), "{mac}");
+        }
+        assert!(parse(FULL, &["--ip", "10.0.0.2", "--mac", "02:00:00:00:00:09"]).is_ok());
+    }
+
+    #[test]
+    fn paths_take_any_bytes_other_values_must_be_text() {
+        use std::os::unix::ffi::OsStringExt;
+        let bytes = |b: &[u8]| OsString::from_vec(b.to_vec());
+        let args = Args::parse(FULL, [bytes(b"--pcap"), bytes(b"caf\xe9.pcap")]).unwrap();
+        assert_eq!(args.unwrap().pcap, Some(PathBuf::from(bytes(b"caf\xe9.pcap"))));
+        let args = Args::parse(FULL, [bytes(b"--pcap=caf\xe9.pcap")]).unwrap();
+        assert_eq!(args.unwrap().pcap, Some(PathBuf::from(bytes(b"caf\xe9.pcap"))));
+        assert!(Args::parse(FULL, [bytes(b"--\xff")]).is_err());
+        assert!(Args::parse(FULL, [bytes(b"--iface"), bytes(b"tap\xff")]).is_err());
     }
 }

@@ -6,6 +6,7 @@
 //! | module        | chapter | what it holds |
 //! |---------------|---------|---------------|
 //! | [`tap`]       | 1 | the clone device `/dev/net/tun`, `TUNSETIFF`, the owned TAP handle |
+//! | [`tap::diagnose`] | 1 | why opening failed, and the fix for this interface and namespace |
 //! | [`show`]      | 2 | one-line summaries and annotated hex dumps of frames |
 //! | [`wire`]      | 2-4, 8 | Ethernet, ARP, IPv4, ICMPv4, the internet checksum; IPv6, ICMPv6, NDP |
 //! | [`respond`]   | 3-5, 8 | frame in, reply (or the reason for silence) out: pure functions |
@@ -14,7 +15,7 @@
 //! | [`pcap`]      | 5 | a pcap writer for tshark and Wireshark |
 //! | [`vnet`]      | 9 | opening a TAP as a VMM does: virtio-net header, offloads, queues |
 //! | [`segment`]   | 9 | partial checksums finished, superframes cut into wire-size frames |
-//! | [`cli`]       | all | `--iface`, `--ip`, `--mac` and the lab defaults |
+//! | [`cli`]       | all | `--iface`, `--ip`, `--mac` (refusing what no host may use), the defaults |
 //!
 //! The arrows point one way: binaries use the library; `respond` uses `wire`; nothing in
 //! `wire` or `respond` touches a file descriptor or prints.

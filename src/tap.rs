@@ -14,8 +14,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, open};
-use nix::sys::stat::Mode;
+use nix::fcntl::OFlag;
 
 use crate::signals;
 
@@ -52,29 +51,37 @@ nix::ioctl_readwrite_bad!(
 /// The longest interface name: `IFNAMSIZ` (16) less the terminating NUL.
 pub const MAX_NAME_LEN: usize = libc::IFNAMSIZ - 1;
 
+pub mod diagnose;
+
+pub use diagnose::{CloneDevice, Place};
+
 /// A failure, worded so that the reader knows what happened and what to do about it.
+/// Every fix is the command for this situation: the interface named with `--iface`, the
+/// network namespace the program runs in (see [`diagnose`]).
 #[derive(Debug)]
 pub enum TapError {
     BadName {
         name: String,
         why: &'static str,
     },
-    NoCloneDevice,
+    /// `/dev/net/tun` is missing, is the wrong device, or has no driver behind it.
+    CloneDevice(CloneDevice),
     CloneDeviceAccess(Errno),
     NotPermitted {
-        name: String,
+        place: Place,
     },
     Busy {
-        name: String,
+        place: Place,
     },
     WrongKind {
-        name: String,
+        place: Place,
+        kind: diagnose::Kind,
     },
     InterfaceDown {
-        name: String,
+        place: Place,
     },
     InterfaceGone {
-        name: String,
+        place: Place,
     },
     Io {
         what: &'static str,
@@ -90,54 +97,51 @@ impl fmt::Display for TapError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TapError::BadName { name, why } => {
-                write!(f, "{name:?} is not a valid interface name: {why}")
+                write!(f, "{name:?} is not a valid interface name:\n{why}.")
             }
-            TapError::NoCloneDevice => write!(
-                f,
-                "{CLONE_DEVICE} does not exist: the tun module is not loaded.\n\
-                 Fix: sudo modprobe tun (or run sudo scripts/setup.sh once)."
-            ),
+            TapError::CloneDevice(problem) => {
+                write!(f, "{}\nFix: {}", problem.describe(), problem.fix())
+            }
             TapError::CloneDeviceAccess(errno) => write!(
                 f,
                 "cannot open {CLONE_DEVICE}: {}.\n\
-                 Its file mode does not let you open it (see ls -l {CLONE_DEVICE}; \
-                 most distributions ship mode 0666), or a security module such as \
+                 Its file mode does not let you open it (see ls -l {CLONE_DEVICE};\n\
+                 most distributions ship mode 0666), or a security module such as\n\
                  SELinux or AppArmor forbids it.\n\
-                 Fix: run sudo scripts/setup.sh once; it makes the device usable and \
-                 creates a tap4 that you own.",
+                 Fix: sudo chmod 0666 {CLONE_DEVICE} (scripts/setup.sh does it too)",
                 errno.desc()
             ),
-            TapError::NotPermitted { name } => write!(
+            TapError::NotPermitted { place } => write!(
                 f,
-                "the kernel refused to create or attach {name} (EPERM).\n\
-                 Creating a network interface needs CAP_NET_ADMIN, and attaching to an \
-                 existing one needs it too unless the interface belongs to you.\n\
-                 Fix: run sudo scripts/setup.sh once: it creates a persistent {name} owned \
-                 by you, after which no sudo is needed."
+                "the kernel refused to create or attach {place} (EPERM).\n\
+                 Creating a network interface needs CAP_NET_ADMIN, and attaching to\n\
+                 an existing one needs it too unless the interface belongs to you.\n\
+                 Fix: {}\n\
+                 (once: it makes a persistent {place} that is yours; then no sudo)",
+                place.setup_command()
             ),
-            TapError::Busy { name } => write!(
+            TapError::Busy { place } => write!(
                 f,
-                "{name} is already in use (EBUSY): another program holds it open.\n\
-                 Fix: stop the other program (see: fuser -v {CLONE_DEVICE}), or use another \
-                 interface with --iface."
+                "{place} is already in use (EBUSY): another program holds it open.\n\
+                 Fix: stop the other program (see: fuser -v {CLONE_DEVICE}),\n\
+                 or use another interface with --iface."
             ),
-            TapError::WrongKind { name } => write!(
+            TapError::WrongKind { place, kind } => {
+                f.write_str(&diagnose::wrong_kind_message(place, *kind))
+            }
+            TapError::InterfaceDown { place } => write!(
                 f,
-                "{name} exists but is not a TAP we can attach to (EINVAL): it is a TUN \
-                 device, a TAP with other flags, or not a TUN/TAP interface at all.\n\
-                 Fix: check with ip -d link show {name}; then sudo scripts/teardown.sh and \
-                 sudo scripts/setup.sh to recreate it."
+                "cannot send on {place}: the interface is down (EIO).\n\
+                 Fix: {}",
+                place.ip_command(&format!("link set {place} up"))
             ),
-            TapError::InterfaceDown { name } => write!(
+            TapError::InterfaceGone { place } => write!(
                 f,
-                "cannot send on {name}: the interface is down (EIO).\n\
-                 Fix: sudo ip link set {name} up"
-            ),
-            TapError::InterfaceGone { name } => write!(
-                f,
-                "{name} has been deleted (EBADFD): this file descriptor is no longer \
+                "{place} has been deleted (EBADFD): this file descriptor is no longer\n\
                  attached to any interface.\n\
-                 Fix: recreate it with sudo scripts/setup.sh, then start again."
+                 Fix: {}\n\
+                 (it makes {place} again; then start this program again)",
+                place.setup_command()
             ),
             TapError::Io { what, name, errno } => {
                 write!(f, "{what} {name} failed: {} ({errno})", errno.desc())
@@ -151,17 +155,36 @@ impl fmt::Display for TapError {
 impl std::error::Error for TapError {}
 
 // ANCHOR: check_name
-/// Checks a name the way the kernel's `dev_valid_name` does, so that the mistake is
-/// reported here rather than as a bare EINVAL from the ioctl.
+/// Checks a name the way the kernel's `dev_valid_name` and `dev_alloc_name` do, and a
+/// little more, so that the mistake is reported here, with its reason, rather than as a
+/// bare EINVAL from the ioctl (which would read as "not a TAP").
 pub fn check_name(name: &str) -> Result<(), TapError> {
+    let bytes = name.as_bytes();
+    let pattern = bytes.iter().position(|&b| b == b'%');
     let why = if name.is_empty() {
         Some("it is empty")
     } else if name.len() > MAX_NAME_LEN {
-        Some("it is longer than 15 bytes (IFNAMSIZ is 16, including the final NUL)")
+        Some("it is longer than 15 bytes (IFNAMSIZ is 16, with the final NUL)")
     } else if name == "." || name == ".." {
         Some("'.' and '..' are reserved")
-    } else if name.bytes().any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace()) {
-        Some("it contains '/', ':', a NUL or white space")
+    } else if name == "all" || name == "default" {
+        Some("'all' and 'default' are reserved\n(/proc/sys/net/ipv4/conf/ uses them)")
+    } else if bytes.iter().any(|&b| b == b'/' || b == b':' || b.is_ascii_whitespace()) {
+        Some("it contains '/', ':' or white space")
+    } else if bytes.iter().any(|b| b.is_ascii_control()) {
+        Some("it contains a control character")
+    } else if !name.is_ascii() {
+        Some(
+            "it is not plain ASCII (the kernel would take the bytes,\n\
+             but tools and scripts show and type such names differently)",
+        )
+    } else if pattern
+        .is_some_and(|at| bytes.get(at + 1) != Some(&b'd') || bytes[at + 2..].contains(&b'%'))
+    {
+        Some(
+            "'%' may appear once, as '%d' (a pattern like tap%d\n\
+             that the kernel fills in with a number)",
+        )
     } else {
         None
     };
@@ -177,7 +200,12 @@ pub fn check_name(name: &str) -> Result<(), TapError> {
 #[derive(Debug)]
 pub struct Tap {
     fd: OwnedFd,
-    name: String,
+    /// The name we attached to, and our namespace. The interface may be renamed while we
+    /// run (`ip link set tap4 name lab0`): [`Tap::name`] asks the kernel by `ifindex`.
+    place: Place,
+    ifindex: u32,
+    /// Whether `TUNSETIFF` created the interface (it did not exist before).
+    created: bool,
 }
 
 impl Tap {
@@ -186,13 +214,9 @@ impl Tap {
     /// does not exist (which needs `CAP_NET_ADMIN`).
     pub fn open(name: &str) -> Result<Tap, TapError> {
         check_name(name)?;
-        let fd = open(CLONE_DEVICE, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).map_err(
-            |errno| match errno {
-                Errno::ENOENT | Errno::ENODEV | Errno::ENXIO => TapError::NoCloneDevice,
-                Errno::EACCES | Errno::EPERM => TapError::CloneDeviceAccess(errno),
-                errno => TapError::Io { what: "opening", name: CLONE_DEVICE.to_owned(), errno },
-            },
-        )?;
+        let place = Place::here(name);
+        let existed = interface_exists(name);
+        let fd = diagnose::open_clone_device()?;
 
         // SAFETY: ifreq is a plain C struct (a byte array and a union of integers and
         // byte arrays), for which all zeroes is a valid value.
@@ -207,17 +231,14 @@ impl Tap {
         // SAFETY: fd is an open descriptor of the clone device and ifr a complete,
         // initialised struct ifreq that outlives the call; the kernel reads and writes
         // exactly sizeof(struct ifreq) bytes of it.
-        unsafe { tunsetiff(fd.as_raw_fd(), &mut ifr) }.map_err(|errno| match errno {
-            Errno::EPERM => TapError::NotPermitted { name: name.to_owned() },
-            Errno::EBUSY => TapError::Busy { name: name.to_owned() },
-            Errno::EINVAL => TapError::WrongKind { name: name.to_owned() },
-            errno => TapError::Io { what: "TUNSETIFF on", name: name.to_owned(), errno },
-        })?;
+        unsafe { tunsetiff(fd.as_raw_fd(), &mut ifr) }
+            .map_err(|errno| diagnose::tunsetiff_error(errno, &fd, &place))?;
 
         // The kernel wrote back the name it used (it would fill in a "tap%d" pattern).
         // SAFETY: the kernel always NUL-terminates ifr_name within its 16 bytes.
         let got = unsafe { CStr::from_ptr(ifr.ifr_name.as_ptr()) };
-        let tap = Tap { fd, name: got.to_string_lossy().into_owned() };
+        let got = got.to_string_lossy().into_owned();
+        let tap = Tap::from_attached(fd, Place { name: got, ..place }, !existed);
         tap.set_nonblocking()?;
         Ok(tap)
     }
@@ -227,16 +248,34 @@ impl Tap {
     /// which is where a Ctrl-C can interrupt us without a race (see [`signals`]).
     fn set_nonblocking(&self) -> Result<(), TapError> {
         use nix::fcntl::{FcntlArg, fcntl};
-        let io_err = |errno| TapError::Io { what: "fcntl on", name: self.name.clone(), errno };
+        let io_err = |errno| TapError::Io { what: "fcntl on", name: self.name(), errno };
         let flags = fcntl(&self.fd, FcntlArg::F_GETFL).map_err(io_err)?;
         let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
         fcntl(&self.fd, FcntlArg::F_SETFL(flags)).map_err(io_err)?;
         Ok(())
     }
 
-    /// The interface name the kernel attached us to.
-    pub fn name(&self) -> &str {
-        &self.name
+    /// The interface's name now: the one we attached to, unless it was renamed since.
+    pub fn name(&self) -> String {
+        interface_name(self.ifindex).unwrap_or_else(|| self.place.name.clone())
+    }
+
+    /// The interface's index, which stays the same when it is renamed.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// Whether the kernel created the interface for us (it did not exist before we
+    /// attached): then it is transient, down and has no address. See
+    /// [`Tap::created_notice`].
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// If we created the interface, what the kernel's side still needs, as commands.
+    pub fn created_notice(&self, our_ip: std::net::Ipv4Addr) -> Option<String> {
+        let place = Place { name: self.name(), ..self.place.clone() };
+        self.created.then(|| diagnose::created_notice(&place, our_ip))
     }
 
     // ANCHOR: read_frame
@@ -290,13 +329,14 @@ impl Tap {
 
     // ANCHOR: io_error
     fn io_error(&self, what: &'static str, errno: Errno) -> TapError {
-        let name = self.name.clone();
+        // The name now, not the one we attached to: it may have been renamed.
+        let place = Place { name: self.name(), ..self.place.clone() };
         match errno {
             // Written while the interface is administratively down.
-            Errno::EIO => TapError::InterfaceDown { name },
+            Errno::EIO => TapError::InterfaceDown { place },
             // `ip link del` detached us: the descriptor is attached to nothing.
-            Errno::EBADFD => TapError::InterfaceGone { name },
-            errno => TapError::Io { what, name, errno },
+            Errno::EBADFD => TapError::InterfaceGone { place },
+            errno => TapError::Io { what, name: place.name, errno },
         }
     }
     // ANCHOR_END: io_error
@@ -305,9 +345,10 @@ impl Tap {
     /// What the kernel says about this descriptor and interface.
     pub fn report(&self) -> KernelReport {
         let fd = self.fd.as_raw_fd();
-        let sys = |attr: &str| read_trimmed(format!("/sys/class/net/{}/{attr}", self.name));
+        let name = self.name();
+        let sys = |attr: &str| read_trimmed(format!("/sys/class/net/{name}/{attr}"));
         KernelReport {
-            name: self.name.clone(),
+            name: name.clone(),
             fd,
             fd_link: fs::read_link(format!("/proc/self/fd/{fd}")).ok(),
             fdinfo_iff: fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok().and_then(
@@ -336,6 +377,18 @@ fn read_trimmed(path: String) -> Option<String> {
 /// through `if_nametoindex`, which works whatever `/sys` shows).
 pub fn interface_exists(name: &str) -> bool {
     nix::net::if_::if_nametoindex(name).is_ok()
+}
+
+/// The name of the interface with this index, if there is one (`if_indextoname`).
+pub fn interface_name(ifindex: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IFNAMSIZ];
+    // SAFETY: buf has the IFNAMSIZ bytes if_indextoname may write, NUL included.
+    let name = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if name.is_null() {
+        return None;
+    }
+    // SAFETY: on success buf holds a NUL-terminated name.
+    Some(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
 }
 
 /// What the kernel reports about an attached TAP (chapter 1).
@@ -382,9 +435,11 @@ impl From<TapError> for io::Error {
 // --- Chapter 9 (src/vnet.rs) opens the clone device with more flags (IFF_VNET_HDR,
 // IFF_MULTI_QUEUE) and configures it itself; it hands the result over as a Tap. ---
 impl Tap {
-    /// A `Tap` from a descriptor already attached to the interface `name`.
-    pub(crate) fn from_attached(fd: OwnedFd, name: String) -> Tap {
-        Tap { fd, name }
+    /// A `Tap` from a descriptor already attached to the interface `place`, which
+    /// `TUNSETIFF` created if `created`.
+    pub(crate) fn from_attached(fd: OwnedFd, place: Place, created: bool) -> Tap {
+        let ifindex = nix::net::if_::if_nametoindex(place.name.as_str()).unwrap_or(0);
+        Tap { fd, place, ifindex, created }
     }
 }
 
@@ -406,24 +461,47 @@ mod tests {
         assert!(check_name("tap4").is_ok());
         assert!(check_name("tap%d").is_ok());
         assert!(check_name("fifteen-bytes-x").is_ok());
-        for bad in ["", "sixteen-bytes-xx", ".", "..", "a/b", "a:b", "a b", "tap\n"] {
+        for bad in [
+            "",
+            "sixteen-bytes-xx",
+            ".",
+            "..",
+            "a/b",
+            "a:b",
+            "a b",
+            "tap\n",
+            "all",
+            "default",
+            "a%b",
+            "%d%d",
+            "tap%",
+            "a\u{1}b",
+            "caf\u{e9}",
+        ] {
             assert!(matches!(check_name(bad), Err(TapError::BadName { .. })), "{bad:?}");
         }
     }
 
     #[test]
     fn every_error_says_what_to_do() {
-        let name = "tap4".to_owned();
+        let place = Place { name: "tap4".to_owned(), netns: Some("lab".to_owned()) };
         for err in [
-            TapError::NoCloneDevice,
+            TapError::CloneDevice(CloneDevice::Missing { driver: false }),
+            TapError::CloneDevice(CloneDevice::WrongNumber { major: 1, minor: 3 }),
             TapError::CloneDeviceAccess(Errno::EACCES),
-            TapError::NotPermitted { name: name.clone() },
-            TapError::Busy { name: name.clone() },
-            TapError::WrongKind { name: name.clone() },
-            TapError::InterfaceDown { name: name.clone() },
-            TapError::InterfaceGone { name },
+            TapError::NotPermitted { place: place.clone() },
+            TapError::Busy { place: place.clone() },
+            TapError::WrongKind { place: place.clone(), kind: diagnose::Kind::Tun },
+            TapError::WrongKind { place: place.clone(), kind: diagnose::Kind::NotTunTap },
+            TapError::InterfaceDown { place: place.clone() },
+            TapError::InterfaceGone { place },
         ] {
-            assert!(err.to_string().contains("Fix: "), "{err}");
+            let text = err.to_string();
+            assert!(text.contains("Fix: "), "{text}");
+            // "Error: " comes in front of the first line.
+            let widths =
+                text.lines().enumerate().map(|(i, l)| l.len() + if i == 0 { 7 } else { 0 });
+            assert!(widths.max().unwrap_or(0) <= 78, "{text}");
         }
     }
 }

@@ -17,10 +17,9 @@ use std::fmt;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, OFlag, fcntl, open};
-use nix::sys::stat::Mode;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
-use crate::tap::{CLONE_DEVICE, Tap, TapError, check_name};
+use crate::tap::{Place, Tap, TapError, check_name, diagnose};
 use crate::wire::virtio_net;
 
 // ANCHOR: ioctls
@@ -219,18 +218,19 @@ impl fmt::Display for Negotiated {
 pub fn open_with(name: &str, options: &TapOptions) -> Result<(Tap, Negotiated), TapError> {
     check_name(name)?;
     let io = |what: &'static str| move |errno| TapError::Io { what, name: name.to_owned(), errno };
-    let fd =
-        open(CLONE_DEVICE, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).map_err(|errno| {
-            match errno {
-                Errno::ENOENT | Errno::ENODEV | Errno::ENXIO => TapError::NoCloneDevice,
-                Errno::EACCES | Errno::EPERM => TapError::CloneDeviceAccess(errno),
-                errno => TapError::Io { what: "opening", name: CLONE_DEVICE.to_owned(), errno },
-            }
-        })?;
+    let place = Place::here(name);
+    let existed = crate::tap::interface_exists(name);
+    let fd = diagnose::open_clone_device()?;
 
     let mut features: libc::c_uint = 0;
     // SAFETY: fd is the clone device; the kernel writes one unsigned int to `features`.
-    unsafe { tungetfeatures(fd.as_raw_fd(), &mut features) }.map_err(io("TUNGETFEATURES for"))?;
+    unsafe { tungetfeatures(fd.as_raw_fd(), &mut features) }.map_err(|errno| {
+        // ENOTTY: what we opened is not the clone device (see tap::diagnose).
+        match (errno, diagnose::clone_device(Some(&fd))) {
+            (Errno::ENOTTY, Some(problem)) => TapError::CloneDevice(problem),
+            (errno, _) => io("TUNGETFEATURES for")(errno),
+        }
+    })?;
     let mut flags = IFF_TAP | IFF_NO_PI;
     for (wanted, flag) in [(options.vnet_hdr, IFF_VNET_HDR), (options.multi_queue, IFF_MULTI_QUEUE)]
     {
@@ -253,13 +253,9 @@ pub fn open_with(name: &str, options: &TapOptions) -> Result<(Tap, Negotiated), 
     }
     ifr.ifr_ifru.ifru_flags = flags as libc::c_short;
     // SAFETY: fd is the clone device and ifr a complete struct ifreq that outlives the call.
-    unsafe { tunsetiff(fd.as_raw_fd(), &mut ifr) }.map_err(|errno| match errno {
-        Errno::EPERM => TapError::NotPermitted { name: name.to_owned() },
-        Errno::EBUSY => TapError::Busy { name: name.to_owned() },
-        // Also what a persistent TAP made without IFF_MULTI_QUEUE says to a queue.
-        Errno::EINVAL => TapError::WrongKind { name: name.to_owned() },
-        errno => TapError::Io { what: "TUNSETIFF on", name: name.to_owned(), errno },
-    })?;
+    // (EINVAL is also what a persistent TAP made without IFF_MULTI_QUEUE says to a queue.)
+    unsafe { tunsetiff(fd.as_raw_fd(), &mut ifr) }
+        .map_err(|errno| diagnose::tunsetiff_error(errno, &fd, &place))?;
     // SAFETY: the kernel NUL-terminates ifr_name within its 16 bytes.
     let attached = unsafe { CStr::from_ptr(ifr.ifr_name.as_ptr()) }.to_string_lossy().into_owned();
 
@@ -283,7 +279,7 @@ pub fn open_with(name: &str, options: &TapOptions) -> Result<(Tap, Negotiated), 
         fcntl(&fd, FcntlArg::F_SETFL(nonblocking)).map_err(io("fcntl on"))?;
     }
     let negotiated = Negotiated { features, vnet_hdr_len, offloads, refused };
-    Ok((Tap::from_attached(fd, attached), negotiated))
+    Ok((Tap::from_attached(fd, Place { name: attached, ..place }, !existed), negotiated))
 }
 // ANCHOR_END: open_with
 

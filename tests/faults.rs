@@ -109,7 +109,11 @@ fn deleting_the_interface_ends_every_program_promptly_with_a_message() {
         }
         let output = program.output();
         assert_failed_with(status, &output, name, "tap4 has been deleted");
-        assert!(output.contains("Fix: recreate it with sudo scripts/setup.sh"), "{output}");
+        let fix = format!(
+            "Fix: sudo scripts/setup.sh --netns {} --user {UNPRIVILEGED_USER}\n",
+            lab.netns
+        );
+        assert!(output.contains(&fix), "{output}");
         assert!(took < Duration::from_secs(1), "{name} took {took:?} to notice");
         if name == "05" {
             assert!(counter(&output, "frames read").is_some_and(|n| n > 0), "{output}");
@@ -177,7 +181,12 @@ fn an_unprivileged_user_without_a_prepared_tap_is_told_to_run_setup() {
             let mut program = lab.spawn("env", &["RUST_BACKTRACE=1", bin], NOBODY);
             let status = program.wait_exit(Duration::from_secs(3));
             let output = program.output();
-            assert_failed_with(status, &output, name, "run sudo scripts/setup.sh once");
+            // The fix names the namespace the program runs in, and the user it runs as.
+            let fix = format!(
+                "Fix: sudo scripts/setup.sh --netns {} --user {UNPRIVILEGED_USER}\n",
+                lab.netns
+            );
+            assert_failed_with(status, &output, name, &fix);
             assert!(output.contains("(EPERM)"), "{output}");
         }
     }

@@ -15,7 +15,7 @@ use tapbook::{signals, tap};
 
 const PROGRAM: Program = Program {
     name: "01_open_clone",
-    about: "Open /dev/net/tun, attach a TAP with TUNSETIFF, and show what the kernel reports.",
+    about: "Open /dev/net/tun, attach a TAP with TUNSETIFF, show what the kernel reports.",
     addresses: false,
     responder_flags: false,
 };
@@ -36,15 +36,15 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let would_be = Path::new("/dev").join(tap.name());
     writeln!(
         out,
-        "{} is a network interface (ip link show {}) and, to this program, a file \
-         descriptor; yet {} {}.",
+        "{} is a network interface (ip link show {}) and, to this program,\n\
+         a file descriptor; yet {} {}.",
         tap.name(),
         tap.name(),
         would_be.display(),
         if would_be.exists() {
             "exists (unusual!)"
         } else {
-            "does not exist: the interface has no path of its own"
+            "does not exist:\nthe interface has no path of its own"
         }
     )?;
     // ANCHOR_END: no_path
@@ -53,12 +53,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
     wait_for_enter().context("waiting for Enter")?;
 
     // ANCHOR: close
-    let name = tap.name().to_owned();
+    // By index, not by name: it may have been renamed while we waited.
+    let (name, ifindex) = (tap.name(), tap.ifindex());
     drop(tap); // closes the file descriptor: the program detaches from the interface
-    if tap::interface_exists(&name) {
-        writeln!(out, "Closed. {name} still exists: it is persistent (made with ip tuntap add).")?;
-    } else {
-        writeln!(out, "Closed. {name} vanished with its last descriptor: it was transient.")?;
+    match tap::interface_name(ifindex) {
+        Some(now) => writeln!(out, "Closed. {now} still exists: it is persistent.")?,
+        None => writeln!(out, "Closed. {name} vanished with its last descriptor: transient.")?,
     }
     // ANCHOR_END: close
     Ok(())

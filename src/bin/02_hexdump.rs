@@ -26,9 +26,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
     // Not `println!`, which panics when standard output fails and cannot be stopped
     // while a pipe is full (see chapter 5).
     let mut out = LineWriter::new(Output::stdout());
+    if let Some(notice) = tap.created_notice(tapbook::cli::DEFAULT_IP) {
+        writeln!(out, "{notice}\n")?;
+    }
     writeln!(
         out,
-        "Reading frames from {} (MTU {mtu}; buffer {FRAME_BUFFER_LEN} bytes). Ctrl-C to stop.",
+        "Reading frames from {} (MTU {mtu}; buffer {FRAME_BUFFER_LEN} bytes).\nCtrl-C to stop.",
         tap.name()
     )?;
 

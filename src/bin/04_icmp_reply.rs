@@ -27,9 +27,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let host = args.host();
     let tap = Tap::open(&args.iface)?;
     let mut out = LineWriter::new(Output::stdout());
+    if let Some(notice) = tap.created_notice(host.ip) {
+        writeln!(out, "{notice}\n")?;
+    }
     writeln!(
         out,
-        "Answering ping and ARP for {} ({}) on {}. Ctrl-C to stop.",
+        "Answering ping and ARP for {} ({}) on {}.\nCtrl-C to stop.",
         host.ip,
         host.mac,
         tap.name()

@@ -17,7 +17,7 @@ use tapbook::{FRAME_BUFFER_LEN, Services, Tap, TapError, respond};
 
 const PROGRAM: Program = Program {
     name: "05_full_responder",
-    about: "Answer ARP, ping and IPv6 on a TAP, validating every field and counting every drop.",
+    about: "Answer ARP, ping and IPv6 on a TAP, fully validated; count what is dropped, and why.",
     addresses: true,
     responder_flags: true,
 };
@@ -50,9 +50,12 @@ fn run(args: &Args, counters: &mut Counters) -> anyhow::Result<()> {
     // Per-frame lines go through a buffer that is flushed whenever we are about to wait
     // for the next frame: one write(2) per burst instead of one per line.
     let mut out = BufWriter::with_capacity(64 * 1024, Output::stdout());
+    if let Some(notice) = tap.created_notice(host.ip) {
+        writeln!(out, "{notice}\n")?;
+    }
     writeln!(
         out,
-        "Answering for {} and {} ({}) on {}. Ctrl-C to stop.",
+        "Answering for {} and {} ({}) on {}.\nCtrl-C to stop.",
         host.ip,
         host.ip6,
         host.mac,

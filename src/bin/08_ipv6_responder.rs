@@ -28,9 +28,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let host = args.host();
     let tap = Tap::open(&args.iface)?;
     let mut out = LineWriter::new(Output::stdout());
+    if let Some(notice) = tap.created_notice(host.ip) {
+        writeln!(out, "{notice}\n")?;
+    }
     writeln!(
         out,
-        "Answering IPv6 for {} and {} ({}) on {}. Ctrl-C to stop.",
+        "Answering {} and {} ({}) on {}.\nCtrl-C to stop.",
         host.ip6,
         host.link_local(),
         host.mac,

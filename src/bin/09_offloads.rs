@@ -21,22 +21,26 @@ use tapbook::wire::virtio_net::{GsoType, VirtioNetHeader, VirtioNetRepr};
 const USAGE: &str = "\
 Usage: 09_offloads [OPTIONS]
 
-Opens a TAP with a virtio-net header and offloads, as QEMU or Firecracker does.
+Opens a TAP with a virtio-net header and offloads as QEMU or Firecracker does.
 Receives by default: one line per read, then the wire-size frames it holds.
 
 Options:
   -i, --iface NAME      the TAP interface [default: tap4]
-      --offloads LIST   what to accept: none, or some of csum,tso4,tso6,uso4,uso6
-                        [default: all five]
-      --plain           no virtio-net header at all (chapter 1's TAP): the kernel segments
+      --offloads LIST   what to accept: none, or some of
+                        csum,tso4,tso6,uso4,uso6 [default: all five]
+      --plain           no virtio-net header at all (chapter 1's TAP):
+                        the kernel segments
       --hdr-len N       virtio-net header size, 10 or 12 [default: 12]
-      --pcap FILE       write the wire-size frames (after finishing and cutting) to FILE
-      --raw-pcap FILE   write the frames exactly as read (superframes, partial checksums)
+      --pcap FILE       write the wire-size frames (after finishing and
+                        cutting) to FILE
+      --raw-pcap FILE   write the frames exactly as read (superframes, partial
+                        checksums)
   -q, --quiet           no line per read, only the final counts
-      --send ADDR:PORT  instead of receiving, send --bytes of UDP from 172.16.1.2:9000
+      --send ADDR:PORT  instead of receiving, send --bytes of UDP
+                        from 172.16.1.2:9000
       --bytes N         how much to send [default: 64000]
-      --segment N       payload bytes per datagram; one superframe carries up to 64 KiB
-                        [default: 1000]
+      --segment N       payload bytes per datagram; one superframe carries up
+                        to 64 KiB [default: 1000]
   -h, --help            print this help";
 
 struct Options {
@@ -65,10 +69,18 @@ fn parse_args() -> Result<Option<Options>, String> {
         bytes: 64_000,
         segment: 1000,
     };
-    let mut args = std::env::args().skip(1);
+    // Arguments are bytes, not necessarily UTF-8: file names are taken as they are, the
+    // rest must be text (see tapbook::cli).
+    let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
-        let mut value = |what: &str| args.next().ok_or(format!("{arg} needs {what}"));
-        match arg.as_str() {
+        let Some(flag) = arg.to_str() else {
+            return Err(format!("unexpected argument {arg:?}:\nit is not UTF-8, and no option is"));
+        };
+        let mut path = |what: &str| args.next().ok_or(format!("{flag} needs {what}"));
+        let mut value = |what: &str| {
+            path(what)?.into_string().map_err(|v| format!("{flag}: {v:?} is not UTF-8 text"))
+        };
+        match flag {
             "-h" | "--help" => return Ok(None),
             "-i" | "--iface" => o.iface = value("an interface name")?,
             "--offloads" => o.offloads = Offloads::parse(&value("a list")?)?,
@@ -80,8 +92,8 @@ fn parse_args() -> Result<Option<Options>, String> {
                     other => return Err(format!("--hdr-len: {other:?} is not 10 or 12")),
                 }
             }
-            "--pcap" => o.pcap = Some(value("a file name")?.into()),
-            "--raw-pcap" => o.raw_pcap = Some(value("a file name")?.into()),
+            "--pcap" => o.pcap = Some(path("a file name")?.into()),
+            "--raw-pcap" => o.raw_pcap = Some(path("a file name")?.into()),
             "-q" | "--quiet" => o.quiet = true,
             "--send" => {
                 let v = value("ADDR:PORT")?;
@@ -139,7 +151,15 @@ fn run(o: &Options) -> anyhow::Result<()> {
     };
     let (tap, negotiated) = vnet::open_with(&o.iface, &options)?;
     let mut out = BufWriter::new(Output::stdout());
-    writeln!(out, "Attached to {}: {negotiated}", tap.name())?;
+    if let Some(notice) = tap.created_notice(Ipv4Addr::new(172, 16, 1, 2)) {
+        writeln!(out, "{notice}\n")?;
+    }
+    writeln!(out, "Attached to {} (TUNGETFEATURES {:#06x}):", tap.name(), negotiated.features)?;
+    write!(out, "vnet header {} bytes; offloads {}", negotiated.vnet_hdr_len, negotiated.offloads)?;
+    if negotiated.refused != Offloads::NONE {
+        write!(out, " (refused by this kernel: {})", negotiated.refused)?;
+    }
+    writeln!(out)?;
     // ANCHOR_END: open
     match o.send {
         Some(to) => send(o, &tap, negotiated.vnet_hdr_len, to, &mut out),
@@ -294,7 +314,7 @@ fn send(
     }
     let flow = UdpFlow {
         src_mac: MacAddr([0x02, 0, 0, 0, 0, 0x02]),
-        dst_mac: tap_mac(&o.iface)?,
+        dst_mac: tap_mac(&tap.name())?,
         src: Ipv4Addr::new(172, 16, 1, 2),
         dst: *to.ip(),
         src_port: 9000,

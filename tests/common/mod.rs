@@ -168,7 +168,18 @@ impl Lab {
     /// given, with stdout and stderr going to files, and waits until it has attached to
     /// the TAP (the interface's carrier comes on).
     pub fn start(&mut self, bin: &str, args: &[&str], user: Option<&str>) -> Responder {
-        let responder = self.spawn(bin, args, user);
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        self.start_os(bin, &args, user)
+    }
+
+    /// [`Lab::start`] with arguments that need not be UTF-8 (file names are bytes).
+    pub fn start_os(
+        &mut self,
+        bin: &str,
+        args: &[&std::ffi::OsStr],
+        user: Option<&str>,
+    ) -> Responder {
+        let responder = self.spawn_os(bin, args, user);
         let attached = wait_until(Duration::from_secs(10), || {
             self.ip(&["-o", "link", "show", &self.iface]).contains("LOWER_UP")
         });
@@ -180,6 +191,17 @@ impl Lab {
 
     /// Starts a binary without waiting for anything.
     pub fn spawn(&mut self, bin: &str, args: &[&str], user: Option<&str>) -> Responder {
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        self.spawn_os(bin, &args, user)
+    }
+
+    /// [`Lab::spawn`] with arguments that need not be UTF-8.
+    pub fn spawn_os(
+        &mut self,
+        bin: &str,
+        args: &[&std::ffi::OsStr],
+        user: Option<&str>,
+    ) -> Responder {
         let dir = std::env::temp_dir().join(format!(
             "{}-{}",
             self.netns,
