@@ -17,7 +17,7 @@ use tapbook::{FRAME_BUFFER_LEN, Services, Tap, TapError, respond};
 
 const PROGRAM: Program = Program {
     name: "05_full_responder",
-    about: "Answer ARP, ping and IPv6 on a TAP, fully validated; count what is dropped, and why.",
+    about: "Answer ARP, ping and IPv6 on a TAP, fully validated; count each drop, and why.",
     addresses: true,
     responder_flags: true,
 };
@@ -55,7 +55,7 @@ fn run(args: &Args, counters: &mut Counters) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "Answering for {} and {} ({}) on {}.\nCtrl-C to stop.",
+        "Answering ARP, ping and IPv6 for {} and {}\nwith {} on {}. Ctrl-C to stop.",
         host.ip,
         host.ip6,
         host.mac,

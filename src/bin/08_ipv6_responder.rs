@@ -33,7 +33,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "Answering {} and {} ({}) on {}.\nCtrl-C to stop.",
+        "Answering IPv6 for {} and {}\nwith {} on {}. Ctrl-C to stop.",
         host.ip6,
         host.link_local(),
         host.mac,
