@@ -25,8 +25,11 @@ use tapbook::show::Summary;
 use tapbook::wire::{MacAddr, checksum};
 use tapbook::{FRAME_BUFFER_LEN, Host, Services, respond};
 
-const US: Host =
-    Host { ip: Ipv4Addr::new(172, 16, 1, 2), mac: MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x02]) };
+const US: Host = Host {
+    ip: Ipv4Addr::new(172, 16, 1, 2),
+    ip6: tapbook::cli::DEFAULT_IP6,
+    mac: MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x02]),
+};
 
 /// The textbook loop of RFC 1071's C sample: one 16-bit word at a time into a 32-bit
 /// sum, folded once at the end (fine up to 128 KiB), to compare with the library's loop.

@@ -176,6 +176,12 @@ else
     others=()
     for a in "${addrs[@]}"; do [[ $a == "$ADDR" ]] || others+=("$a"); done
     ((${#others[@]} == 0)) || info "$TB_IFACE also has: ${others[*]}"
+    # Chapter 8's IPv6 address.
+    if run ip -o -6 addr show dev "$TB_IFACE" 2>/dev/null | awk '{print $4}' | grep -qxF "$TB_DEFAULT_ADDR6"; then
+        ok "$TB_IFACE has address $TB_DEFAULT_ADDR6 (chapter 8)"
+    else
+        problem "$TB_IFACE lacks address $TB_DEFAULT_ADDR6 (chapter 8's IPv6)" "${PFX}ip addr add $TB_DEFAULT_ADDR6 dev $TB_IFACE nodad   (or: $SETUP)"
+    fi
 
     if iface_is_up; then
         ok "$TB_IFACE is up (administratively)"

@@ -19,6 +19,8 @@ export PATH
 TB_DEFAULT_IFACE=tap4
 TB_DEFAULT_ADDR=172.16.1.1/24     # the host side of the lab link
 TB_RESPONDER_IP=172.16.1.2        # the address the Rust program answers for
+TB_DEFAULT_ADDR6=fd00:172:16:1::1/64 # the host side of the lab link in IPv6 (chapter 8)
+TB_RESPONDER_IP6=fd00:172:16:1::2 # the IPv6 address the Rust program answers for
 TB_RESPONDER_BIN=05_full_responder # the program the scripts' next steps start: it answers ping
 TB_ARP_BIN=03_arp_reply            # answers ARP only: the scripts pair it with arping
 

@@ -14,7 +14,8 @@ Prepare the tapbook lab (run once, as root; safe to run again):
   2. create the persistent TAP interface $TB_DEFAULT_IFACE, owned by the user who will
      run the lab programs, so that 'cargo run' needs no sudo;
      (an existing one with another owner, or a TUN, is deleted and recreated)
-  3. give it the address $TB_DEFAULT_ADDR and bring it up.
+  3. give it the addresses $TB_DEFAULT_ADDR and $TB_DEFAULT_ADDR6 (without
+     duplicate address detection) and bring it up.
 
 Afterwards, without sudo:  cargo run --bin $TB_RESPONDER_BIN
 and in another terminal:   scripts/ping.sh   (ping $TB_RESPONDER_IP through $TB_DEFAULT_IFACE)
@@ -77,18 +78,19 @@ did() { step "$*"; DONE+=("$*"); }
 
 # On failure or interrupt, undo what this run made, and only that: a namespace or an
 # interface that was there before the run stays.
-MADE_NETNS=false MADE_IFACE=false MADE_ADDR=false FINISHED=false
+MADE_NETNS=false MADE_IFACE=false MADE_ADDR=false MADE_ADDR6=false FINISHED=false
 undo() {
     $FINISHED && return 0
     FINISHED=true
-    if $MADE_NETNS || $MADE_IFACE || $MADE_ADDR; then say "Stopped before the end: undoing what this run made."; fi
+    if $MADE_NETNS || $MADE_IFACE || $MADE_ADDR || $MADE_ADDR6; then say "Stopped before the end: undoing what this run made."; fi
     # Never fail here: the exit status must stay the one that brought us here.
     if $MADE_NETNS; then
         if ip netns delete "$TB_NETNS"; then step "deleted network namespace $TB_NETNS"; fi
     elif $MADE_IFACE; then
         if run ip link delete dev "$TB_IFACE"; then step "deleted $TB_IFACE"; fi
-    elif $MADE_ADDR; then
-        if run ip addr del "$ADDR" dev "$TB_IFACE"; then step "removed address $ADDR from $TB_IFACE"; fi
+    else
+        if $MADE_ADDR && run ip addr del "$ADDR" dev "$TB_IFACE"; then step "removed address $ADDR from $TB_IFACE"; fi
+        if $MADE_ADDR6 && run ip addr del "$TB_DEFAULT_ADDR6" dev "$TB_IFACE"; then step "removed address $TB_DEFAULT_ADDR6 from $TB_IFACE"; fi
     fi
     return 0
 }
@@ -194,6 +196,17 @@ else
     run ip addr add "$ADDR" dev "$TB_IFACE"
     MADE_ADDR=true
     did "added address $ADDR to $TB_IFACE"
+fi
+# Chapter 8's IPv6 address. `nodad`: usable at once, without the second of duplicate
+# address detection (the kernel still probes for its link-local address, which the
+# chapter shows).
+if run ip -o -6 addr show dev "$TB_IFACE" 2>/dev/null | awk '{print $4}' | grep -qxF "$TB_DEFAULT_ADDR6"; then
+    step "$TB_IFACE already has address $TB_DEFAULT_ADDR6"
+elif run ip addr add "$TB_DEFAULT_ADDR6" dev "$TB_IFACE" nodad 2>/dev/null; then
+    MADE_ADDR6=true
+    did "added address $TB_DEFAULT_ADDR6 to $TB_IFACE (nodad)"
+else
+    warn "could not add $TB_DEFAULT_ADDR6 to $TB_IFACE: IPv6 is disabled here? (chapter 8 needs it; see net.ipv6.conf.all.disable_ipv6)"
 fi
 # The same subnet on another interface would send the pings elsewhere.
 net_conflicts=$(run ip -o -4 addr show to "$ADDR" 2>/dev/null | awk -v me="$TB_IFACE" '$2 != me {print $2 " (" $4 ")"}' || true)

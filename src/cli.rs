@@ -1,11 +1,11 @@
-//! The arguments every binary shares: `--iface`, `--ip`, `--mac`, and for the full
+//! The arguments every binary shares: `--iface`, `--ip`, `--ip6`, `--mac`, and for the full
 //! responder `--quiet` and `--pcap`. With none, the lab defaults apply.
 //!
 //! Five flags do not need a parser crate; this one is written out so that a student can
 //! read it.
 
 use std::ffi::{OsStr, OsString};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
@@ -17,6 +17,9 @@ use crate::wire::MacAddr;
 /// kernel's side; our responder is the other end of that link.
 pub const DEFAULT_IFACE: &str = "tap4";
 pub const DEFAULT_IP: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 2);
+/// Our IPv6 address (chapter 8), in the unique local prefix fd00:172:16:1::/64 whose
+/// `::1` setup.sh gives the kernel's side.
+pub const DEFAULT_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x172, 0x16, 1, 0, 0, 0, 2);
 /// Locally administered (second-lowest bit of the first byte set) and unicast (lowest bit
 /// clear): an address no vendor's card will ever have.
 pub const DEFAULT_MAC: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x02]);
@@ -40,6 +43,7 @@ pub struct Program {
 pub struct Args {
     pub iface: String,
     pub ip: Ipv4Addr,
+    pub ip6: Ipv6Addr,
     pub mac: MacAddr,
     pub quiet: bool,
     pub pcap: Option<PathBuf>,
@@ -50,6 +54,7 @@ impl Default for Args {
         Args {
             iface: DEFAULT_IFACE.to_owned(),
             ip: DEFAULT_IP,
+            ip6: DEFAULT_IP6,
             mac: DEFAULT_MAC,
             quiet: false,
             pcap: None,
@@ -60,7 +65,7 @@ impl Default for Args {
 impl Args {
     /// Who we are on the link.
     pub fn host(&self) -> Host {
-        Host { ip: self.ip, mac: self.mac }
+        Host { ip: self.ip, ip6: self.ip6, mac: self.mac }
     }
 
     /// Parses `std::env::args_os`; prints the usage and exits on `--help` (status 0, or 1 if
@@ -113,6 +118,15 @@ impl Args {
                         v.parse().map_err(|_| format!("--ip: {v:?} is not an IPv4 address"))?;
                     check_host_ip(ip).map_err(|why| format!("--ip {ip}:\n{why}"))?;
                     parsed.ip = ip;
+                }
+                "--ip6" if program.addresses => {
+                    let v = text(value("an IPv6 address")?)?;
+                    let ip6: Ipv6Addr =
+                        v.parse().map_err(|_| format!("--ip6: {v:?} is not an IPv6 address"))?;
+                    if ip6.is_multicast() || ip6.is_unspecified() || ip6.is_loopback() {
+                        return Err(format!("--ip6: {ip6} is not an address for a host"));
+                    }
+                    parsed.ip6 = ip6;
                 }
                 "--mac" if program.addresses => {
                     let v = text(value("a MAC address")?)?;
@@ -229,6 +243,7 @@ pub fn usage(program: Program) -> String {
     );
     if program.addresses {
         text += &format!("      --ip ADDR      our IPv4 address [default: {DEFAULT_IP}]\n");
+        text += &format!("      --ip6 ADDR     our IPv6 address [default: {DEFAULT_IP6}]\n");
         text += &format!("      --mac ADDR     our MAC address [default: {DEFAULT_MAC}]\n");
     }
     if program.responder_flags {
@@ -269,6 +284,8 @@ mod tests {
                 "--iface",
                 "tap7",
                 "--ip=10.0.0.2",
+                "--ip6",
+                "fd00::7",
                 "--mac",
                 "02:aa:bb:cc:dd:ee",
                 "-q",
@@ -279,6 +296,7 @@ mod tests {
         .unwrap();
         assert_eq!(args.iface, "tap7");
         assert_eq!(args.ip, Ipv4Addr::new(10, 0, 0, 2));
+        assert_eq!(args.ip6, "fd00::7".parse::<Ipv6Addr>().unwrap());
         assert_eq!(args.mac.to_string(), "02:aa:bb:cc:dd:ee");
         assert!(args.quiet);
         assert_eq!(args.pcap, Some(PathBuf::from("x.pcap")));
@@ -289,6 +307,8 @@ mod tests {
     fn mistakes_are_reported() {
         assert!(parse(FULL, &["--ip", "300.1.1.1"]).is_err());
         assert!(parse(FULL, &["--mac", "ff:ff:ff:ff:ff:ff"]).is_err());
+        assert!(parse(FULL, &["--ip6", "172.16.1.2"]).is_err());
+        assert!(parse(FULL, &["--ip6", "ff02::1"]).is_err(), "a group is not a host's address");
         assert!(parse(FULL, &["--iface"]).is_err());
         assert!(parse(DUMP, &["--quiet"]).is_err(), "02 has no --quiet");
         assert!(parse(DUMP, &["--ip", "10.0.0.2"]).is_err(), "02 answers nothing");

@@ -8,8 +8,8 @@
 //! | [`tap`]       | 1 | the clone device `/dev/net/tun`, `TUNSETIFF`, the owned TAP handle |
 //! | [`tap::diagnose`] | 1 | why opening failed, and the fix for this interface and namespace |
 //! | [`show`]      | 2 | one-line summaries and annotated hex dumps of frames |
-//! | [`wire`]      | 2-4 | Ethernet, ARP, IPv4, ICMPv4 and the internet checksum, by hand |
-//! | [`respond`]   | 3-5 | frame in, reply (or the reason for silence) out: pure functions |
+//! | [`wire`]      | 2-4, 8 | Ethernet, ARP, IPv4, ICMPv4, the internet checksum; IPv6, ICMPv6, NDP |
+//! | [`respond`]   | 3-5, 8 | frame in, reply (or the reason for silence) out: pure functions |
 //! | [`signals`]   | 5 | Ctrl-C, SIGTERM and SIGHUP as a clean, race-free stop |
 //! | [`output`]    | all | printing that cannot panic nor hold up a stop behind a full pipe |
 //! | [`pcap`]      | 5 | a pcap writer for tshark and Wireshark |

@@ -30,7 +30,7 @@
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::BuildHasher;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::wire::arp::{self, ArpOperation, ArpPacket, ArpRepr};
@@ -40,14 +40,40 @@ use crate::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr, MAX_HEADER_LEN, MIN_HE
 use crate::wire::ipv4_options::{
     BadOption, Ipv4Options, SlotOption, TS_AND_ADDRESS, TS_ONLY, TS_PRESPECIFIED,
 };
-use crate::wire::{self, checksum};
+use crate::wire::{self, checksum, ipv6};
 
-/// Who we are on the link.
+mod ipv6_reply;
+
+// ANCHOR: host
+/// Who we are on the link: an IPv4 address, an IPv6 one, and a MAC, from which our IPv6
+/// link-local address is formed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Host {
     pub ip: Ipv4Addr,
+    pub ip6: Ipv6Addr,
     pub mac: MacAddr,
 }
+
+impl Host {
+    /// Our link-local address (modified EUI-64 of the MAC, RFC 4291).
+    pub fn link_local(&self) -> Ipv6Addr {
+        ipv6::link_local(self.mac.0)
+    }
+
+    /// Whether `addr` is one of our two IPv6 unicast addresses.
+    pub fn is_ours(&self, addr: Ipv6Addr) -> bool {
+        addr == self.ip6 || addr == self.link_local()
+    }
+
+    /// Whether we listen on the multicast group `group`: all-nodes, and the solicited-node
+    /// group of each of our addresses.
+    pub fn in_group(&self, group: Ipv6Addr) -> bool {
+        group == ipv6::ALL_NODES
+            || group == ipv6::solicited_node(self.ip6)
+            || group == ipv6::solicited_node(self.link_local())
+    }
+}
+// ANCHOR_END: host
 
 /// The TTL of our echo replies: Linux's default (`net.ipv4.ip_default_ttl`).
 pub const REPLY_TTL: u8 = 64;
@@ -149,7 +175,8 @@ pub enum Drop {
     BadSourceMac,
     /// An IEEE 802.1Q VLAN tag (or an 802.1ad "Q-in-Q" one): this host is on no VLAN.
     VlanTagged,
-    /// A protocol this program does not answer (IPv6, LLDP, TCP, UDP, ...).
+    /// A protocol this program does not answer (LLDP, TCP, UDP, IPv6 in chapters 3 to 5,
+    /// ...).
     OtherProtocol,
     /// ARP for something other than Ethernet and IPv4.
     ArpUnsupported,
@@ -188,6 +215,44 @@ pub enum Drop {
     IcmpBadChecksum,
     /// ICMP other than an echo request (code 0): replies, errors, timestamps...
     IcmpNotEchoRequest,
+    /// IPv6 with a version other than 6.
+    Ipv6Malformed,
+    /// An extension header we would have to act on: a Hop-by-Hop header that is not the
+    /// first, a Routing header with segments left, an unknown option whose type says
+    /// "discard" (RFC 8200 4). Linux sends an ICMPv6 Parameter Problem for some; we drop.
+    Ipv6Extension,
+    /// An IPv6 Fragment header: a piece of a larger packet. We do not reassemble.
+    Ipv6Fragment,
+    /// IPv6 for another address, or a group we are not in (the kernel's MLD reports to
+    /// ff02::16, its router solicitations to ff02::2).
+    Ipv6NotForUs,
+    /// IPv6 from a multicast or loopback address, one of ours, or from `::` in anything
+    /// but a duplicate address probe.
+    Ipv6BadSource,
+    /// The ICMPv6 checksum (over the pseudo-header and the message) does not verify.
+    Icmpv6BadChecksum,
+    /// ICMPv6 other than an echo request (code 0) or a neighbour solicitation: MLD,
+    /// router messages, advertisements, errors...
+    Icmpv6NotAnswered,
+    /// An ICMPv6 echo request to a multicast group: no smurf amplifier in IPv6 either.
+    Icmpv6EchoToGroup,
+    /// A neighbour solicitation whose hop limit is not 255: it crossed a router, so its
+    /// sender is not on our link (RFC 4861 7.1.1).
+    NdiscHopLimit,
+    /// A neighbour solicitation with an ICMPv6 code other than 0.
+    NdiscBadCode,
+    /// A neighbour solicitation shorter than 24 bytes.
+    NdiscTooShort,
+    /// A neighbour solicitation whose target is a multicast address.
+    NdiscMulticastTarget,
+    /// A neighbour discovery option of length 0, one that runs past the message, or a
+    /// link-layer address option that is not 8 bytes.
+    NdiscBadOption,
+    /// A duplicate address probe (source `::`) not sent to a solicited-node group, or
+    /// carrying a source link-layer address option.
+    NdiscBadProbe,
+    /// A neighbour solicitation for another host's address.
+    NdiscNotForUs,
     /// The caller's output buffer cannot hold the reply (a programming error, reported
     /// rather than panicking).
     NoRoom,
@@ -196,7 +261,7 @@ pub enum Drop {
 
 impl Drop {
     /// Every reason, in the order counters are printed.
-    pub const ALL: [Drop; 20] = [
+    pub const ALL: [Drop; 35] = [
         Drop::Truncated,
         Drop::NotOurMac,
         Drop::BadSourceMac,
@@ -216,6 +281,21 @@ impl Drop {
         Drop::Ipv4BadSource,
         Drop::IcmpBadChecksum,
         Drop::IcmpNotEchoRequest,
+        Drop::Ipv6Malformed,
+        Drop::Ipv6Extension,
+        Drop::Ipv6Fragment,
+        Drop::Ipv6NotForUs,
+        Drop::Ipv6BadSource,
+        Drop::Icmpv6BadChecksum,
+        Drop::Icmpv6NotAnswered,
+        Drop::Icmpv6EchoToGroup,
+        Drop::NdiscHopLimit,
+        Drop::NdiscBadCode,
+        Drop::NdiscTooShort,
+        Drop::NdiscMulticastTarget,
+        Drop::NdiscBadOption,
+        Drop::NdiscBadProbe,
+        Drop::NdiscNotForUs,
         Drop::NoRoom,
     ];
 
@@ -241,6 +321,21 @@ impl Drop {
             Drop::Ipv4BadSource => "IPv4 bad source address",
             Drop::IcmpBadChecksum => "ICMP bad checksum",
             Drop::IcmpNotEchoRequest => "ICMP not an echo request",
+            Drop::Ipv6Malformed => "IPv6 malformed header",
+            Drop::Ipv6Extension => "IPv6 extension header refused",
+            Drop::Ipv6Fragment => "IPv6 fragment",
+            Drop::Ipv6NotForUs => "IPv6 for another address or group",
+            Drop::Ipv6BadSource => "IPv6 bad source address",
+            Drop::Icmpv6BadChecksum => "ICMPv6 bad checksum",
+            Drop::Icmpv6NotAnswered => "ICMPv6 not an echo request nor a solicitation",
+            Drop::Icmpv6EchoToGroup => "ICMPv6 echo request to a group",
+            Drop::NdiscHopLimit => "NDP hop limit not 255",
+            Drop::NdiscBadCode => "NDP code not 0",
+            Drop::NdiscTooShort => "NDP message too short",
+            Drop::NdiscMulticastTarget => "NDP multicast target",
+            Drop::NdiscBadOption => "NDP bad option length",
+            Drop::NdiscBadProbe => "NDP bad duplicate address probe",
+            Drop::NdiscNotForUs => "NDP for another address",
             Drop::NoRoom => "no room for the reply",
         }
     }
@@ -267,13 +362,21 @@ pub enum Reply {
     Echo(usize),
     /// An ICMP Parameter Problem frame of this many bytes.
     ParameterProblem(usize),
+    /// An IPv6 Neighbor Advertisement frame of this many bytes.
+    NeighborAdvert(usize),
+    /// An ICMPv6 echo reply frame of this many bytes.
+    Echo6(usize),
 }
 
 impl Reply {
     /// The length of the reply frame in the output buffer.
     pub fn len(self) -> usize {
         match self {
-            Reply::Arp(len) | Reply::Echo(len) | Reply::ParameterProblem(len) => len,
+            Reply::Arp(len)
+            | Reply::Echo(len)
+            | Reply::ParameterProblem(len)
+            | Reply::NeighborAdvert(len)
+            | Reply::Echo6(len) => len,
         }
     }
 
@@ -285,16 +388,20 @@ impl Reply {
 /// The result of looking at one frame.
 pub type Outcome = Result<Reply, Drop>;
 
-/// Which protocols to answer: chapter 3 answers ARP only, chapters 4 and 5 both.
+/// Which protocols to answer: chapter 3 answers ARP only, chapter 4 ARP and ping,
+/// chapter 8 IPv6 only (neighbour discovery and ping), chapter 5 all of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Services {
     pub arp: bool,
     pub echo: bool,
+    pub ipv6: bool,
 }
 
 impl Services {
-    pub const ARP: Services = Services { arp: true, echo: false };
-    pub const ALL: Services = Services { arp: true, echo: true };
+    pub const ARP: Services = Services { arp: true, echo: false, ipv6: false };
+    pub const IPV4: Services = Services { arp: true, echo: true, ipv6: false };
+    pub const IPV6: Services = Services { arp: false, echo: false, ipv6: true };
+    pub const ALL: Services = Services { arp: true, echo: true, ipv6: true };
 }
 
 fn wire_drop(err: wire::Error) -> Drop {
@@ -324,6 +431,7 @@ pub fn respond(
     match eth.ethertype() {
         EtherType::Arp if services.arp => arp_reply(host, &eth, out),
         EtherType::Ipv4 if services.echo => ipv4_reply(host, idents, now, &eth, out),
+        EtherType::Ipv6 if services.ipv6 => ipv6_reply::ipv6_reply(host, &eth, out),
         tag if tag.is_vlan_tag() => Err(Drop::VlanTagged),
         _ => Err(Drop::OtherProtocol),
     }
@@ -710,15 +818,32 @@ fn parameter_problem(
 
 // ANCHOR: counters
 /// What the full responder did, frame by frame: counted, never allocated.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counters {
     pub frames_read: u64,
     pub arp_replies: u64,
     pub echo_replies: u64,
     pub parameter_problems: u64,
+    pub neighbor_adverts: u64,
+    pub echo6_replies: u64,
     /// Replies the kernel refused (the interface was down at that instant).
     pub send_failures: u64,
     pub dropped: [u64; Drop::ALL.len()],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            frames_read: 0,
+            arp_replies: 0,
+            echo_replies: 0,
+            parameter_problems: 0,
+            neighbor_adverts: 0,
+            echo6_replies: 0,
+            send_failures: 0,
+            dropped: [0; Drop::ALL.len()],
+        }
+    }
 }
 
 impl Counters {
@@ -729,6 +854,8 @@ impl Counters {
             Ok(Reply::Arp(_)) => self.arp_replies += 1,
             Ok(Reply::Echo(_)) => self.echo_replies += 1,
             Ok(Reply::ParameterProblem(_)) => self.parameter_problems += 1,
+            Ok(Reply::NeighborAdvert(_)) => self.neighbor_adverts += 1,
+            Ok(Reply::Echo6(_)) => self.echo6_replies += 1,
             Err(reason) => {
                 if let Some(count) = self.dropped.get_mut(reason.index()) {
                     *count += 1;
@@ -744,6 +871,8 @@ impl Counters {
             Reply::Arp(_) => &mut self.arp_replies,
             Reply::Echo(_) => &mut self.echo_replies,
             Reply::ParameterProblem(_) => &mut self.parameter_problems,
+            Reply::NeighborAdvert(_) => &mut self.neighbor_adverts,
+            Reply::Echo6(_) => &mut self.echo6_replies,
         };
         *sent = sent.saturating_sub(1);
         self.send_failures += 1;
@@ -767,6 +896,11 @@ impl fmt::Display for Counters {
         if self.parameter_problems > 0 {
             writeln!(f, "{:>10}  ICMP parameter problems sent", self.parameter_problems)?;
         }
+        // IPv6 (chapter 8), when there was any: chapter 5's counts stay as they were.
+        if self.neighbor_adverts + self.echo6_replies > 0 {
+            writeln!(f, "{:>10}  IPv6 neighbour advertisements sent", self.neighbor_adverts)?;
+            writeln!(f, "{:>10}  ICMPv6 echo replies sent", self.echo6_replies)?;
+        }
         if self.send_failures > 0 {
             writeln!(f, "{:>10}  replies the kernel refused (interface down)", self.send_failures)?;
         }
@@ -789,6 +923,7 @@ mod tests {
 
     const US: Host = Host {
         ip: Ipv4Addr::new(172, 16, 1, 2),
+        ip6: crate::cli::DEFAULT_IP6,
         mac: MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x02]),
     };
 
@@ -1148,7 +1283,7 @@ mod tests {
             ("ARP to another MAC", patch(&arp, 0, &[0x02, 0, 0, 0, 0, 9]), Drop::NotOurMac),
             ("group source MAC", patch(&ping, 6, &[0x01]), Drop::BadSourceMac),
             ("VLAN", patch(&ping, 12, &[0x81, 0x00]), Drop::VlanTagged),
-            ("IPv6", patch(&ping, 12, &[0x86, 0xdd]), Drop::OtherProtocol),
+            ("IPv4 bytes as IPv6", patch(&ping, 12, &[0x86, 0xdd]), Drop::Ipv6Malformed),
             ("IPv4 version 5", patch(&ping, 14, &[0x55]), Drop::Ipv4Malformed),
             ("IPv4 IHL 4", patch(&ping, 14, &[0x44]), Drop::Ipv4Malformed),
             ("IPv4 bad checksum", patch(&ping, 22, &[0x3f]), Drop::Ipv4BadChecksum),
@@ -1308,14 +1443,19 @@ mod tests {
             fixture!("arp_request_arping"),
             fixture!("icmp_echo_request_56"),
             fixture!("ipv6_mld_report"),
+            fixture!("ipv6_ns_multicast"),
+            fixture!("ipv6_echo_request_56"),
         ] {
             counters.record(&call(Services::ALL, &frame, &mut out));
         }
-        assert_eq!((counters.frames_read, counters.arp_replies, counters.echo_replies), (3, 1, 1));
-        assert_eq!(counters.dropped[Drop::OtherProtocol.index()], 1);
+        assert_eq!((counters.frames_read, counters.arp_replies, counters.echo_replies), (5, 1, 1));
+        assert_eq!((counters.neighbor_adverts, counters.echo6_replies), (1, 1));
+        assert_eq!(counters.dropped[Drop::Ipv6NotForUs.index()], 1);
         let text = counters.to_string();
         assert!(
-            text.contains("1  frames dropped") && text.contains("1    other protocol"),
+            text.contains("1  frames dropped")
+                && text.contains("1    IPv6 for another address or group")
+                && text.contains("1  IPv6 neighbour advertisements sent"),
             "{text}"
         );
     }

@@ -8,10 +8,13 @@ use std::fmt;
 use pretty_hex::{HexConfig, hex_write};
 
 use crate::wire::arp::{ArpOperation, ArpPacket};
+use crate::wire::ethernet::MacAddr;
 use crate::wire::ethernet::{self, EtherType, EthernetFrame};
 use crate::wire::icmpv4::{Icmpv4Message, Icmpv4Type};
+use crate::wire::icmpv6::{self, Icmpv6Message};
 use crate::wire::ipv4::{IpProtocol, Ipv4Packet};
-use crate::wire::ipv6::{self, Ipv6Packet};
+use crate::wire::ipv6::{self, Extension, Ipv6Packet};
+use crate::wire::ndisc::{self, NdiscMessage};
 
 // ANCHOR: summary
 /// One line per frame: `ARP who-has 172.16.1.2 tell 172.16.1.1`,
@@ -100,33 +103,72 @@ fn icmpv4(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
 }
 
 // ANCHOR: ipv6
-/// Names the IPv6 messages a fresh interface sends on its own: as soon as it is up, Linux
-/// joins multicast groups (MLD reports), checks its link-local address is unique
-/// (neighbour solicitation from ::) and looks for routers (router solicitation).
+/// Names the IPv6 messages: those a fresh interface sends on its own (as soon as it is up,
+/// Linux joins multicast groups with MLD reports, checks its addresses are unique with
+/// neighbour solicitations from ::, and looks for routers with router solicitations),
+/// and chapter 8's neighbour discovery and ping.
 fn ipv6(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
     let Ok(ip) = Ipv6Packet::new_checked(bytes) else {
         return write!(f, "IPv6, malformed ({} bytes)", bytes.len());
     };
     write!(f, "IPv6 {} > {} ", ip.src_addr(), ip.dst_addr())?;
-    let Some((proto, upper)) = ip.upper_layer() else {
-        return f.write_str("(truncated extension header)");
+    let (proto, upper) = match ip.upper_layer() {
+        Ok(upper) => upper,
+        Err(Extension::Fragment) => return f.write_str("fragment"),
+        Err(ext) => return write!(f, "(extension header: {ext:?})"),
     };
     if proto != ipv6::NEXT_HEADER_ICMPV6 {
         return write!(f, "next header {proto}, {} bytes", upper.len());
     }
-    let name = match upper.first() {
-        Some(130) => "multicast listener query",
-        Some(131) => "MLDv1 report",
-        Some(133) => "router solicitation",
-        Some(134) => "router advertisement",
-        Some(135) => "neighbor solicitation",
-        Some(136) => "neighbor advertisement",
-        Some(143) => "MLDv2 report",
-        Some(128) => "echo request",
-        Some(129) => "echo reply",
-        _ => "message",
+    let Ok(icmp) = Icmpv6Message::new_checked(upper) else {
+        return write!(f, "ICMPv6, truncated ({} bytes)", upper.len());
     };
-    write!(f, "ICMPv6 {name}, {} bytes", upper.len())
+    let len = upper.len();
+    match icmp.msg_type() {
+        t @ (icmpv6::ECHO_REQUEST | icmpv6::ECHO_REPLY) => {
+            let what = if t == icmpv6::ECHO_REQUEST { "request" } else { "reply" };
+            let (id, seq) = (icmp.echo_ident(), icmp.echo_seq_no());
+            write!(f, "ICMPv6 echo {what} id 0x{id:04x} seq {seq}, {len} bytes")
+        }
+        t @ (icmpv6::NEIGHBOR_SOLICITATION | icmpv6::NEIGHBOR_ADVERTISEMENT) => {
+            let Ok(nd) = NdiscMessage::new_checked(upper) else {
+                return write!(f, "ICMPv6 neighbor discovery, truncated ({len} bytes)");
+            };
+            if t == icmpv6::NEIGHBOR_SOLICITATION {
+                write!(f, "ICMPv6 neighbor solicitation who-has {}", nd.target())
+            } else {
+                let flags = nd.flags();
+                write!(f, "ICMPv6 neighbor advertisement {} is-at ", nd.target())?;
+                match nd.options().flatten().find(|(kind, _)| *kind == ndisc::OPT_TARGET_LL_ADDR) {
+                    Some((_, option)) => {
+                        let mac: [u8; 6] =
+                            option.get(2..8).and_then(|m| m.try_into().ok()).unwrap_or([0; 6]);
+                        write!(f, "{}", MacAddr(mac))?;
+                    }
+                    None => f.write_str("(no option)")?,
+                }
+                for (bit, name) in
+                    [(ndisc::FLAG_SOLICITED, " solicited"), (ndisc::FLAG_OVERRIDE, " override")]
+                {
+                    if flags & bit != 0 {
+                        f.write_str(name)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+        t => {
+            let name = match t {
+                icmpv6::MLD_QUERY => "multicast listener query",
+                icmpv6::MLDV1_REPORT => "MLDv1 report",
+                icmpv6::MLDV2_REPORT => "MLDv2 report",
+                icmpv6::ROUTER_SOLICITATION => "router solicitation",
+                icmpv6::ROUTER_ADVERTISEMENT => "router advertisement",
+                _ => return write!(f, "ICMPv6 type {t}, {len} bytes"),
+            };
+            write!(f, "ICMPv6 {name}, {len} bytes")
+        }
+    }
 }
 // ANCHOR_END: ipv6
 

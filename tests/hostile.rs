@@ -235,7 +235,7 @@ fn hostile_frames() -> Vec<(&'static str, Vec<u8>, Drop)> {
         ("from the broadcast MAC", patch(&arp, 6, &[0xff; 6]), Drop::BadSourceMac),
         ("802.1Q tagged echo", vlan, Drop::VlanTagged),
         ("802.1ad Q-in-Q echo", qinq, Drop::VlanTagged),
-        ("IPv6 router solicitation", fixture("ipv6_router_solicitation"), Drop::OtherProtocol),
+        ("IPv6 router solicitation", fixture("ipv6_router_solicitation"), Drop::Ipv6NotForUs),
         ("UDP", patch_fixed(&ping, 23, &[17]), Drop::OtherProtocol),
         ("802.3 length, not an EtherType", patch(&ping, 12, &[0x00, 0x54]), Drop::OtherProtocol),
         ("ARP for token ring", patch(&arp, 15, &[6]), Drop::ArpUnsupported),
@@ -417,7 +417,7 @@ fn judge(seen: &[Seen], crafted: &[Vec<u8>], clock: oracle::Clock) -> usize {
     // The requests that deserve a reply, each with the number of replies it got.
     let mut wanted: Vec<(&[u8], usize)> = requests
         .iter()
-        .filter(|r| oracle::expected(r, true, true) != oracle::Expect::Nothing)
+        .filter(|r| oracle::expected(r, true, true, true) != oracle::Expect::Nothing)
         .map(|r| (*r, 0))
         .collect();
     let replies: Vec<&Seen> = seen.iter().filter(|s| !s.outgoing).collect();
@@ -426,7 +426,7 @@ fn judge(seen: &[Seen], crafted: &[Vec<u8>], clock: oracle::Clock) -> usize {
         // The oracle leaves the identification and the time to the responder (within
         // `clock`): a reply answers the first request it is exactly right for.
         let Some(entry) = wanted.iter_mut().find(|(request, n)| {
-            *n == 0 && oracle::check(request, true, true, Some(&reply.bytes), clock).is_ok()
+            *n == 0 && oracle::check(request, true, true, true, Some(&reply.bytes), clock).is_ok()
         }) else {
             panic!(
                 "the responder sent a frame that answers no request that deserves one:\n{}",
@@ -614,13 +614,13 @@ fn ipv4_options_are_answered_as_linux_answers_them() {
     let mut sent = Vec::new();
     for (what, frame, pointer) in &bad {
         // The oracle agrees with the kernel on each pointer, and asks for a reply.
-        let expect = oracle::expected(frame, true, true);
+        let expect = oracle::expected(frame, true, true, true);
         assert_eq!(expect, oracle::Expect::ParameterProblem(*pointer), "{what}");
         sender.send(frame);
         sent.push(frame.clone());
     }
     for (what, frame) in &good {
-        assert_eq!(oracle::expected(frame, true, true), oracle::Expect::EchoReply, "{what}");
+        assert_eq!(oracle::expected(frame, true, true, true), oracle::Expect::EchoReply, "{what}");
         sender.send(frame);
         sent.push(frame.clone());
     }
@@ -641,6 +641,131 @@ fn ipv4_options_are_answered_as_linux_answers_them() {
         "options: {} malformed and {} legal, {replies} replies judged, {:.1} s",
         bad.len(),
         good.len(),
+        start.elapsed().as_secs_f64()
+    );
+}
+
+// ---- IPv6: neighbour discovery and echo (chapter 8) ------------------------------------
+
+/// Changes an IPv6 frame (whose ICMPv6 message follows the fixed header), then repairs
+/// the ICMPv6 checksum so that only the change is tested.
+fn patch6(frame: &[u8], at: usize, bytes: &[u8]) -> Vec<u8> {
+    let mut f = patch(frame, at, bytes);
+    oracle::repair_checksums(&mut f, false, true);
+    f
+}
+
+/// IPv6 frames that must get no reply: one for each validity check of RFC 4861 7.1.1 on a
+/// neighbour solicitation, and the echo requests and addresses no host answers.
+fn hostile_ipv6_frames() -> Vec<(&'static str, Vec<u8>, Drop)> {
+    let ns = fixture("ipv6_ns_multicast");
+    let dad = fixture("ipv6_ns_dad");
+    let ping = fixture("ipv6_echo_request_56");
+    let all_nodes = oracle::ALL_NODES;
+    let short_ns = {
+        let mut f = ns[..70].to_vec();
+        f[18..20].copy_from_slice(&[0, 16]);
+        oracle::repair_checksums(&mut f, false, true);
+        f
+    };
+    let fragment = {
+        // A Fragment header (offset 0, more fragments) in front of the echo request.
+        let mut f = ping.clone();
+        f.splice(54..54, [58u8, 0, 0, 1, 0, 0, 0, 7]);
+        f[20] = 44;
+        f[19] += 8;
+        f
+    };
+    vec![
+        ("NS with hop limit 254", patch6(&ns, 21, &[254]), Drop::NdiscHopLimit),
+        ("NS with code 1", patch6(&ns, 55, &[1]), Drop::NdiscBadCode),
+        ("NS of 16 bytes", short_ns, Drop::NdiscTooShort),
+        ("NS for ff02::1", patch6(&ns, 62, &all_nodes), Drop::NdiscMulticastTarget),
+        ("NS with an option of length 0", patch6(&ns, 79, &[0]), Drop::NdiscBadOption),
+        ("NS with an option past its end", patch6(&ns, 79, &[2]), Drop::NdiscBadOption),
+        (
+            "probe with a source link-layer address",
+            patch6(&dad, 78, &[1, 1, 2, 0, 0, 0, 0, 1]),
+            Drop::NdiscBadProbe,
+        ),
+        (
+            "probe to all nodes",
+            patch6(&patch(&dad, 0, &[0x33, 0x33, 0, 0, 0, 1]), 38, &all_nodes),
+            Drop::NdiscBadProbe,
+        ),
+        ("NS for another address", patch6(&ns, 77, &[3]), Drop::NdiscNotForUs),
+        (
+            "echo request to all nodes",
+            patch6(&patch(&ping, 0, &[0x33, 0x33, 0, 0, 0, 1]), 38, &all_nodes),
+            Drop::Icmpv6EchoToGroup,
+        ),
+        ("echo request, bad checksum", patch(&ping, 56, &[0, 0]), Drop::Icmpv6BadChecksum),
+        ("echo request from ::", patch6(&ping, 22, &[0; 16]), Drop::Ipv6BadSource),
+        ("echo request in a fragment", fragment, Drop::Ipv6Fragment),
+        ("echo reply", patch6(&ping, 54, &[129]), Drop::Icmpv6NotAnswered),
+        ("the kernel's MLD report", fixture("ipv6_mld_report"), Drop::Ipv6NotForUs),
+        (
+            "the kernel's router solicitation",
+            fixture("ipv6_router_solicitation"),
+            Drop::Ipv6NotForUs,
+        ),
+    ]
+}
+
+#[test]
+fn hostile_ipv6_frames_get_no_reply_and_legal_ones_exact_replies() {
+    require_lab!("hostile_ipv6_frames_get_no_reply_and_legal_ones_exact_replies");
+    let start = Instant::now();
+    let first_time = now();
+    // IPv6 is off on the kernel's side of tap4: every IPv6 frame is one of ours, and the
+    // counters are exact.
+    let (_lab, mut responder, capture, sender) = hostile_lab("hostile6", "1500");
+    let frames = hostile_ipv6_frames();
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    for (_, frame, reason) in &frames {
+        sender.send(frame);
+        sent.push(frame.clone());
+        *expected.entry(reason.label().to_owned()).or_default() += 1;
+    }
+    // And the kernel's own legal requests, which must get exactly the oracle's replies.
+    let legal = [
+        "ipv6_ns_multicast",
+        "ipv6_ns_unicast",
+        "ipv6_ns_dad",
+        "ipv6_echo_request_0",
+        "ipv6_echo_request_1452",
+        "ipv6_echo_request_link_local",
+    ];
+    for name in legal {
+        let frame = fixture(name);
+        sender.send(&frame);
+        sent.push(frame);
+    }
+    let marker = end_marker(6);
+    sender.send(&marker);
+    sent.push(marker);
+    let seen = capture.capture_until(Duration::from_secs(10), |s| is_marker_reply(s, 6));
+    let replies = judge(&seen, &sent, oracle::Clock::Within(first_time, now()));
+    assert_eq!(replies, legal.len() + 1, "one reply per legal request and the marker");
+
+    let (status, output) = responder.stop();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{output}");
+    let counts = counters(&output);
+    for reason in Drop::ALL {
+        let want = expected.get(reason.label()).copied().unwrap_or(0);
+        assert_eq!(
+            counts.get(reason.label()).copied().unwrap_or(0),
+            want,
+            "frames counted as {reason:?}\n{output}"
+        );
+    }
+    assert_eq!(counts.get("IPv6 neighbour advertisements sent"), Some(&3), "{output}");
+    assert_eq!(counts.get("ICMPv6 echo replies sent"), Some(&3), "{output}");
+    eprintln!(
+        "hostile IPv6: {} crafted frames, {} legal requests, {replies} replies judged, {:.1} s",
+        frames.len(),
+        legal.len(),
         start.elapsed().as_secs_f64()
     );
 }

@@ -70,6 +70,7 @@ fn allocations_in(f: impl FnOnce()) -> u64 {
 
 const US: Host = Host {
     ip: std::net::Ipv4Addr::new(172, 16, 1, 2),
+    ip6: tapbook::cli::DEFAULT_IP6,
     mac: tapbook::wire::MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x02]),
 };
 

@@ -2,7 +2,8 @@
 //! reply. Every outcome is judged by an independent oracle (`oracle/mod.rs`): a reply
 //! must be exactly the one RFC 826, RFC 792 and Linux's handling of IPv4 options call
 //! for (an ARP reply, an echo reply with its Record Route and Timestamp updated, or a
-//! Parameter Problem), so its checksums verify and its lengths agree; never longer than
+//! Parameter Problem), or RFC 4861 and 4443 for IPv6 (a neighbour advertisement as Linux
+//! sends it, an ICMPv6 echo reply), so its checksums verify and its lengths agree; never longer than
 //! the request, sent to a unicast address, and only for a request for our address that
 //! deserves it; and a frame that deserves a reply gets one. The IPv4 identifications,
 //! which the oracle leaves to the responder, must not repeat (a test of their own).
@@ -19,7 +20,7 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::OnceLock;
 
-use oracle::{Clock, OUR_IP, OUR_MAC};
+use oracle::{Clock, OUR_IP, OUR_IP6, OUR_LINK_LOCAL, OUR_MAC};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::strategy::ValueTree;
@@ -28,8 +29,11 @@ use tapbook::respond::{Drop, Host, Idents, Reply, Services, Timestamp, respond};
 use tapbook::show::{Dump, Summary};
 use tapbook::wire::MacAddr;
 
-const US: Host =
-    Host { ip: Ipv4Addr::new(OUR_IP[0], OUR_IP[1], OUR_IP[2], OUR_IP[3]), mac: MacAddr(OUR_MAC) };
+const US: Host = Host {
+    ip: Ipv4Addr::new(OUR_IP[0], OUR_IP[1], OUR_IP[2], OUR_IP[3]),
+    ip6: std::net::Ipv6Addr::new(0xfd00, 0x172, 0x16, 1, 0, 0, 0, 2),
+    mac: MacAddr(OUR_MAC),
+};
 
 /// The time of day the tests give the responder: 23:59:59.999 UT, the last millisecond.
 const NOW: u32 = 86_399_999;
@@ -40,10 +44,11 @@ fn call(services: Services, frame: &[u8], out: &mut [u8]) -> Result<Reply, Drop>
 }
 
 /// Runs the responder as the binaries do and has the oracle judge the outcome. The
-/// output buffer is as long as the request: a reply that needs more would be an
-/// amplification, reported by `respond` as `NoRoom` and by the oracle as a missing reply.
+/// output buffer is 8 bytes longer than the request, room for the one reply allowed to
+/// be longer (a neighbour advertisement carrying the MAC a solicitation did not carry);
+/// the oracle reports any other reply longer than its request as an amplification.
 fn judge(frame: &[u8], services: Services) -> Result<(), TestCaseError> {
-    let mut out = vec![0xa5u8; frame.len()];
+    let mut out = vec![0xa5u8; frame.len() + 8];
     let outcome = call(services, frame, &mut out);
     let reply = match outcome {
         Ok(reply) => Some(&out[..reply.len()]),
@@ -55,7 +60,9 @@ fn judge(frame: &[u8], services: Services) -> Result<(), TestCaseError> {
             None
         }
     };
-    if let Err(why) = oracle::check(frame, services.arp, services.echo, reply, Clock::At(NOW)) {
+    if let Err(why) =
+        oracle::check(frame, services.arp, services.echo, services.ipv6, reply, Clock::At(NOW))
+    {
         return Err(TestCaseError::fail(format!("outcome {outcome:?}: {why}")));
     }
     // What 02 and 05 print for every frame must not panic either.
@@ -66,6 +73,7 @@ fn judge(frame: &[u8], services: Services) -> Result<(), TestCaseError> {
 
 fn judge_all_services(frame: &[u8]) -> Result<(), TestCaseError> {
     judge(frame, Services::ALL)?;
+    judge(frame, Services::IPV6)?;
     judge(frame, Services::ARP)
 }
 
@@ -134,6 +142,40 @@ fn interesting_field() -> impl Strategy<Value = Damage> {
         (select(vec![26usize, 30]), ip).prop_map(|(at, v)| Damage::Field(at, v)),
         // ICMP type and code (at 34 when the header has no options).
         (any::<u8>(), select(vec![0u8, 1, 255])).prop_map(|(t, c)| Damage::Field(34, vec![t, c])),
+        ipv6_field(),
+    ]
+}
+
+/// The same for IPv6: addresses and groups, hop limits, next headers, ICMPv6 types, the
+/// neighbour solicitation's target and options.
+fn ipv6_field() -> impl Strategy<Value = Damage> {
+    let ip6 = select(vec![
+        OUR_IP6.to_vec(),
+        OUR_LINK_LOCAL.to_vec(),
+        oracle::ALL_NODES.to_vec(),
+        [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 2].to_vec(),
+        [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 1].to_vec(),
+        [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x16].to_vec(),
+        [0xfd, 0, 1, 0x72, 0, 0x16, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1].to_vec(),
+        [0; 16].to_vec(),
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1].to_vec(),
+    ]);
+    let mac = select(vec![
+        vec![0x33, 0x33, 0xff, 0, 0, 2],
+        vec![0x33, 0x33, 0, 0, 0, 1],
+        vec![0x33, 0x33, 0, 0, 0, 0x16],
+    ]);
+    prop_oneof![
+        mac.prop_map(|v| Damage::Field(0, v)),
+        Just(Damage::Field(12, vec![0x86, 0xdd])),
+        select(vec![0x60u8, 0x6b, 0x40, 0x70]).prop_map(|v| Damage::Field(14, vec![v])),
+        (0u16..1600).prop_map(|len| Damage::Field(18, len.to_be_bytes().to_vec())),
+        select(vec![58u8, 0, 60, 43, 44, 59, 17]).prop_map(|v| Damage::Field(20, vec![v])),
+        select(vec![255u8, 254, 64, 1, 0]).prop_map(|v| Damage::Field(21, vec![v])),
+        (select(vec![22usize, 38, 62]), ip6).prop_map(|(at, v)| Damage::Field(at, v)),
+        (select(vec![128u8, 129, 135, 136, 133, 143]), select(vec![0u8, 1]))
+            .prop_map(|(t, c)| Damage::Field(54, vec![t, c])),
+        (select(vec![1u8, 2, 14, 0]), 0u8..4).prop_map(|(t, l)| Damage::Field(78, vec![t, l])),
     ]
 }
 
@@ -166,7 +208,65 @@ fn apply(frame: &mut Vec<u8>, damage: &Damage) {
 /// A captured frame with up to four kinds of damage, then its checksums repaired or not;
 /// now and then one of the kernel's requests with options, its option changed.
 fn damaged_frame() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![7 => damaged_capture(), 3 => changed_option()]
+    prop_oneof![7 => damaged_capture(), 3 => changed_option(), 2 => ipv6_extension()]
+}
+
+/// One of the kernel's IPv6 requests (to us) with an extension header put in front of its
+/// ICMPv6 message: hop-by-hop, destination options, routing or fragment, of 8 or 16 bytes
+/// of options that are mostly padding or mostly random (or none: 58), perhaps sent to all
+/// nodes (ff02::1 and its MAC), perhaps cut short, then perhaps damaged further.
+fn ipv6_extension() -> impl Strategy<Value = Vec<u8>> {
+    let names = select(vec!["ipv6_ns_multicast", "ipv6_echo_request_56", "ipv6_ns_dad"]);
+    let kinds = select(vec![0u8, 60, 43, 44, 58]);
+    let body = prop_oneof![
+        Just(vec![1u8, 4, 0, 0, 0, 0]),
+        Just(vec![1u8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        proptest::collection::vec(any::<u8>(), 6),
+        proptest::collection::vec(select(vec![0u8, 1, 2, 5, 0x1e, 0x5e, 0x9e, 0xde]), 6),
+    ];
+    let cut = prop_oneof![3 => Just(None), 1 => (8usize..24).prop_map(Some)];
+    // Nothing, code 1, or a multicast target (ff02::1; in an echo request, data).
+    let tweak = select(vec![0u8, 0, 0, 1, 2]);
+    let damages = proptest::collection::vec(damage(), 0..2);
+    (names, kinds, body, (any::<bool>(), cut, tweak), damages).prop_map(
+        |(name, kind, body, (to_all_nodes, cut, tweak), damages)| {
+            let mut frame = fixtures::load(name);
+            if let Some(len) = cut {
+                // An ICMPv6 message of `len` bytes: too short for neighbour discovery.
+                frame.truncate(54 + len);
+                frame[18..20].copy_from_slice(&(len as u16).to_be_bytes());
+            }
+            if to_all_nodes {
+                frame[0..6].copy_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
+                frame[38..54].copy_from_slice(&oracle::ALL_NODES);
+            }
+            match tweak {
+                1 => frame[55] = 1,
+                2 if frame.len() >= 78 => frame[62..78].copy_from_slice(&oracle::ALL_NODES),
+                _ => {}
+            }
+            oracle::repair_checksums(&mut frame, false, true);
+            if kind == 58 {
+                // No extension header: damage, then repair, so that the checks behind the
+                // checksum are reached.
+                for d in &damages {
+                    apply(&mut frame, d);
+                }
+                oracle::repair_checksums(&mut frame, false, true);
+                return frame;
+            }
+            let mut ext = vec![frame[20], ((body.len() + 2) / 8 - 1) as u8];
+            ext.extend_from_slice(&body);
+            frame.splice(54..54, ext.iter().copied());
+            frame[20] = kind;
+            let len = u16::from_be_bytes([frame[18], frame[19]]) + ext.len() as u16;
+            frame[18..20].copy_from_slice(&len.to_be_bytes());
+            for d in &damages {
+                apply(&mut frame, d);
+            }
+            frame
+        },
+    )
 }
 
 /// One of the kernel's requests with options (`ping -R`: a NOP, then Record Route, type
@@ -240,23 +340,25 @@ proptest! {
 #[test]
 fn the_damage_reaches_every_decision() {
     // A search that never reaches a branch proves nothing about it: the damaged frames
-    // must meet every drop reason (but the output buffer's) and both kinds of reply.
+    // must meet every drop reason (but the output buffer's) and every kind of reply.
     let mut runner =
-        TestRunner::new_with_rng(config(3000), TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+        TestRunner::new_with_rng(config(6000), TestRng::deterministic_rng(RngAlgorithm::ChaCha));
     let mut seen = HashSet::new();
     let mut out = vec![0u8; 70_000];
-    for _ in 0..3000 {
+    for _ in 0..6000 {
         let frame = damaged_frame().new_tree(&mut runner).unwrap().current();
         seen.insert(call(Services::ALL, &frame, &mut out).map(|r| match r {
             Reply::Arp(_) => "ARP",
             Reply::Echo(_) => "echo",
             Reply::ParameterProblem(_) => "parameter problem",
+            Reply::NeighborAdvert(_) => "neighbour advertisement",
+            Reply::Echo6(_) => "echo6",
         }));
     }
     for reason in Drop::ALL.into_iter().filter(|d| *d != Drop::NoRoom) {
         assert!(seen.contains(&Err(reason)), "no damaged frame was dropped as {reason}");
     }
-    for reply in ["ARP", "echo", "parameter problem"] {
+    for reply in ["ARP", "echo", "parameter problem", "neighbour advertisement", "echo6"] {
         assert!(seen.contains(&Ok(reply)), "no damaged frame got an {reply} reply: {seen:?}");
     }
 }
@@ -318,7 +420,7 @@ proptest! {
         padding in 0usize..20,
     ) {
         let frame = echo_request(ident, seq, tos, ttl, dont_frag, &options, &data, padding);
-        prop_assert_eq!(oracle::expected(&frame, true, true), oracle::Expect::EchoReply);
+        prop_assert_eq!(oracle::expected(&frame, true, true, true), oracle::Expect::EchoReply);
         judge(&frame, Services::ALL)?;
     }
 
@@ -331,7 +433,7 @@ proptest! {
         tos in any::<u8>(),
     ) {
         let frame = echo_request(1, 2, tos, 64, true, &options, &data, 0);
-        let expect = oracle::expected(&frame, true, true);
+        let expect = oracle::expected(&frame, true, true, true);
         prop_assert!(matches!(expect, oracle::Expect::ParameterProblem(_) | oracle::Expect::Nothing), "{:?}", expect);
         judge(&frame, Services::ALL)?;
     }
@@ -456,7 +558,7 @@ fn the_oracle_agrees_with_the_kernel_on_its_own_frames() {
         let ident = u16::from_be_bytes([kernel[18], kernel[19]]);
         let now = time_at
             .map_or(0, |at: usize| u32::from_be_bytes(kernel[at..at + 4].try_into().unwrap()));
-        let expect = oracle::expected(&request, true, true);
+        let expect = oracle::expected(&request, true, true, true);
         let (ours, _) = oracle::expected_reply(&request, expect, ident, now).unwrap();
         assert_eq!(oracle::hex(&ours), oracle::hex(&kernel), "{reply}");
     }
@@ -464,7 +566,7 @@ fn the_oracle_agrees_with_the_kernel_on_its_own_frames() {
     // the error as short as the request. The rest is the kernel's, byte for byte.
     let request = fixtures::load("kernel_bad_option_request");
     let kernel = fixtures::load("kernel_parameter_problem");
-    let expect = oracle::expected(&request, true, true);
+    let expect = oracle::expected(&request, true, true, true);
     assert_eq!(expect, oracle::Expect::ParameterProblem(21));
     let ident = u16::from_be_bytes([kernel[18], kernel[19]]);
     let (ours, _) = oracle::expected_reply(&request, expect, ident, 0).unwrap();
@@ -473,9 +575,27 @@ fn the_oracle_agrees_with_the_kernel_on_its_own_frames() {
     oracle::repair_checksums(&mut kernel, true, true);
     assert_eq!(oracle::hex(&ours), oracle::hex(&kernel));
 
+    // IPv6: the kernel's neighbour advertisements and echo replies (flow label 0 in
+    // namespace B, as ours), byte for byte.
+    for (request, reply) in [
+        ("ipv6_ns_multicast", "kernel_na_solicited"),
+        ("ipv6_ns_unicast", "kernel_na_unicast"),
+        ("ipv6_ns_dad", "kernel_na_dad"),
+        ("ipv6_echo_request_0", "kernel_echo6_reply_0"),
+        ("ipv6_echo_request_56", "kernel_echo6_reply_56"),
+        ("ipv6_echo_request_1452", "kernel_echo6_reply_1452"),
+        ("ipv6_echo_request_link_local", "kernel_echo6_reply_link_local"),
+    ] {
+        let (request, kernel) = (fixtures::load(request), fixtures::load(reply));
+        let expect = oracle::expected(&request, true, true, true);
+        let (ours, _) = oracle::expected_reply(&request, expect, 0, 0).unwrap();
+        assert_eq!(oracle::hex(&ours), oracle::hex(&kernel), "{reply}");
+    }
+
     let arp = fixtures::load("arp_request_arping");
     let kernel = fixtures::load("kernel_arp_reply");
-    let (ours, _) = oracle::expected_reply(&arp, oracle::expected(&arp, true, true), 0, 0).unwrap();
+    let (ours, _) =
+        oracle::expected_reply(&arp, oracle::expected(&arp, true, true, true), 0, 0).unwrap();
     assert_eq!(ours, kernel);
 }
 
@@ -487,8 +607,12 @@ fn the_oracle_refuses_what_the_responder_refuses() {
         let frame = frame.as_slice();
         let mut out = vec![0u8; frame.len()];
         if let Err(reason) = call(Services::ALL, frame, &mut out) {
-            assert_eq!(oracle::expected(frame, true, true), oracle::Expect::Nothing, "{reason}");
-            assert!(oracle::check(frame, true, true, Some(frame), Clock::At(NOW)).is_err());
+            assert_eq!(
+                oracle::expected(frame, true, true, true),
+                oracle::Expect::Nothing,
+                "{reason}"
+            );
+            assert!(oracle::check(frame, true, true, true, Some(frame), Clock::At(NOW)).is_err());
         }
     }
 }
@@ -498,7 +622,7 @@ fn only_an_echo_request_with_code_0_is_answered() {
     let frames = fixtures();
     let request = frames
         .iter()
-        .find(|f| oracle::expected(f, true, true) == oracle::Expect::EchoReply)
+        .find(|f| oracle::expected(f, true, true, true) == oracle::Expect::EchoReply)
         .expect("a captured echo request");
     for icmp_type in 0..=255u8 {
         for code in [0u8, 1, 255] {

@@ -44,7 +44,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     while let Some(len) = tap.read_frame(&mut frame)? {
         let request = &frame[..len];
         writeln!(out, "<- {}", Summary(request))?;
-        match respond(&host, Services::ALL, &mut idents, Timestamp::now(), request, &mut reply) {
+        match respond(&host, Services::IPV4, &mut idents, Timestamp::now(), request, &mut reply) {
             Ok(answer) => {
                 let reply = &reply[..answer.len()];
                 if let Reply::Echo(_) = answer {

@@ -1,4 +1,5 @@
-//! Chapter 5: the full responder. ARP and ICMP echo with every validation; counts what it
+//! Chapter 5: the full responder. ARP and ICMP echo with every validation, and (since
+//! chapter 8) IPv6 neighbour discovery and ICMPv6 echo; counts what it
 //! answered and what it dropped, and why; `--quiet`; `--pcap FILE`; prints the counts and
 //! exits 0 on Ctrl-C, SIGTERM or SIGHUP.
 
@@ -16,7 +17,7 @@ use tapbook::{FRAME_BUFFER_LEN, Services, Tap, TapError, respond};
 
 const PROGRAM: Program = Program {
     name: "05_full_responder",
-    about: "Answer ARP and ping on a TAP, fully validated; count what is dropped, and why.",
+    about: "Answer ARP, ping and IPv6 on a TAP, fully validated; count each drop, and why.",
     addresses: true,
     responder_flags: true,
 };
@@ -54,8 +55,9 @@ fn run(args: &Args, counters: &mut Counters) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "Answering ARP and ping for {} ({}) on {}.\nCtrl-C to stop.",
+        "Answering ARP, ping and IPv6 for {} and {}\nwith {} on {}. Ctrl-C to stop.",
         host.ip,
+        host.ip6,
         host.mac,
         tap.name()
     )?;

@@ -29,9 +29,11 @@ mod bytes;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmpv4;
+pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv4_options;
 pub mod ipv6;
+pub mod ndisc;
 pub mod virtio_net;
 
 use std::fmt;

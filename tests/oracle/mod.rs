@@ -1,6 +1,7 @@
 //! An oracle for the responder: which frames deserve an answer, and the exact bytes of
 //! that answer, written straight from RFC 826, 791, 792, 1071 and 1122, and from what
-//! Linux was seen to do with IPv4 options (`net/ipv4/ip_options.c`), on raw bytes.
+//! Linux was seen to do with IPv4 options (`net/ipv4/ip_options.c`), on raw bytes; and
+//! for IPv6 from RFC 8200, 4443, 4861 and 4291, and what Linux's `ndisc_recv_ns` sends.
 //!
 //! It shares no code with `tapbook::wire` or `tapbook::respond` (it has its own checksum
 //! and reads every field by offset), so a mistake in the library is not repeated here.
@@ -18,6 +19,11 @@ use std::fmt::Write as _;
 /// Our addresses: the lab's defaults.
 pub const OUR_IP: [u8; 4] = [172, 16, 1, 2];
 pub const OUR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+/// fd00:172:16:1::2, and fe80::ff:fe00:2 (modified EUI-64 of OUR_MAC, written out).
+pub const OUR_IP6: [u8; 16] = [0xfd, 0, 0x01, 0x72, 0, 0x16, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2];
+pub const OUR_LINK_LOCAL: [u8; 16] =
+    [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xfe, 0, 0, 0x02];
+pub const ALL_NODES: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 
 /// What the responder must do with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +32,10 @@ pub enum Expect {
     EchoReply,
     /// An ICMP Parameter Problem pointing at this byte of the IPv4 header.
     ParameterProblem(u8),
+    /// An IPv6 Neighbor Advertisement.
+    NeighborAdvert,
+    /// An ICMPv6 Echo Reply.
+    Echo6Reply,
     Nothing,
 }
 
@@ -321,7 +331,7 @@ fn error_allowed(ip: &Ipv4<'_>) -> bool {
 }
 
 /// What a careful host does with `frame` (the policy `tapbook::respond` documents).
-pub fn expected(frame: &[u8], arp: bool, echo: bool) -> Expect {
+pub fn expected(frame: &[u8], arp: bool, echo: bool, ipv6: bool) -> Expect {
     let (Some(dst), Some(src), Some(ethertype)) =
         (at(frame, 0, 6), at(frame, 6, 6), be16(frame, 12))
     else {
@@ -333,8 +343,181 @@ pub fn expected(frame: &[u8], arp: bool, echo: bool) -> Expect {
     match ethertype {
         0x0806 if arp && arp_deserves_reply(frame, dst) => Expect::ArpReply,
         0x0800 if echo => ipv4_expected(frame),
+        0x86dd if ipv6 => ipv6_expected(frame),
         _ => Expect::Nothing,
     }
+}
+
+// ---- IPv6 -----------------------------------------------------------------------------
+
+fn ours6(addr: &[u8]) -> bool {
+    addr == OUR_IP6 || addr == OUR_LINK_LOCAL
+}
+
+/// ff02::1:ffXX:XXXX, the solicited-node group of an address (RFC 4291 2.7.1).
+fn solicited(addr: &[u8; 16]) -> [u8; 16] {
+    let mut group = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 0];
+    group[13..].copy_from_slice(&addr[13..]);
+    group
+}
+
+fn is_solicited(addr: &[u8]) -> bool {
+    addr[..13] == solicited(&[0; 16])[..13]
+}
+
+/// An IPv6 packet for us, down to its ICMPv6 message.
+struct V6<'a> {
+    traffic_class: u8,
+    hop_limit: u8,
+    src: [u8; 16],
+    dst: [u8; 16],
+    icmp: &'a [u8],
+}
+
+fn ipv6_for_us(frame: &[u8]) -> Option<V6<'_>> {
+    let ip = at(frame, 14, 40)?;
+    if ip[0] >> 4 != 6 {
+        return None;
+    }
+    let payload = at(frame, 54, usize::from(be16(ip, 4)?))?;
+    let src: [u8; 16] = ip[8..24].try_into().ok()?;
+    let dst: [u8; 16] = ip[24..40].try_into().ok()?;
+    let addressed = if dst[0] == 0xff {
+        frame[0..6] == [0x33, 0x33, dst[12], dst[13], dst[14], dst[15]]
+            && (dst == ALL_NODES || dst == solicited(&OUR_IP6) || dst == solicited(&OUR_LINK_LOCAL))
+    } else {
+        frame[0..6] == OUR_MAC && ours6(&dst)
+    };
+    let mut loopback = [0u8; 16];
+    loopback[15] = 1;
+    if !addressed || src[0] == 0xff || src == loopback || ours6(&src) {
+        return None;
+    }
+    // Extension headers (RFC 8200 4): hop-by-hop (first only), destination options and
+    // routing with no segments left are walked; fragments and the rest are not for us.
+    let (mut next, mut rest, mut first) = (ip[6], payload, true);
+    while next != 58 {
+        let len = (usize::from(*rest.get(1)?) + 1) * 8;
+        let header = rest.get(..len)?;
+        match next {
+            0 | 60 if next == 60 || first => {
+                let mut i = 2;
+                while i < len {
+                    let kind = header[i];
+                    if kind == 0 {
+                        i += 1;
+                        continue;
+                    }
+                    i += 2 + usize::from(*header.get(i + 1)?);
+                    if i > len || (kind != 1 && kind != 5 && kind >> 6 != 0) {
+                        return None;
+                    }
+                }
+            }
+            43 if header[3] == 0 => {}
+            _ => return None,
+        }
+        (next, rest, first) = (header[0], &rest[len..], false);
+    }
+    if rest.len() < 8 || !ones_complement_ok6(&src, &dst, rest) {
+        return None;
+    }
+    Some(V6 { traffic_class: (be16(ip, 0)? >> 4) as u8, hop_limit: ip[7], src, dst, icmp: rest })
+}
+
+/// The ICMPv6 checksum over the pseudo-header (RFC 8200 8.1) and the message verifies.
+fn ones_complement_ok6(src: &[u8], dst: &[u8], icmp: &[u8]) -> bool {
+    checksum6(src, dst, icmp) == 0
+}
+
+/// The checksum field that makes the sum over the pseudo-header and `icmp` all ones
+/// (0 if the field already holds it).
+fn checksum6(src: &[u8], dst: &[u8], icmp: &[u8]) -> u16 {
+    let len = u32::try_from(icmp.len()).unwrap_or(0).to_be_bytes();
+    let mut data = Vec::with_capacity(40 + icmp.len());
+    data.extend_from_slice(src);
+    data.extend_from_slice(dst);
+    data.extend_from_slice(&len);
+    data.extend_from_slice(&[0, 0, 0, 58]);
+    data.extend_from_slice(icmp);
+    checksum(&data)
+}
+
+fn ipv6_expected(frame: &[u8]) -> Expect {
+    let Some(p) = ipv6_for_us(frame) else { return Expect::Nothing };
+    let unspecified = p.src == [0; 16];
+    match p.icmp[0] {
+        128 if p.icmp[1] == 0 && p.dst[0] != 0xff && !unspecified => Expect::Echo6Reply,
+        135 => {
+            let Some(target) = at(p.icmp, 8, 16) else { return Expect::Nothing };
+            // Options: none of length 0, none past the end, a source link-layer one of 8.
+            let (mut i, mut source_ll) = (24, false);
+            while i < p.icmp.len() {
+                let len = usize::from(p.icmp.get(i + 1).copied().unwrap_or(0)) * 8;
+                if len == 0 || i + len > p.icmp.len() || (p.icmp[i] == 1 && len != 8) {
+                    return Expect::Nothing;
+                }
+                source_ll |= p.icmp[i] == 1;
+                i += len;
+            }
+            let valid = p.hop_limit == 255
+                && p.icmp[1] == 0
+                && target[0] != 0xff
+                && (!unspecified || (is_solicited(&p.dst) && !source_ll))
+                && ours6(target);
+            if valid { Expect::NeighborAdvert } else { Expect::Nothing }
+        }
+        _ => Expect::Nothing,
+    }
+}
+
+fn ipv6_reply(frame: &[u8], expect: Expect) -> Option<Vec<u8>> {
+    let p = ipv6_for_us(frame)?;
+    let mut reply = Vec::new();
+    let (dst_mac, src, dst, traffic_class, hop_limit, mut icmp) = match expect {
+        Expect::NeighborAdvert => {
+            let target = at(p.icmp, 8, 16)?;
+            let probe = p.src == [0; 16];
+            let to_group = p.dst[0] == 0xff;
+            let flags = if probe {
+                0x20
+            } else if to_group {
+                0x60
+            } else {
+                0x40
+            };
+            let mut icmp = vec![136, 0, 0, 0, flags, 0, 0, 0];
+            icmp.extend_from_slice(target);
+            if probe || to_group {
+                icmp.extend_from_slice(&[2, 1]);
+                icmp.extend_from_slice(&OUR_MAC);
+            }
+            let (dst_mac, dst) = if probe {
+                ([0x33, 0x33, 0, 0, 0, 1], ALL_NODES)
+            } else {
+                (frame[6..12].try_into().ok()?, p.src)
+            };
+            (dst_mac, <[u8; 16]>::try_from(target).ok()?, dst, 0, 255, icmp)
+        }
+        Expect::Echo6Reply => {
+            let mut icmp = vec![129, 0, 0, 0];
+            icmp.extend_from_slice(&p.icmp[4..]);
+            (frame[6..12].try_into().ok()?, p.dst, p.src, p.traffic_class, 64, icmp)
+        }
+        _ => return None,
+    };
+    let sum = checksum6(&src, &dst, &icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let dst_mac: [u8; 6] = dst_mac;
+    reply.extend_from_slice(&dst_mac);
+    reply.extend_from_slice(&OUR_MAC);
+    reply.extend_from_slice(&[0x86, 0xdd, 0x60 | (traffic_class >> 4), traffic_class << 4, 0, 0]);
+    reply.extend_from_slice(&u16::try_from(icmp.len()).ok()?.to_be_bytes());
+    reply.extend_from_slice(&[58, hop_limit]);
+    reply.extend_from_slice(&src);
+    reply.extend_from_slice(&dst);
+    reply.extend_from_slice(&icmp);
+    Some(reply)
 }
 
 fn arp_deserves_reply(frame: &[u8], dst: &[u8]) -> bool {
@@ -382,6 +565,9 @@ pub fn expected_reply(
     let mut stamps = Vec::new();
     match expect {
         Expect::Nothing => return None,
+        Expect::NeighborAdvert | Expect::Echo6Reply => {
+            return Some((ipv6_reply(frame, expect)?, stamps));
+        }
         Expect::ArpReply => {
             let arp = at(frame, 14, 28)?;
             reply.extend_from_slice(&arp[8..14]); // to the asker's hardware address
@@ -451,10 +637,11 @@ pub fn check(
     frame: &[u8],
     arp: bool,
     echo: bool,
+    ipv6: bool,
     reply: Option<&[u8]>,
     clock: Clock,
 ) -> Result<(), String> {
-    let expect = expected(frame, arp, echo);
+    let expect = expected(frame, arp, echo, ipv6);
     // The identification is the responder's choice: take it from the reply. So is the
     // time, within `clock`: take it from where the first timestamp must be.
     let ident = reply.and_then(|r| be16(r, 18)).unwrap_or(0);
@@ -483,7 +670,10 @@ pub fn check(
         (None, Some(_)) => format!("dropped a frame that deserves an answer ({expect:?})"),
         (Some(got), Some(want)) => {
             let mut why = String::new();
-            if got.len() > frame.len() {
+            // One reply may be longer than its request: a neighbour advertisement that
+            // must carry our MAC in answer to a solicitation that carried none (8 bytes).
+            let allowed = frame.len() + if expect == Expect::NeighborAdvert { 8 } else { 0 };
+            if got.len() > allowed {
                 let _ = write!(
                     why,
                     "reply of {} bytes to {} (amplification); ",
@@ -491,7 +681,11 @@ pub fn check(
                     frame.len()
                 );
             }
-            if got.first().is_none_or(|b| b & 1 == 1) {
+            // One reply goes to a group, by RFC 4861 7.2.4: the defence of our address
+            // against a duplicate address probe, to all nodes (the prober has no address).
+            let defence = expect == Expect::NeighborAdvert
+                && got.get(0..6) == Some(&[0x33, 0x33, 0, 0, 0, 1]);
+            if got.first().is_none_or(|b| b & 1 == 1) && !defence {
                 why += "reply to a group MAC address; ";
             }
             if let Some(t) = bad_time {
@@ -540,6 +734,19 @@ pub fn hex(bytes: &[u8]) -> String {
 /// the IPv4 header checksum if `ip`, the ICMP checksum if `icmp`. Anything that does not
 /// look like IPv4 far enough to find the field is left alone.
 pub fn repair_checksums(frame: &mut [u8], ip: bool, icmp: bool) {
+    if be16(frame, 12) == Some(0x86dd) {
+        // IPv6 has no header checksum; the ICMPv6 one (right after the fixed header, if
+        // the payload length fits the frame) covers the pseudo-header.
+        let len = be16(frame, 18).map_or(0, usize::from);
+        if icmp && frame.len() >= 54 + len && len >= 4 {
+            let (head, rest) = frame.split_at_mut(54);
+            let message = &mut rest[..len];
+            message[2..4].fill(0);
+            let sum = checksum6(&head[22..38], &head[38..54], message);
+            message[2..4].copy_from_slice(&sum.to_be_bytes());
+        }
+        return;
+    }
     let Some(&ver_ihl) = frame.get(14) else { return };
     let ihl = usize::from(ver_ihl & 0x0f) * 4;
     if ihl < 20 || frame.len() < 14 + ihl {
