@@ -1,7 +1,8 @@
 //! Chapter 9: the virtio-net header for real. Opens the TAP as a VMM does (`IFF_VNET_HDR`,
 //! `TUNSETOFFLOAD`), then either receives (prints each read's header, finishes partial
 //! checksums and cuts superframes into wire-size frames) or, with `--send`, writes UDP
-//! superframes for the kernel to cut.
+//! superframes for the kernel to cut. With `--queues N`, it reads N queues of a
+//! multi-queue TAP, one thread each, and says which flows came out of which queue.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -33,6 +34,8 @@ Options:
       --pcap FILE       write the wire-size frames (after finishing and cutting) to FILE
       --raw-pcap FILE   write the frames exactly as read (superframes, partial checksums)
   -q, --quiet           no line per read, only the final counts
+      --queues N        open N queues (IFF_MULTI_QUEUE), one thread each, and count the
+                        flows each receives [default: 1]; tap4 must be multi_queue
       --send ADDR:PORT  instead of receiving, send --bytes of UDP from 172.16.1.2:9000
       --bytes N         how much to send [default: 64000]
       --segment N       payload bytes per datagram; one superframe carries up to 64 KiB
@@ -50,6 +53,7 @@ struct Options {
     send: Option<SocketAddrV4>,
     bytes: usize,
     segment: u16,
+    queues: usize,
 }
 
 fn parse_args() -> Result<Option<Options>, String> {
@@ -64,6 +68,7 @@ fn parse_args() -> Result<Option<Options>, String> {
         send: None,
         bytes: 64_000,
         segment: 1000,
+        queues: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -98,6 +103,14 @@ fn parse_args() -> Result<Option<Options>, String> {
                     .ok()
                     .filter(|n| (1..=1472).contains(n))
                     .ok_or(format!("--segment: {v:?} is not a number from 1 to 1472"))?;
+            }
+            "--queues" => {
+                let v = value("a number")?;
+                o.queues = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or(format!("--queues: {v:?} is not a number from 1 to 64"))?;
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -137,6 +150,9 @@ fn run(o: &Options) -> anyhow::Result<()> {
             ..TapOptions::default()
         }
     };
+    if o.queues > 1 {
+        return receive_queues(o, &options);
+    }
     let (tap, negotiated) = vnet::open_with(&o.iface, &options)?;
     let mut out = BufWriter::new(Output::stdout());
     writeln!(out, "Attached to {}: {negotiated}", tap.name())?;
@@ -242,7 +258,7 @@ fn receive(
                 format!("read #{reads}: {len} bytes (no header)")
             } else {
                 format!(
-                    "read #{reads}: {len} bytes = {hdr_len}-byte header + {} frame: {}",
+                    "read #{reads}: {len} bytes = {hdr_len}-byte header + {} frame\n    {}",
                     frame.len(),
                     describe(&vnet)
                 )
@@ -325,3 +341,139 @@ fn send(
     out.flush()?;
     Ok(())
 }
+
+/// The flow a wire-size frame belongs to, as `UDP 172.16.1.1:40001 > 172.16.1.2:9000`.
+fn flow_of(wire: &[u8]) -> String {
+    let Ok(layout) = segment::layout(wire) else {
+        return "other (not TCP or UDP over IP)".to_owned();
+    };
+    let addr = |at: usize, len: usize| -> Option<std::net::IpAddr> {
+        let bytes = wire.get(at..at + len)?;
+        Some(match len {
+            4 => <[u8; 4]>::try_from(bytes).ok()?.into(),
+            _ => <[u8; 16]>::try_from(bytes).ok()?.into(),
+        })
+    };
+    let port = |at: usize| wire.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let (src, dst) = match layout.ip_version {
+        4 => (addr(layout.ip + 12, 4), addr(layout.ip + 16, 4)),
+        _ => (addr(layout.ip + 8, 16), addr(layout.ip + 24, 16)),
+    };
+    let (Some(src), Some(dst), Some(sport), Some(dport)) =
+        (src, dst, port(layout.l4), port(layout.l4 + 2))
+    else {
+        return "other (cut short)".to_owned();
+    };
+    let proto = if layout.protocol == tapbook::wire::IpProtocol::Tcp { "TCP" } else { "UDP" };
+    let sock = |ip: std::net::IpAddr, port: u16| match ip {
+        std::net::IpAddr::V4(ip) => format!("{ip}:{port}"),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]:{port}"),
+    };
+    format!("{proto} {} > {}", sock(src, sport), sock(dst, dport))
+}
+
+/// What one queue's thread saw.
+#[derive(Default)]
+struct QueueCount {
+    reads: u64,
+    frames: u64,
+    errors: u64,
+    /// Wire-size frames per flow.
+    flows: std::collections::BTreeMap<String, u64>,
+}
+
+// ANCHOR: queue_thread
+/// One queue's thread: read until told to stop, cut what needs cutting, count each flow.
+fn read_queue(tap: &tapbook::Tap, hdr_len: usize) -> anyhow::Result<QueueCount> {
+    let mut count = QueueCount::default();
+    let mut buf = vec![0u8; vnet::READ_BUFFER_LEN];
+    let mut scratch = Vec::with_capacity(vnet::READ_BUFFER_LEN);
+    while let Some(len) = tap.read_frame(&mut buf)? {
+        count.reads += 1;
+        let (header, frame) = buf[..len].split_at(hdr_len.min(len));
+        let vnet = match hdr_len {
+            0 => VirtioNetRepr::default(),
+            _ => match VirtioNetHeader::new_checked(header) {
+                Ok(header) => VirtioNetRepr::parse(&header),
+                Err(_) => {
+                    count.errors += 1;
+                    continue;
+                }
+            },
+        };
+        let flows = &mut count.flows;
+        match segment::segment(&vnet, frame, &mut scratch, |wire| {
+            *flows.entry(flow_of(wire)).or_default() += 1;
+        }) {
+            Ok(n) => count.frames += n as u64,
+            Err(_) => count.errors += 1,
+        }
+    }
+    Ok(count)
+}
+// ANCHOR_END: queue_thread
+
+// ANCHOR: receive_queues
+/// `--queues N`: one thread per queue. The main thread only waits: for Ctrl-C or SIGTERM
+/// (which it passes on to every queue's thread, waking the one asleep in `ppoll`), or for
+/// a thread that stopped on an error.
+fn receive_queues(o: &Options, options: &TapOptions) -> anyhow::Result<()> {
+    use std::os::unix::thread::JoinHandleExt;
+    if o.send.is_some() || o.pcap.is_some() || o.raw_pcap.is_some() {
+        bail!("--queues receives and counts flows: it does not take --send, --pcap or --raw-pcap");
+    }
+    let (taps, negotiated) = vnet::open_queues(&o.iface, options, o.queues)?;
+    let mut out = BufWriter::new(Output::stdout());
+    writeln!(out, "Attached to {}: {negotiated}", taps[0].name())?;
+    writeln!(out, "{} queues (IFF_MULTI_QUEUE), one thread each", taps.len())?;
+    out.flush()?;
+    let hdr_len = negotiated.vnet_hdr_len;
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let threads: Vec<_> = taps
+        .into_iter()
+        .map(|tap| {
+            let done = done_tx.clone();
+            std::thread::spawn(move || {
+                let count = read_queue(&tap, hdr_len);
+                let _ = done.send(());
+                count
+            })
+        })
+        .collect();
+    // Until a stop signal arrives, or a thread ends on its own (an error).
+    while !tapbook::signals::stop_requested() {
+        if done_rx.recv_timeout(std::time::Duration::from_millis(100)).is_ok() {
+            break;
+        }
+    }
+    for thread in threads.iter().filter(|t| !t.is_finished()) {
+        // SAFETY: a thread we started and have not joined yet: its pthread_t is valid.
+        unsafe { libc::pthread_kill(thread.as_pthread_t(), libc::SIGTERM) };
+    }
+    let mut queues_of_flow = std::collections::BTreeMap::<String, Vec<usize>>::new();
+    for (queue, thread) in threads.into_iter().enumerate() {
+        let count = thread.join().map_err(|_| anyhow::anyhow!("queue {queue}'s thread panicked"))??;
+        writeln!(
+            out,
+            "queue {queue}: {} reads, {} wire frames, {} errors, {} flows",
+            count.reads,
+            count.frames,
+            count.errors,
+            count.flows.len()
+        )?;
+        for (flow, frames) in &count.flows {
+            writeln!(out, "    {flow:<48} {frames:>6} frames")?;
+            queues_of_flow.entry(flow.clone()).or_default().push(queue);
+        }
+    }
+    let split: Vec<_> = queues_of_flow.iter().filter(|(_, queues)| queues.len() > 1).collect();
+    if split.is_empty() {
+        writeln!(out, "every flow came out of one queue only")?;
+    }
+    for (flow, queues) in split {
+        writeln!(out, "{flow} came out of queues {queues:?}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+// ANCHOR_END: receive_queues
