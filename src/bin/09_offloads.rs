@@ -345,7 +345,7 @@ fn send(
 /// The flow a wire-size frame belongs to, as `UDP 172.16.1.1:40001 > 172.16.1.2:9000`.
 fn flow_of(wire: &[u8]) -> String {
     let Ok(layout) = segment::layout(wire) else {
-        return "other (not TCP or UDP over IP)".to_owned();
+        return other_flow(wire);
     };
     let addr = |at: usize, len: usize| -> Option<std::net::IpAddr> {
         let bytes = wire.get(at..at + len)?;
@@ -370,6 +370,30 @@ fn flow_of(wire: &[u8]) -> String {
         std::net::IpAddr::V6(ip) => format!("[{ip}]:{port}"),
     };
     format!("{proto} {} > {}", sock(src, sport), sock(dst, dport))
+}
+
+/// A frame that is not TCP or UDP: its addresses and protocol are its flow, as for the
+/// kernel's hash (ICMPv6 to two groups, two flows).
+fn other_flow(wire: &[u8]) -> String {
+    let (ethertype, ip) = (wire.get(12..14), wire.get(14..));
+    match (ethertype, ip) {
+        (Some([0x08, 0x00]), Some(ip)) if ip.len() >= 20 => {
+            let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+            let dst = std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+            format!("IPv4 protocol {} {src} > {dst}", ip[9])
+        }
+        (Some([0x86, 0xdd]), Some(ip)) if ip.len() >= 40 => {
+            let addr = |at: usize| {
+                let bytes: [u8; 16] = ip[at..at + 16].try_into().expect("16 bytes in range");
+                std::net::Ipv6Addr::from(bytes)
+            };
+            let next =
+                if ip[6] == 58 { "ICMPv6".to_owned() } else { format!("IPv6 next {}", ip[6]) };
+            format!("{next} {} > {}", addr(8), addr(24))
+        }
+        (Some(ethertype), _) => format!("EtherType {:02x}{:02x}", ethertype[0], ethertype[1]),
+        _ => "a runt frame".to_owned(),
+    }
 }
 
 /// What one queue's thread saw.
@@ -452,7 +476,8 @@ fn receive_queues(o: &Options, options: &TapOptions) -> anyhow::Result<()> {
     }
     let mut queues_of_flow = std::collections::BTreeMap::<String, Vec<usize>>::new();
     for (queue, thread) in threads.into_iter().enumerate() {
-        let count = thread.join().map_err(|_| anyhow::anyhow!("queue {queue}'s thread panicked"))??;
+        let count =
+            thread.join().map_err(|_| anyhow::anyhow!("queue {queue}'s thread panicked"))??;
         writeln!(
             out,
             "queue {queue}: {} reads, {} wire frames, {} errors, {} flows",
