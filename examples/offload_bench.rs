@@ -352,9 +352,9 @@ fn main() -> ExitCode {
                 }
             },
             "--netns-prefix" => match args.next() {
-                Some(p) if !p.is_empty() && p.len() <= 20 => prefix = p,
+                Some(p) if !p.is_empty() && p.len() <= 40 => prefix = p,
                 _ => {
-                    eprintln!("--netns-prefix needs a name of 1 to 20 characters");
+                    eprintln!("--netns-prefix needs a name of 1 to 40 characters");
                     return ExitCode::from(2);
                 }
             },
