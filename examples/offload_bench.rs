@@ -286,10 +286,8 @@ fn run(seconds: f64, prefix: &str) -> anyhow::Result<()> {
     let plain = TapOptions::default();
     let offloading = TapOptions::offloading();
     let (_, negotiated) = vnet::open_with("tap4", &offloading)?;
-    println!(
-        "kernel {}; {negotiated}",
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")?.trim()
-    );
+    println!("kernel {}", std::fs::read_to_string("/proc/sys/kernel/osrelease")?.trim());
+    println!("{negotiated}");
     println!(
         "{seconds} s per row; UDP payload {SEGMENT} bytes per datagram, {SEGMENTS_PER_SEND} per superframe"
     );
