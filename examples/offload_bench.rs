@@ -133,6 +133,9 @@ struct Row {
     seconds: f64,
     cpu: f64,
     csum_errors: u64,
+    /// tx: datagrams the kernel cut but the receiving socket had no room for
+    /// (`UdpRcvbufErrors`): its thread fell behind.
+    dropped: u64,
 }
 
 impl Row {
@@ -143,11 +146,12 @@ impl Row {
     fn print(&self, name: &str) {
         let gb = self.payload as f64 / 1e9;
         println!(
-            "{name:<30} {:>7.2} {:>11.1} {:>9.2} {:>12}",
+            "{name:<30} {:>7.2} {:>11.1} {:>9.2} {:>12} {:>8}",
             self.gbps(),
             self.datagrams as f64 / self.calls.max(1) as f64,
             if gb > 0.0 { self.cpu / gb } else { f64::NAN },
-            self.csum_errors
+            self.csum_errors,
+            self.dropped
         );
     }
 }
@@ -256,7 +260,7 @@ fn tx(options: &TapOptions, seconds: f64) -> anyhow::Result<Row> {
     };
     let payload: Vec<u8> = (0..per_write).map(|i| i as u8).collect();
     let mut frame = Vec::with_capacity(vnet::READ_BUFFER_LEN);
-    let csum0 = udp_counter("InCsumErrors");
+    let (csum0, dropped0) = (udp_counter("InCsumErrors"), udp_counter("RcvbufErrors"));
     let mut row = Row::default();
     let (start, cpu0) = (Instant::now(), cpu_seconds());
     while start.elapsed().as_secs_f64() < seconds {
@@ -275,6 +279,7 @@ fn tx(options: &TapOptions, seconds: f64) -> anyhow::Result<Row> {
     row.payload = bytes;
     row.datagrams = datagrams;
     row.csum_errors = udp_counter("InCsumErrors") - csum0;
+    row.dropped = udp_counter("RcvbufErrors") - dropped0;
     Ok(row)
 }
 
@@ -292,8 +297,8 @@ fn run(seconds: f64, prefix: &str) -> anyhow::Result<()> {
         "{seconds} s per row; UDP payload {SEGMENT} bytes per datagram, {SEGMENTS_PER_SEND} per superframe"
     );
     println!(
-        "{:<30} {:>7} {:>11} {:>9} {:>12}",
-        "", "Gbit/s", "dgrams/call", "CPU s/GB", "csum errors"
+        "{:<30} {:>7} {:>11} {:>9} {:>12} {:>8}",
+        "", "Gbit/s", "dgrams/call", "CPU s/GB", "csum errors", "dropped"
     );
     let rx_plain = rx(&plain, false, seconds)?;
     rx_plain.print("rx plain");
@@ -717,7 +722,7 @@ fn tx_uring(seconds: f64) -> anyhow::Result<Row> {
     let payload: Vec<u8> = (0..usize::from(SEGMENT)).map(|i| i as u8).collect();
     let mut frames: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(2048)).collect();
     let mut ring = Ring::new(BATCH as u32)?;
-    let csum0 = udp_counter("InCsumErrors");
+    let (csum0, dropped0) = (udp_counter("InCsumErrors"), udp_counter("RcvbufErrors"));
     let mut row = Row::default();
     let (start, cpu0) = (Instant::now(), cpu_seconds());
     while start.elapsed().as_secs_f64() < seconds {
@@ -752,6 +757,7 @@ fn tx_uring(seconds: f64) -> anyhow::Result<Row> {
     row.payload = bytes;
     row.datagrams = datagrams;
     row.csum_errors = udp_counter("InCsumErrors") - csum0;
+    row.dropped = udp_counter("RcvbufErrors") - dropped0;
     Ok(row)
 }
 // ANCHOR_END: tx_uring
