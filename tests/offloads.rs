@@ -349,7 +349,7 @@ fn make_multi_queue(lab: &Lab) {
 #[test]
 fn two_queues_share_the_flows_and_keep_each_flow_on_one() {
     require_lab!("two_queues_share_the_flows_and_keep_each_flow_on_one");
-    let mut lab = lab("hA-mq");
+    let mut lab = lab("mq");
     make_multi_queue(&lab);
     // A single-queue open of a multi-queue TAP is refused: the two kinds do not mix.
     let mut single = lab.spawn(BIN, &[], None);
