@@ -12,7 +12,7 @@ usage() {
     cat <<EOF
 Usage: $TB_PROG [OPTIONS]
 
-Run the fuzz target fuzz/fuzz_targets/respond.rs for a while: libFuzzer feeds
+Run a fuzz target for a while. The default, fuzz/fuzz_targets/respond.rs: libFuzzer feeds
 respond() and every parser (and what 02 and 05 print) with inputs it mutates
 towards new code paths, and the oracle of the property tests (tests/oracle/)
 judges every outcome. A finding is a panic (an out-of-bounds access, an integer
@@ -20,10 +20,17 @@ overflow: the target is built with overflow checks) or a reply that is wrong,
 longer than its request, to a group address or to a frame that deserves none,
 or a missing reply to a frame that deserves one.
 
-The corpus (fuzz/corpus/respond/, not in git) is seeded with the kernel's frames
-from tests/fixtures/ and grows from run to run. At the end the script prints the
-number of executions and the time, and exits 0 if there was no finding; a
-finding is saved under fuzz/artifacts/respond/ with the command to replay it.
+The other, fuzz/fuzz_targets/offloads.rs (--target offloads, chapter 9): a
+virtio-net header and a frame for the header parser, the checksum completion and
+the superframe cutter; a finding is a panic, or a segment longer than its
+gso_size or with a checksum that does not verify.
+
+The corpus (fuzz/corpus/TARGET/, not in git) is seeded with the kernel's frames
+from tests/fixtures/ (for offloads: behind the virtio-net header they were read
+with, and behind an empty one) and grows from run to run. At the end the script
+prints the number of executions and the time, and exits 0 if there was no
+finding; a finding is saved under fuzz/artifacts/TARGET/ with the command to
+replay it.
 
 Needs cargo-fuzz (cargo install cargo-fuzz --locked) and xxd. Works with the
 stable toolchain: no sanitizer is used by default (the code under test has no
@@ -31,6 +38,7 @@ unsafe block, so every memory error would already be a bounds-check panic).
 No network, no root: it runs anywhere, a network namespace included.
 
 Options:
+  --target T        respond (default) or offloads
   --seconds N       how long to fuzz (default: $DEFAULT_SECONDS)
   --max-len N       the longest input in bytes (default: $DEFAULT_MAX_LEN: a frame
                     for MTU 9000, plus the control byte)
@@ -40,6 +48,7 @@ Options:
   -h, --help        this help
 
 Example (the figure in the closing note of issue 4):  $TB_PROG --seconds 600
+Chapter 9's target:                                  $TB_PROG --target offloads
 EOF
 }
 
@@ -47,6 +56,7 @@ SECONDS_TO_RUN=$DEFAULT_SECONDS
 MAX_LEN=$DEFAULT_MAX_LEN
 JOBS=1
 SANITIZER=none
+TARGET=respond
 
 tb_split_args "$@"; set -- "${TB_ARGS[@]}"
 while (($#)); do
@@ -54,6 +64,10 @@ while (($#)); do
         -h | --help) usage; exit 0 ;;
         --seconds) need_value "$1" $#; need_number "$1" "$2"; SECONDS_TO_RUN=$2; shift 2 ;;
         --max-len) need_value "$1" $#; need_number "$1" "$2"; MAX_LEN=$2; shift 2 ;;
+        --target)
+            need_value "$1" $#
+            case $2 in respond | offloads) TARGET=$2 ;; *) die "--target: respond or offloads, not '$2'" ;; esac
+            shift 2 ;;
         --jobs) need_value "$1" $#; need_number "$1" "$2"; JOBS=$2; shift 2 ;;
         --sanitizer)
             need_value "$1" $#
@@ -71,7 +85,6 @@ command -v cargo-fuzz >/dev/null || [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/cargo-
 command -v xxd >/dev/null || die "xxd is missing (it turns the fixtures into seeds). Fix: sudo apt-get install xxd"
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
-TARGET=respond
 CORPUS=fuzz/corpus/$TARGET
 ARTIFACTS=fuzz/artifacts/$TARGET
 mkdir -p "$CORPUS" "$ARTIFACTS"
@@ -80,12 +93,22 @@ mkdir -p "$CORPUS" "$ARTIFACTS"
 # The first byte of an input is the target's control byte (see respond.rs): 00 takes
 # the frame as it is, 03 repairs both checksums after the fuzzer's mutations, 04
 # answers ARP only.
+# For offloads, the first 12 bytes are the virtio-net header: the one a superframe's
+# fixture names in its comment ("virtio-net header 01 05 2a 00 ..."), and all zeroes
+# (a frame with nothing to do) for every fixture.
 seeded=0
 for fixture in tests/fixtures/*.hex; do
     name=$(basename -- "$fixture" .hex)
-    for control in 00 03 04; do
-        seed=$CORPUS/seed-$name-$control
-        { printf '%s' "$control"; grep -v '^#' -- "$fixture"; } | xxd -r -p >"$seed"
+    if [[ $TARGET == respond ]]; then
+        prefixes=(00 03 04)
+    else
+        prefixes=(000000000000000000000000)
+        header=$(sed -n 's/.*virtio-net header \(\([0-9a-f][0-9a-f] \)\{11\}[0-9a-f][0-9a-f]\).*/\1/p' -- "$fixture" | head -n 1)
+        [[ -n $header ]] && prefixes+=("${header// /}")
+    fi
+    for prefix in "${prefixes[@]}"; do
+        seed=$CORPUS/seed-$name-${prefix:0:6}
+        { printf '%s' "$prefix"; grep -v '^#' -- "$fixture"; } | xxd -r -p >"$seed"
         seeded=$((seeded + 1))
     done
 done

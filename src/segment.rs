@@ -234,7 +234,11 @@ pub fn segment(
     };
 
     let count = payload.len().div_ceil(gso_size).max(1);
-    for (index, chunk) in payload.chunks(gso_size).enumerate() {
+    // A superframe with no payload at all is still one frame, its headers alone (as
+    // `tcp_gso_segment` leaves a packet no longer than one segment): `chunks` of an empty
+    // slice yields nothing, so the empty chunk is added by hand. (Found by the fuzzer.)
+    let empty = std::iter::once(payload).filter(|p| p.is_empty());
+    for (index, chunk) in empty.chain(payload.chunks(gso_size)).enumerate() {
         scratch.clear();
         scratch.extend_from_slice(headers);
         scratch.extend_from_slice(chunk);
@@ -443,6 +447,33 @@ mod tests {
             ..VirtioNetRepr::default()
         };
         assert_eq!(cut(&vnet, &superframe).unwrap(), reference(&flow, &[1, 2, 3], 2));
+    }
+
+    #[test]
+    fn cuts_a_superframe_without_payload_into_one_frame() {
+        // Found by `scripts/fuzz.sh --target offloads`: a TCPV4 superframe of headers only
+        // came out as nothing, while `segment` said one frame. Here: the captured TSO
+        // superframe with its payload cut off and its IPv4 total length (and header
+        // checksum) made to say so.
+        let mut frame = fixture!("tso_superframe")[..14 + 20 + 20].to_vec();
+        frame[16..18].copy_from_slice(&40u16.to_be_bytes());
+        let mut ip = Ipv4Packet::new_unchecked(&mut frame[14..34]);
+        ip.fill_checksum();
+        let ours = cut(&repr(&TSO_HEADER), &frame).unwrap();
+        assert_eq!(ours.len(), 1, "one frame, as the count says");
+        assert!(l4_checksum_ok(&ours[0]), "its checksum completed");
+        assert_eq!(ours[0][..50], frame[..50], "headers as they were, flags included");
+        let flow = Flow { v6: false, tcp: true, ident: 9, seq: 7, flags: 0x19 };
+        let empty = build(&flow, &[], true);
+        let vnet = VirtioNetRepr {
+            needs_csum: true,
+            gso_type: GsoType::TcpV4.into(),
+            gso_size: 100,
+            csum_start: 34,
+            csum_offset: 16,
+            ..VirtioNetRepr::default()
+        };
+        assert_eq!(cut(&vnet, &empty).unwrap(), [build(&flow, &[], false)]);
     }
 
     #[test]

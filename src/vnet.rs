@@ -283,6 +283,30 @@ pub fn open_with(name: &str, options: &TapOptions) -> Result<(Tap, Negotiated), 
 }
 // ANCHOR_END: open_with
 
+// ANCHOR: open_queues
+/// Opens `queues` descriptors on the TAP `name`, each one queue of it (`IFF_MULTI_QUEUE`),
+/// as a VMM opens one per virtqueue pair. The TAP must have been made multi-queue
+/// (`ip tuntap add dev tap4 mode tap multi_queue`, or by the first of these opens, with
+/// `CAP_NET_ADMIN`): the kernel refuses to mix the two kinds (EINVAL).
+///
+/// The kernel picks a queue for each frame it sends us by the flow's hash (addresses and
+/// ports), so all the frames of one flow come out of one queue, in order, and different
+/// flows spread over the queues.
+pub fn open_queues(
+    name: &str,
+    options: &TapOptions,
+    queues: usize,
+) -> Result<(Vec<Tap>, Negotiated), TapError> {
+    let options = TapOptions { multi_queue: true, ..*options };
+    let (first, negotiated) = open_with(name, &options)?;
+    let mut taps = vec![first];
+    for _ in 1..queues {
+        taps.push(open_with(name, &options)?.0);
+    }
+    Ok((taps, negotiated))
+}
+// ANCHOR_END: open_queues
+
 // ANCHOR: set_offloads
 /// `TUNSETOFFLOAD` answers EINVAL for any flag it does not know (the USO flags before
 /// Linux 6.2) and for USO4 without USO6 or the reverse ("for now USO4 and USO6 should

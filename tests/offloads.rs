@@ -320,7 +320,73 @@ fn the_bench_runs_and_ends_with_its_summary_line() {
     assert!(fields.get(1).is_some_and(|f| f.starts_with("rx_ratio=")), "{text}");
     assert!(fields.get(2).is_some_and(|f| f.starts_with("tx_ratio=")), "{text}");
     assert_eq!(fields.get(3), Some(&"csum_errors=0"), "{text}");
-    for row in ["rx plain", "rx offloads", "rx offloads, cut by us", "tx plain", "tx offloads"] {
+    assert!(fields.get(4).is_some_and(|f| f.starts_with("mq_ratio=")), "{text}");
+    assert!(fields.get(5).is_some_and(|f| f.starts_with("uring_ratio=")), "{text}");
+    for row in [
+        "rx plain",
+        "rx offloads",
+        "rx offloads, cut by us",
+        "tx plain",
+        "tx offloads",
+        "rx plain, io_uring",
+        "tx plain, io_uring",
+        "rx plain, 8 flows, 1 queue",
+        "rx plain, 8 flows, 2 queues",
+    ] {
         assert!(text.lines().any(|l| l.starts_with(row)), "no {row:?} row:\n{text}");
     }
+}
+
+/// Replaces the lab's tap4 by a multi-queue one (a TAP is made one kind or the other).
+fn make_multi_queue(lab: &Lab) {
+    lab.ip(&["link", "del", "tap4"]);
+    lab.ip(&["tuntap", "add", "dev", "tap4", "mode", "tap", "multi_queue"]);
+    lab.ip(&["addr", "add", "172.16.1.1/24", "dev", "tap4"]);
+    lab.ip(&["link", "set", "tap4", "up"]);
+    lab.ip(&["neigh", "replace", "172.16.1.2", "lladdr", "02:00:00:00:00:02", "dev", "tap4"]);
+}
+
+#[test]
+fn two_queues_share_the_flows_and_keep_each_flow_on_one() {
+    require_lab!("two_queues_share_the_flows_and_keep_each_flow_on_one");
+    let mut lab = lab("mq");
+    make_multi_queue(&lab);
+    // A single-queue open of a multi-queue TAP is refused: the two kinds do not mix.
+    let mut single = lab.spawn(BIN, &[], None);
+    let status = single.wait_exit(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| !s.success()), "{}", single.output());
+
+    let mut program = lab.start(BIN, &["--queues", "2"], None);
+    // 16 flows (source ports 40001-40016) of 3 datagrams each, in turns, so that every
+    // flow's datagrams are interleaved with the others'.
+    in_netns(&lab, || {
+        let sockets: Vec<UdpSocket> = (40001..=40016)
+            .map(|port| UdpSocket::bind(("172.16.1.1", port)).expect("binding a source port"))
+            .collect();
+        for _ in 0..3 {
+            for socket in &sockets {
+                socket.send_to(&[7; 100], "172.16.1.2:9000").expect("sending a datagram");
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500)); // the threads read what is queued
+    let (status, output) = program.stop();
+    assert!(status.is_some_and(|s| s.success()), "{output}");
+    assert!(output.contains("2 queues (IFF_MULTI_QUEUE), one thread each"), "{output}");
+    assert!(output.contains("every flow came out of one queue only"), "{output}");
+    // Each flow is listed once, under one queue, with all of its 3 datagrams.
+    for port in 40001..=40016 {
+        let flow = format!("UDP 172.16.1.1:{port} > 172.16.1.2:9000");
+        let lines: Vec<&str> = output.lines().filter(|l| l.contains(&flow)).collect();
+        assert_eq!(lines.len(), 1, "{flow} under one queue only:\n{output}");
+        assert!(lines[0].ends_with(" 3 frames"), "{flow}: all 3 datagrams:\n{output}");
+    }
+    // Both queues carried some of them (all 16 on one queue: a chance of 1 in 32,768).
+    let per_queue: Vec<usize> = output
+        .split("\nqueue ")
+        .skip(1)
+        .map(|queue| queue.lines().filter(|l| l.contains("UDP 172.16.1.1:")).count())
+        .collect();
+    assert_eq!(per_queue.len(), 2, "{output}");
+    assert!(per_queue.iter().all(|&n| n > 0), "flows per queue {per_queue:?}:\n{output}");
 }

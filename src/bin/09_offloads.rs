@@ -1,7 +1,8 @@
 //! Chapter 9: the virtio-net header for real. Opens the TAP as a VMM does (`IFF_VNET_HDR`,
 //! `TUNSETOFFLOAD`), then either receives (prints each read's header, finishes partial
 //! checksums and cuts superframes into wire-size frames) or, with `--send`, writes UDP
-//! superframes for the kernel to cut.
+//! superframes for the kernel to cut. With `--queues N`, it reads N queues of a
+//! multi-queue TAP, one thread each, and says which flows came out of which queue.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -36,6 +37,9 @@ Options:
       --raw-pcap FILE   write the frames exactly as read (superframes, partial
                         checksums)
   -q, --quiet           no line per read, only the final counts
+      --queues N        open N queues (IFF_MULTI_QUEUE), one thread each,
+                        and count the flows each receives [default: 1];
+                        tap4 must be multi_queue
       --send ADDR:PORT  instead of receiving, send --bytes of UDP
                         from 172.16.1.2:9000
       --bytes N         how much to send [default: 64000]
@@ -54,6 +58,7 @@ struct Options {
     send: Option<SocketAddrV4>,
     bytes: usize,
     segment: u16,
+    queues: usize,
 }
 
 fn parse_args() -> Result<Option<Options>, String> {
@@ -68,6 +73,7 @@ fn parse_args() -> Result<Option<Options>, String> {
         send: None,
         bytes: 64_000,
         segment: 1000,
+        queues: 1,
     };
     // Arguments are bytes, not necessarily UTF-8: file names are taken as they are, the
     // rest must be text (see tapbook::cli).
@@ -111,6 +117,14 @@ fn parse_args() -> Result<Option<Options>, String> {
                     .filter(|n| (1..=1472).contains(n))
                     .ok_or(format!("--segment: {v:?} is not a number from 1 to 1472"))?;
             }
+            "--queues" => {
+                let v = value("a number")?;
+                o.queues = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or(format!("--queues: {v:?} is not a number from 1 to 64"))?;
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -149,17 +163,15 @@ fn run(o: &Options) -> anyhow::Result<()> {
             ..TapOptions::default()
         }
     };
+    if o.queues > 1 {
+        return receive_queues(o, &options);
+    }
     let (tap, negotiated) = vnet::open_with(&o.iface, &options)?;
     let mut out = BufWriter::new(Output::stdout());
     if let Some(notice) = tap.created_notice(Ipv4Addr::new(172, 16, 1, 2)) {
         writeln!(out, "{notice}\n")?;
     }
-    writeln!(out, "Attached to {} (TUNGETFEATURES {:#06x}):", tap.name(), negotiated.features)?;
-    write!(out, "vnet header {} bytes; offloads {}", negotiated.vnet_hdr_len, negotiated.offloads)?;
-    if negotiated.refused != Offloads::NONE {
-        write!(out, " (refused by this kernel: {})", negotiated.refused)?;
-    }
-    writeln!(out)?;
+    print_attached(&mut out, &tap.name(), &negotiated)?;
     // ANCHOR_END: open
     match o.send {
         Some(to) => send(o, &tap, negotiated.vnet_hdr_len, to, &mut out),
@@ -262,7 +274,7 @@ fn receive(
                 format!("read #{reads}: {len} bytes (no header)")
             } else {
                 format!(
-                    "read #{reads}: {len} bytes = {hdr_len}-byte header + {} frame: {}",
+                    "read #{reads}: {len} bytes = {hdr_len}-byte header + {} frame\n    {}",
                     frame.len(),
                     describe(&vnet)
                 )
@@ -345,3 +357,178 @@ fn send(
     out.flush()?;
     Ok(())
 }
+
+/// The flow a wire-size frame belongs to, as `UDP 172.16.1.1:40001 > 172.16.1.2:9000`.
+fn flow_of(wire: &[u8]) -> String {
+    let Ok(layout) = segment::layout(wire) else {
+        return other_flow(wire);
+    };
+    let addr = |at: usize, len: usize| -> Option<std::net::IpAddr> {
+        let bytes = wire.get(at..at + len)?;
+        Some(match len {
+            4 => <[u8; 4]>::try_from(bytes).ok()?.into(),
+            _ => <[u8; 16]>::try_from(bytes).ok()?.into(),
+        })
+    };
+    let port = |at: usize| wire.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let (src, dst) = match layout.ip_version {
+        4 => (addr(layout.ip + 12, 4), addr(layout.ip + 16, 4)),
+        _ => (addr(layout.ip + 8, 16), addr(layout.ip + 24, 16)),
+    };
+    let (Some(src), Some(dst), Some(sport), Some(dport)) =
+        (src, dst, port(layout.l4), port(layout.l4 + 2))
+    else {
+        return "other (cut short)".to_owned();
+    };
+    let proto = if layout.protocol == tapbook::wire::IpProtocol::Tcp { "TCP" } else { "UDP" };
+    let sock = |ip: std::net::IpAddr, port: u16| match ip {
+        std::net::IpAddr::V4(ip) => format!("{ip}:{port}"),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]:{port}"),
+    };
+    format!("{proto} {} > {}", sock(src, sport), sock(dst, dport))
+}
+
+/// A frame that is not TCP or UDP: its addresses and protocol are its flow, as for the
+/// kernel's hash (ICMPv6 to two groups, two flows).
+fn other_flow(wire: &[u8]) -> String {
+    let (ethertype, ip) = (wire.get(12..14), wire.get(14..));
+    match (ethertype, ip) {
+        (Some([0x08, 0x00]), Some(ip)) if ip.len() >= 20 => {
+            let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+            let dst = std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+            format!("IPv4 protocol {} {src} > {dst}", ip[9])
+        }
+        (Some([0x86, 0xdd]), Some(ip)) if ip.len() >= 40 => {
+            let addr = |at: usize| {
+                let bytes: [u8; 16] = ip[at..at + 16].try_into().expect("16 bytes in range");
+                std::net::Ipv6Addr::from(bytes)
+            };
+            let next =
+                if ip[6] == 58 { "ICMPv6".to_owned() } else { format!("IPv6 next {}", ip[6]) };
+            format!("{next} {} > {}", addr(8), addr(24))
+        }
+        (Some(ethertype), _) => format!("EtherType {:02x}{:02x}", ethertype[0], ethertype[1]),
+        _ => "a runt frame".to_owned(),
+    }
+}
+
+/// What one queue's thread saw.
+#[derive(Default)]
+struct QueueCount {
+    reads: u64,
+    frames: u64,
+    errors: u64,
+    /// Wire-size frames per flow.
+    flows: std::collections::BTreeMap<String, u64>,
+}
+
+// ANCHOR: queue_thread
+/// One queue's thread: read until told to stop, cut what needs cutting, count each flow.
+fn read_queue(tap: &tapbook::Tap, hdr_len: usize) -> anyhow::Result<QueueCount> {
+    let mut count = QueueCount::default();
+    let mut buf = vec![0u8; vnet::READ_BUFFER_LEN];
+    let mut scratch = Vec::with_capacity(vnet::READ_BUFFER_LEN);
+    while let Some(len) = tap.read_frame(&mut buf)? {
+        count.reads += 1;
+        let (header, frame) = buf[..len].split_at(hdr_len.min(len));
+        let vnet = match hdr_len {
+            0 => VirtioNetRepr::default(),
+            _ => match VirtioNetHeader::new_checked(header) {
+                Ok(header) => VirtioNetRepr::parse(&header),
+                Err(_) => {
+                    count.errors += 1;
+                    continue;
+                }
+            },
+        };
+        let flows = &mut count.flows;
+        match segment::segment(&vnet, frame, &mut scratch, |wire| {
+            *flows.entry(flow_of(wire)).or_default() += 1;
+        }) {
+            Ok(n) => count.frames += n as u64,
+            Err(_) => count.errors += 1,
+        }
+    }
+    Ok(count)
+}
+// ANCHOR_END: queue_thread
+
+// ANCHOR: receive_queues
+/// What the kernel agreed to, on two lines that fit a terminal.
+fn print_attached(
+    out: &mut impl Write,
+    name: &str,
+    negotiated: &vnet::Negotiated,
+) -> std::io::Result<()> {
+    writeln!(out, "Attached to {name} (TUNGETFEATURES {:#06x}):", negotiated.features)?;
+    write!(out, "vnet header {} bytes; offloads {}", negotiated.vnet_hdr_len, negotiated.offloads)?;
+    if negotiated.refused != Offloads::NONE {
+        write!(out, " (refused by this kernel: {})", negotiated.refused)?;
+    }
+    writeln!(out)
+}
+
+/// `--queues N`: one thread per queue. The main thread only waits: for Ctrl-C or SIGTERM
+/// (which it passes on to every queue's thread, waking the one asleep in `ppoll`), or for
+/// a thread that stopped on an error.
+fn receive_queues(o: &Options, options: &TapOptions) -> anyhow::Result<()> {
+    use std::os::unix::thread::JoinHandleExt;
+    if o.send.is_some() || o.pcap.is_some() || o.raw_pcap.is_some() {
+        bail!("--queues receives and counts flows: it does not take --send, --pcap or --raw-pcap");
+    }
+    let (taps, negotiated) = vnet::open_queues(&o.iface, options, o.queues)?;
+    let mut out = BufWriter::new(Output::stdout());
+    print_attached(&mut out, &taps[0].name(), &negotiated)?;
+    writeln!(out, "{} queues (IFF_MULTI_QUEUE), one thread each", taps.len())?;
+    out.flush()?;
+    let hdr_len = negotiated.vnet_hdr_len;
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let threads: Vec<_> = taps
+        .into_iter()
+        .map(|tap| {
+            let done = done_tx.clone();
+            std::thread::spawn(move || {
+                let count = read_queue(&tap, hdr_len);
+                let _ = done.send(());
+                count
+            })
+        })
+        .collect();
+    // Until a stop signal arrives, or a thread ends on its own (an error).
+    while !tapbook::signals::stop_requested() {
+        if done_rx.recv_timeout(std::time::Duration::from_millis(100)).is_ok() {
+            break;
+        }
+    }
+    for thread in threads.iter().filter(|t| !t.is_finished()) {
+        // SAFETY: a thread we started and have not joined yet: its pthread_t is valid.
+        unsafe { libc::pthread_kill(thread.as_pthread_t(), libc::SIGTERM) };
+    }
+    let mut queues_of_flow = std::collections::BTreeMap::<String, Vec<usize>>::new();
+    for (queue, thread) in threads.into_iter().enumerate() {
+        let count =
+            thread.join().map_err(|_| anyhow::anyhow!("queue {queue}'s thread panicked"))??;
+        writeln!(
+            out,
+            "queue {queue}: {} reads, {} wire frames, {} errors, {} flows",
+            count.reads,
+            count.frames,
+            count.errors,
+            count.flows.len()
+        )?;
+        for (flow, frames) in &count.flows {
+            writeln!(out, "    {flow:<48} {frames:>6} frames")?;
+            queues_of_flow.entry(flow.clone()).or_default().push(queue);
+        }
+    }
+    let split: Vec<_> = queues_of_flow.iter().filter(|(_, queues)| queues.len() > 1).collect();
+    if split.is_empty() {
+        writeln!(out, "every flow came out of one queue only")?;
+    }
+    for (flow, queues) in split {
+        writeln!(out, "{flow} came out of queues {queues:?}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+// ANCHOR_END: receive_queues
