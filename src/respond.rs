@@ -42,6 +42,8 @@ use crate::wire::ipv4_options::{
 };
 use crate::wire::{self, checksum};
 
+mod udp_echo;
+
 /// Who we are on the link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Host {
@@ -191,12 +193,36 @@ pub enum Drop {
     /// The caller's output buffer cannot hold the reply (a programming error, reported
     /// rather than panicking).
     NoRoom,
+    // UDP and DHCP (chapter 10): see `respond::udp_echo` and `crate::dhcp`.
+    /// A UDP length field shorter than its header.
+    UdpMalformed,
+    /// The UDP checksum (pseudo-header included) does not verify.
+    UdpBadChecksum,
+    /// UDP to a port nobody here listens on (Linux would send ICMP port unreachable).
+    UdpClosedPort,
+    /// UDP echo from port 0 (no reply can go there) or from a port whose service answers
+    /// every datagram (echo, daytime, quote, chargen, time): two such services answering
+    /// each other would loop forever.
+    UdpLoopPort,
+    /// A DHCP message that breaks RFC 2131/2132: no magic cookie, an option running past
+    /// the end, no End option, an option of the wrong length, option overload, not a
+    /// client's BOOTREQUEST for Ethernet, or no message type.
+    DhcpMalformed,
+    /// A DHCP message through a relay (giaddr set): we serve our own link only.
+    DhcpRelayed,
+    /// A DHCP REQUEST for another server (the client chose its offer), or a client
+    /// message type a server does not answer (OFFER, ACK, NAK, INFORM...).
+    DhcpNotForUs,
+    /// A DHCP client with a group MAC, or one whose frame came from another MAC.
+    DhcpBadClient,
+    /// No free address left in the pool for a DISCOVER.
+    DhcpPoolExhausted,
 }
 // ANCHOR_END: drop
 
 impl Drop {
     /// Every reason, in the order counters are printed.
-    pub const ALL: [Drop; 20] = [
+    pub const ALL: [Drop; 29] = [
         Drop::Truncated,
         Drop::NotOurMac,
         Drop::BadSourceMac,
@@ -217,6 +243,15 @@ impl Drop {
         Drop::IcmpBadChecksum,
         Drop::IcmpNotEchoRequest,
         Drop::NoRoom,
+        Drop::UdpMalformed,
+        Drop::UdpBadChecksum,
+        Drop::UdpClosedPort,
+        Drop::UdpLoopPort,
+        Drop::DhcpMalformed,
+        Drop::DhcpRelayed,
+        Drop::DhcpNotForUs,
+        Drop::DhcpBadClient,
+        Drop::DhcpPoolExhausted,
     ];
 
     /// A short label for logs and counters.
@@ -242,6 +277,15 @@ impl Drop {
             Drop::IcmpBadChecksum => "ICMP bad checksum",
             Drop::IcmpNotEchoRequest => "ICMP not an echo request",
             Drop::NoRoom => "no room for the reply",
+            Drop::UdpMalformed => "UDP bad length",
+            Drop::UdpBadChecksum => "UDP bad checksum",
+            Drop::UdpClosedPort => "UDP to a closed port",
+            Drop::UdpLoopPort => "UDP echo from port 0 or a looping service",
+            Drop::DhcpMalformed => "DHCP malformed",
+            Drop::DhcpRelayed => "DHCP through a relay",
+            Drop::DhcpNotForUs => "DHCP not for this server",
+            Drop::DhcpBadClient => "DHCP bad client address",
+            Drop::DhcpPoolExhausted => "DHCP pool exhausted",
         }
     }
 
@@ -267,13 +311,21 @@ pub enum Reply {
     Echo(usize),
     /// An ICMP Parameter Problem frame of this many bytes.
     ParameterProblem(usize),
+    /// A UDP echo reply (RFC 862) frame of this many bytes.
+    UdpEcho(usize),
+    /// A DHCP reply (OFFER, ACK or NAK) frame of this many bytes, from `crate::dhcp`.
+    Dhcp(usize),
 }
 
 impl Reply {
     /// The length of the reply frame in the output buffer.
     pub fn len(self) -> usize {
         match self {
-            Reply::Arp(len) | Reply::Echo(len) | Reply::ParameterProblem(len) => len,
+            Reply::Arp(len)
+            | Reply::Echo(len)
+            | Reply::ParameterProblem(len)
+            | Reply::UdpEcho(len)
+            | Reply::Dhcp(len) => len,
         }
     }
 
@@ -290,11 +342,15 @@ pub type Outcome = Result<Reply, Drop>;
 pub struct Services {
     pub arp: bool,
     pub echo: bool,
+    /// UDP echo on port 7 (chapter 10).
+    pub udp_echo: bool,
 }
 
 impl Services {
-    pub const ARP: Services = Services { arp: true, echo: false };
-    pub const ALL: Services = Services { arp: true, echo: true };
+    pub const ARP: Services = Services { arp: true, echo: false, udp_echo: false };
+    pub const ALL: Services = Services { arp: true, echo: true, udp_echo: false };
+    /// Chapter 10: everything, and UDP echo too.
+    pub const WITH_UDP: Services = Services { arp: true, echo: true, udp_echo: true };
 }
 
 fn wire_drop(err: wire::Error) -> Drop {
@@ -323,7 +379,7 @@ pub fn respond(
     }
     match eth.ethertype() {
         EtherType::Arp if services.arp => arp_reply(host, &eth, out),
-        EtherType::Ipv4 if services.echo => ipv4_reply(host, idents, now, &eth, out),
+        EtherType::Ipv4 if services.echo => ipv4_reply(host, services, idents, now, &eth, out),
         tag if tag.is_vlan_tag() => Err(Drop::VlanTagged),
         _ => Err(Drop::OtherProtocol),
     }
@@ -418,6 +474,7 @@ fn ipv4_for_us<'a>(
 /// (dropped), then the ICMP echo request.
 fn ipv4_reply(
     host: &Host,
+    services: Services,
     idents: &mut Idents,
     now: Timestamp,
     eth: &EthernetFrame<&[u8]>,
@@ -435,6 +492,9 @@ fn ipv4_reply(
     // not by default; then it drops them without a word, as we do.
     if options.source_route.is_some() {
         return Err(Drop::Ipv4SourceRouted);
+    }
+    if ip.protocol() == IpProtocol::Udp && services.udp_echo {
+        return udp_echo::reply(host, idents, eth, &ip, out);
     }
     echo_reply(host, idents, now, eth, &ip, &options, out)
 }
@@ -716,6 +776,8 @@ pub struct Counters {
     pub arp_replies: u64,
     pub echo_replies: u64,
     pub parameter_problems: u64,
+    pub udp_echo_replies: u64,
+    pub dhcp_replies: u64,
     /// Replies the kernel refused (the interface was down at that instant).
     pub send_failures: u64,
     pub dropped: [u64; Drop::ALL.len()],
@@ -729,6 +791,8 @@ impl Counters {
             Ok(Reply::Arp(_)) => self.arp_replies += 1,
             Ok(Reply::Echo(_)) => self.echo_replies += 1,
             Ok(Reply::ParameterProblem(_)) => self.parameter_problems += 1,
+            Ok(Reply::UdpEcho(_)) => self.udp_echo_replies += 1,
+            Ok(Reply::Dhcp(_)) => self.dhcp_replies += 1,
             Err(reason) => {
                 if let Some(count) = self.dropped.get_mut(reason.index()) {
                     *count += 1;
@@ -744,6 +808,8 @@ impl Counters {
             Reply::Arp(_) => &mut self.arp_replies,
             Reply::Echo(_) => &mut self.echo_replies,
             Reply::ParameterProblem(_) => &mut self.parameter_problems,
+            Reply::UdpEcho(_) => &mut self.udp_echo_replies,
+            Reply::Dhcp(_) => &mut self.dhcp_replies,
         };
         *sent = sent.saturating_sub(1);
         self.send_failures += 1;
@@ -766,6 +832,12 @@ impl fmt::Display for Counters {
         writeln!(f, "{:>10}  ICMP echo replies sent", self.echo_replies)?;
         if self.parameter_problems > 0 {
             writeln!(f, "{:>10}  ICMP parameter problems sent", self.parameter_problems)?;
+        }
+        if self.udp_echo_replies > 0 {
+            writeln!(f, "{:>10}  UDP echo replies sent", self.udp_echo_replies)?;
+        }
+        if self.dhcp_replies > 0 {
+            writeln!(f, "{:>10}  DHCP replies sent", self.dhcp_replies)?;
         }
         if self.send_failures > 0 {
             writeln!(f, "{:>10}  replies the kernel refused (interface down)", self.send_failures)?;
