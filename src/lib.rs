@@ -15,11 +15,13 @@
 //! | [`vnet`]      | 9 | opening a TAP as a VMM does: virtio-net header, offloads, queues |
 //! | [`segment`]   | 9 | partial checksums finished, superframes cut into wire-size frames |
 //! | [`cli`]       | all | `--iface`, `--ip`, `--mac` and the lab defaults |
+//! | [`dhcp`]      | 10 | a DHCP server: the lease table and the replies (UDP echo is in `respond`) |
 //!
 //! The arrows point one way: binaries use the library; `respond` uses `wire`; nothing in
 //! `wire` or `respond` touches a file descriptor or prints.
 
 pub mod cli;
+pub mod dhcp;
 pub mod output;
 pub mod pcap;
 pub mod respond;
