@@ -7,8 +7,8 @@
 //! |---------------|---------|---------------|
 //! | [`tap`]       | 1 | the clone device `/dev/net/tun`, `TUNSETIFF`, the owned TAP handle |
 //! | [`show`]      | 2 | one-line summaries and annotated hex dumps of frames |
-//! | [`wire`]      | 2-4 | Ethernet, ARP, IPv4, ICMPv4 and the internet checksum, by hand |
-//! | [`respond`]   | 3-5 | frame in, reply (or the reason for silence) out: pure functions |
+//! | [`wire`]      | 2-4, 10 | Ethernet, ARP, IPv4, ICMPv4, UDP, DHCP and the internet checksum, by hand |
+//! | [`respond`]   | 3-5, 10 | frame in, reply (or the reason for silence) out: pure functions (UDP echo: 10) |
 //! | [`signals`]   | 5 | Ctrl-C, SIGTERM and SIGHUP as a clean, race-free stop |
 //! | [`output`]    | all | printing that cannot panic nor hold up a stop behind a full pipe |
 //! | [`pcap`]      | 5 | a pcap writer for tshark and Wireshark |
@@ -17,8 +17,8 @@
 //! | [`cli`]       | all | `--iface`, `--ip`, `--mac` and the lab defaults |
 //! | [`dhcp`]      | 10 | a DHCP server: the lease table and the replies (UDP echo is in `respond`) |
 //!
-//! The arrows point one way: binaries use the library; `respond` uses `wire`; nothing in
-//! `wire` or `respond` touches a file descriptor or prints.
+//! The arrows point one way: binaries use the library; `respond` and `dhcp` use `wire`;
+//! nothing in `wire`, `respond` or `dhcp` touches a file descriptor or prints.
 
 pub mod cli;
 pub mod dhcp;
