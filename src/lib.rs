@@ -8,19 +8,21 @@
 //! | [`tap`]       | 1 | the clone device `/dev/net/tun`, `TUNSETIFF`, the owned TAP handle |
 //! | [`tap::diagnose`] | 1 | why opening failed, and the fix for this interface and namespace |
 //! | [`show`]      | 2 | one-line summaries and annotated hex dumps of frames |
-//! | [`wire`]      | 2-4, 8 | Ethernet, ARP, IPv4, ICMPv4, the internet checksum; IPv6, ICMPv6, NDP |
-//! | [`respond`]   | 3-5, 8 | frame in, reply (or the reason for silence) out: pure functions |
+//! | [`wire`]      | 2-4, 8, 10 | Ethernet, ARP, IPv4, ICMPv4, the internet checksum; IPv6, ICMPv6, NDP; UDP, DHCP |
+//! | [`respond`]   | 3-5, 8, 10 | frame in, reply (or the reason for silence) out: pure functions |
 //! | [`signals`]   | 5 | Ctrl-C, SIGTERM and SIGHUP as a clean, race-free stop |
 //! | [`output`]    | all | printing that cannot panic nor hold up a stop behind a full pipe |
 //! | [`pcap`]      | 5 | a pcap writer for tshark and Wireshark |
 //! | [`vnet`]      | 9 | opening a TAP as a VMM does: virtio-net header, offloads, queues |
 //! | [`segment`]   | 9 | partial checksums finished, superframes cut into wire-size frames |
 //! | [`cli`]       | all | `--iface`, `--ip`, `--mac` (refusing what no host may use), the defaults |
+//! | [`dhcp`]      | 10 | a DHCP server: the lease table and the replies (UDP echo is in `respond`) |
 //!
-//! The arrows point one way: binaries use the library; `respond` uses `wire`; nothing in
-//! `wire` or `respond` touches a file descriptor or prints.
+//! The arrows point one way: binaries use the library; `respond` and `dhcp` use `wire`;
+//! nothing in `wire`, `respond` or `dhcp` touches a file descriptor or prints.
 
 pub mod cli;
+pub mod dhcp;
 pub mod output;
 pub mod pcap;
 pub mod respond;

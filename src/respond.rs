@@ -43,6 +43,7 @@ use crate::wire::ipv4_options::{
 use crate::wire::{self, checksum, ipv6};
 
 mod ipv6_reply;
+mod udp_echo;
 
 // ANCHOR: host
 /// Who we are on the link: an IPv4 address, an IPv6 one, and a MAC, from which our IPv6
@@ -256,12 +257,36 @@ pub enum Drop {
     /// The caller's output buffer cannot hold the reply (a programming error, reported
     /// rather than panicking).
     NoRoom,
+    // UDP and DHCP (chapter 10): see `respond::udp_echo` and `crate::dhcp`.
+    /// A UDP length field shorter than its header.
+    UdpMalformed,
+    /// The UDP checksum (pseudo-header included) does not verify.
+    UdpBadChecksum,
+    /// UDP to a port nobody here listens on (Linux would send ICMP port unreachable).
+    UdpClosedPort,
+    /// UDP echo from port 0 (no reply can go there) or from a port whose service answers
+    /// every datagram (echo, daytime, quote, chargen, time): two such services answering
+    /// each other would loop forever.
+    UdpLoopPort,
+    /// A DHCP message that breaks RFC 2131/2132: no magic cookie, an option running past
+    /// the end, no End option, an option of the wrong length, option overload, not a
+    /// client's BOOTREQUEST for Ethernet, or no message type.
+    DhcpMalformed,
+    /// A DHCP message through a relay (giaddr set): we serve our own link only.
+    DhcpRelayed,
+    /// A DHCP REQUEST for another server (the client chose its offer), or a client
+    /// message type a server does not answer (OFFER, ACK, NAK, INFORM...).
+    DhcpNotForUs,
+    /// A DHCP client with a group MAC, or one whose frame came from another MAC.
+    DhcpBadClient,
+    /// No free address left in the pool for a DISCOVER.
+    DhcpPoolExhausted,
 }
 // ANCHOR_END: drop
 
 impl Drop {
     /// Every reason, in the order counters are printed.
-    pub const ALL: [Drop; 35] = [
+    pub const ALL: [Drop; 44] = [
         Drop::Truncated,
         Drop::NotOurMac,
         Drop::BadSourceMac,
@@ -297,6 +322,15 @@ impl Drop {
         Drop::NdiscBadProbe,
         Drop::NdiscNotForUs,
         Drop::NoRoom,
+        Drop::UdpMalformed,
+        Drop::UdpBadChecksum,
+        Drop::UdpClosedPort,
+        Drop::UdpLoopPort,
+        Drop::DhcpMalformed,
+        Drop::DhcpRelayed,
+        Drop::DhcpNotForUs,
+        Drop::DhcpBadClient,
+        Drop::DhcpPoolExhausted,
     ];
 
     /// A short label for logs and counters.
@@ -337,6 +371,15 @@ impl Drop {
             Drop::NdiscBadProbe => "NDP bad duplicate address probe",
             Drop::NdiscNotForUs => "NDP for another address",
             Drop::NoRoom => "no room for the reply",
+            Drop::UdpMalformed => "UDP bad length",
+            Drop::UdpBadChecksum => "UDP bad checksum",
+            Drop::UdpClosedPort => "UDP to a closed port",
+            Drop::UdpLoopPort => "UDP echo from port 0 or a looping service",
+            Drop::DhcpMalformed => "DHCP malformed",
+            Drop::DhcpRelayed => "DHCP through a relay",
+            Drop::DhcpNotForUs => "DHCP not for this server",
+            Drop::DhcpBadClient => "DHCP bad client address",
+            Drop::DhcpPoolExhausted => "DHCP pool exhausted",
         }
     }
 
@@ -366,6 +409,10 @@ pub enum Reply {
     NeighborAdvert(usize),
     /// An ICMPv6 echo reply frame of this many bytes.
     Echo6(usize),
+    /// A UDP echo reply (RFC 862) frame of this many bytes.
+    UdpEcho(usize),
+    /// A DHCP reply (OFFER, ACK or NAK) frame of this many bytes, from `crate::dhcp`.
+    Dhcp(usize),
 }
 
 impl Reply {
@@ -376,7 +423,9 @@ impl Reply {
             | Reply::Echo(len)
             | Reply::ParameterProblem(len)
             | Reply::NeighborAdvert(len)
-            | Reply::Echo6(len) => len,
+            | Reply::Echo6(len)
+            | Reply::UdpEcho(len)
+            | Reply::Dhcp(len) => len,
         }
     }
 
@@ -395,13 +444,17 @@ pub struct Services {
     pub arp: bool,
     pub echo: bool,
     pub ipv6: bool,
+    /// UDP echo on port 7 (chapter 10).
+    pub udp_echo: bool,
 }
 
 impl Services {
-    pub const ARP: Services = Services { arp: true, echo: false, ipv6: false };
-    pub const IPV4: Services = Services { arp: true, echo: true, ipv6: false };
-    pub const IPV6: Services = Services { arp: false, echo: false, ipv6: true };
-    pub const ALL: Services = Services { arp: true, echo: true, ipv6: true };
+    pub const ARP: Services = Services { arp: true, echo: false, ipv6: false, udp_echo: false };
+    pub const IPV4: Services = Services { arp: true, echo: true, ipv6: false, udp_echo: false };
+    pub const IPV6: Services = Services { arp: false, echo: false, ipv6: true, udp_echo: false };
+    pub const ALL: Services = Services { arp: true, echo: true, ipv6: true, udp_echo: false };
+    /// Chapter 10: everything, and UDP echo too.
+    pub const WITH_UDP: Services = Services { arp: true, echo: true, ipv6: true, udp_echo: true };
 }
 
 fn wire_drop(err: wire::Error) -> Drop {
@@ -430,7 +483,7 @@ pub fn respond(
     }
     match eth.ethertype() {
         EtherType::Arp if services.arp => arp_reply(host, &eth, out),
-        EtherType::Ipv4 if services.echo => ipv4_reply(host, idents, now, &eth, out),
+        EtherType::Ipv4 if services.echo => ipv4_reply(host, services, idents, now, &eth, out),
         EtherType::Ipv6 if services.ipv6 => ipv6_reply::ipv6_reply(host, &eth, out),
         tag if tag.is_vlan_tag() => Err(Drop::VlanTagged),
         _ => Err(Drop::OtherProtocol),
@@ -526,6 +579,7 @@ fn ipv4_for_us<'a>(
 /// (dropped), then the ICMP echo request.
 fn ipv4_reply(
     host: &Host,
+    services: Services,
     idents: &mut Idents,
     now: Timestamp,
     eth: &EthernetFrame<&[u8]>,
@@ -543,6 +597,9 @@ fn ipv4_reply(
     // not by default; then it drops them without a word, as we do.
     if options.source_route.is_some() {
         return Err(Drop::Ipv4SourceRouted);
+    }
+    if ip.protocol() == IpProtocol::Udp && services.udp_echo {
+        return udp_echo::reply(host, idents, eth, &ip, out);
     }
     echo_reply(host, idents, now, eth, &ip, &options, out)
 }
@@ -826,6 +883,8 @@ pub struct Counters {
     pub parameter_problems: u64,
     pub neighbor_adverts: u64,
     pub echo6_replies: u64,
+    pub udp_echo_replies: u64,
+    pub dhcp_replies: u64,
     /// Replies the kernel refused (the interface was down at that instant).
     pub send_failures: u64,
     pub dropped: [u64; Drop::ALL.len()],
@@ -840,6 +899,8 @@ impl Default for Counters {
             parameter_problems: 0,
             neighbor_adverts: 0,
             echo6_replies: 0,
+            udp_echo_replies: 0,
+            dhcp_replies: 0,
             send_failures: 0,
             dropped: [0; Drop::ALL.len()],
         }
@@ -856,6 +917,8 @@ impl Counters {
             Ok(Reply::ParameterProblem(_)) => self.parameter_problems += 1,
             Ok(Reply::NeighborAdvert(_)) => self.neighbor_adverts += 1,
             Ok(Reply::Echo6(_)) => self.echo6_replies += 1,
+            Ok(Reply::UdpEcho(_)) => self.udp_echo_replies += 1,
+            Ok(Reply::Dhcp(_)) => self.dhcp_replies += 1,
             Err(reason) => {
                 if let Some(count) = self.dropped.get_mut(reason.index()) {
                     *count += 1;
@@ -873,6 +936,8 @@ impl Counters {
             Reply::ParameterProblem(_) => &mut self.parameter_problems,
             Reply::NeighborAdvert(_) => &mut self.neighbor_adverts,
             Reply::Echo6(_) => &mut self.echo6_replies,
+            Reply::UdpEcho(_) => &mut self.udp_echo_replies,
+            Reply::Dhcp(_) => &mut self.dhcp_replies,
         };
         *sent = sent.saturating_sub(1);
         self.send_failures += 1;
@@ -900,6 +965,12 @@ impl fmt::Display for Counters {
         if self.neighbor_adverts + self.echo6_replies > 0 {
             writeln!(f, "{:>10}  IPv6 neighbour advertisements sent", self.neighbor_adverts)?;
             writeln!(f, "{:>10}  ICMPv6 echo replies sent", self.echo6_replies)?;
+        }
+        if self.udp_echo_replies > 0 {
+            writeln!(f, "{:>10}  UDP echo replies sent", self.udp_echo_replies)?;
+        }
+        if self.dhcp_replies > 0 {
+            writeln!(f, "{:>10}  DHCP replies sent", self.dhcp_replies)?;
         }
         if self.send_failures > 0 {
             writeln!(f, "{:>10}  replies the kernel refused (interface down)", self.send_failures)?;

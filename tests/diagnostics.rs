@@ -25,8 +25,9 @@ const BIN_04: &str = env!("CARGO_BIN_EXE_04_icmp_reply");
 const BIN_05: &str = env!("CARGO_BIN_EXE_05_full_responder");
 const BIN_08: &str = env!("CARGO_BIN_EXE_08_ipv6_responder");
 const BIN_09: &str = env!("CARGO_BIN_EXE_09_offloads");
+const BIN_10: &str = env!("CARGO_BIN_EXE_10_dhcp_server");
 
-const ALL: [(&str, &str); 7] = [
+const ALL: [(&str, &str); 8] = [
     ("01", BIN_01),
     ("02", BIN_02),
     ("03", BIN_03),
@@ -34,6 +35,7 @@ const ALL: [(&str, &str); 7] = [
     ("05", BIN_05),
     ("08", BIN_08),
     ("09", BIN_09),
+    ("10", BIN_10),
 ];
 
 const NOBODY: Option<&str> = Some(UNPRIVILEGED_USER);
@@ -180,7 +182,9 @@ fn addresses_no_host_may_use_are_refused_with_the_reason() {
         ("01:00:5e:00:00:01", "group address"),
         ("ff:ff:ff:ff:ff:ff", "group address"),
     ];
-    for (name, bin) in [("03", BIN_03), ("04", BIN_04), ("05", BIN_05), ("08", BIN_08)] {
+    for (name, bin) in
+        [("03", BIN_03), ("04", BIN_04), ("05", BIN_05), ("08", BIN_08), ("10", BIN_10)]
+    {
         for (ip, why) in ips {
             let out = run_in(&lab, NOBODY, bin, &[os("--ip"), os(ip)]);
             assert_usage_error(name, &out, &format!("--ip {ip}:\n"));
@@ -459,7 +463,9 @@ fn help_banners_and_fixes_fit_in_78_columns() {
         assert_fits(&format!("{name} --bogus"), &text(&out));
     }
     // The banners, with the longest address and MAC there are.
-    for (name, bin) in [("03", BIN_03), ("04", BIN_04), ("05", BIN_05), ("08", BIN_08)] {
+    for (name, bin) in
+        [("03", BIN_03), ("04", BIN_04), ("05", BIN_05), ("08", BIN_08), ("10", BIN_10)]
+    {
         let args = ["--ip", "223.255.255.254", "--mac", "02:ff:ff:ff:ff:ff"];
         let mut program = lab.start(bin, &args, NOBODY);
         let (_, output) = program.stop();

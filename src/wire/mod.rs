@@ -34,7 +34,10 @@ pub mod ipv4;
 pub mod ipv4_options;
 pub mod ipv6;
 pub mod ndisc;
+pub mod udp;
 pub mod virtio_net;
+
+pub mod dhcp;
 
 use std::fmt;
 
@@ -43,6 +46,7 @@ pub use ethernet::{EtherType, EthernetFrame, MacAddr};
 pub use icmpv4::{Icmpv4Message, Icmpv4Type};
 pub use ipv4::{IpProtocol, Ipv4Packet};
 pub use ipv6::Ipv6Packet;
+pub use udp::UdpPacket;
 
 /// Why a buffer could not be read as the header it was supposed to hold.
 ///

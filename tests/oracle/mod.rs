@@ -16,6 +16,8 @@
 
 use std::fmt::Write as _;
 
+pub mod udp;
+
 /// Our addresses: the lab's defaults.
 pub const OUR_IP: [u8; 4] = [172, 16, 1, 2];
 pub const OUR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
