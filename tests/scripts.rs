@@ -8,7 +8,8 @@
 //! with stand-ins on PATH for `dpkg-query` (which says what is missing), `apt-get` and
 //! `sudo` (which log what they were asked to do), so nothing is installed or removed.
 
-mod common;
+use tapbook_lab as common;
+use tapbook_lab::require_lab;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
