@@ -450,12 +450,43 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// The processes inside the lab's network namespace (ours, and what they started: a
+    /// shell's background job), found by the namespace's identity in /proc/PID/ns/net.
+    fn processes(&self) -> Vec<i32> {
+        use std::os::unix::fs::MetadataExt;
+        let netns = match &self.place {
+            Place::Named => std::fs::metadata(Path::new("/run/netns").join(&self.netns))
+                .map(|m| format!("net:[{}]", m.ino())),
+            Place::Rootless { holder } => {
+                std::fs::read_link(format!("/proc/{}/ns/net", holder.id()))
+                    .map(|l| l.to_string_lossy().into_owned())
+            }
+        };
+        let Ok(netns) = netns else { return Vec::new() };
+        let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/ns/net"))
+                    .is_ok_and(|l| l.to_string_lossy() == netns)
+            })
+            .collect()
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
-        for pid in &self.children {
-            // Only our own children: `ip netns exec` (or nsenter) is the process we
-            // started, and it exec()s into setpriv and then the binary, so the PID stays.
-            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+        let holder = match &self.place {
+            Place::Rootless { holder } => Some(holder.id() as i32),
+            Place::Named => None,
+        };
+        // Our own children (`ip netns exec` or nsenter exec()s into setpriv and then the
+        // binary, so the PID stays), then whatever else still runs in the namespace.
+        let others = if self.keep { Vec::new() } else { self.processes() };
+        for pid in self.children.iter().map(|p| *p as i32).chain(others) {
+            if Some(pid) != holder {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
         }
         match &mut self.place {
             Place::Named if !self.keep => {
