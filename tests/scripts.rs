@@ -1,5 +1,5 @@
-//! End to end with the lab scripts themselves: `scripts/setup.sh`, `ping.sh`, `doctor.sh`,
-//! `demo.sh`, `test.sh` run as separate processes, as root or as an unprivileged user,
+//! End to end with the lab scripts themselves: `scripts/setup.sh`, `ping.sh`, `doctor.sh`
+//! run as separate processes, as root or as an unprivileged user,
 //! in network namespaces of their own.
 //!
 //! Every run that could touch a network runs inside a namespace the test made (`ip netns
@@ -264,7 +264,6 @@ fn an_empty_option_value_is_an_error_in_every_script() {
             &["--netns", "--iface", "--count", "--duration", "--write", "--filter", "--tool"],
         ),
         ("doctor.sh", &["--netns", "--iface", "--user", "--addr"]),
-        ("demo.sh", &["--netns", "--count", "--bin-dir"]),
     ];
     let sandbox = Lab::empty("sc-empty");
     for (name, options) in cases {
@@ -632,83 +631,7 @@ fn missing_packages_are_installed_with_apt_get_as_root_or_through_sudo() {
     );
 }
 
-/// Without root and without sudo, both README commands stop before doing anything, with
-/// one message that names the exact command to run.
-#[test]
-fn without_root_or_sudo_the_readme_commands_stop_first_and_say_what_to_run() {
-    require_lab!("without_root_or_sudo_the_readme_commands_stop_first_and_say_what_to_run");
-    let fakes = Fakes::new();
-    fakes.dpkg_query();
-    fakes.logger("apt-get");
-    // A sudo that this user may not use (as where sudo exists but the user is no sudoer).
-    fakes.add("sudo", "echo 'sudo: a password is required' >&2; exit 1");
-    let netns = fresh_name("nosudo");
-    let _guard = NetnsGuard(netns.clone());
-
-    let out = output(
-        as_user(&fakes.path(), "scripts/demo.sh")
-            .args(["--netns", &netns])
-            .env("FAKE_MISSING", "arping"),
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stdout(&out).is_empty(), "{}", text(&out));
-    assert_eq!(
-        stderr(&out),
-        format!(
-            "demo.sh: error: the demo needs root for its network namespace; not root, and sudo \
-             is not allowed here without a password (and there is no terminal to ask for one). \
-             Run it as root:  su -c 'scripts/demo.sh --netns {netns}'\n"
-        )
-    );
-    assert!(!netns_exists(&netns));
-
-    let out =
-        output(as_user(&fakes.path(), "scripts/test.sh").env("FAKE_MISSING", "arping shellcheck"));
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stdout(&out).is_empty(), "{}", text(&out));
-    assert_eq!(
-        stderr(&out),
-        "test.sh: error: Debian packages missing for the tests: arping shellcheck; not root, and \
-         sudo is not allowed here without a password (and there is no terminal to ask for one), \
-         so nothing was installed. Install them, then run this again:  \
-         sudo apt-get install --no-install-recommends arping shellcheck\n"
-    );
-    assert_eq!(fakes.logged(), "", "nothing may be installed");
-}
-
-/// demo.sh takes --netns like every other script; it installs what is missing first.
-#[test]
-fn demo_installs_what_is_missing_and_runs_in_the_namespace_given() {
-    require_lab!("demo_installs_what_is_missing_and_runs_in_the_namespace_given");
-    let fakes = Fakes::new();
-    fakes.dpkg_query();
-    fakes.logger("apt-get");
-    let netns = fresh_name("demo");
-    let _guard = NetnsGuard(netns.clone());
-    let bin_dir = Path::new(BIN_05).parent().expect("the binaries' directory");
-    let out = output(
-        script("demo.sh")
-            .args(["--netns", &netns, "--count", "2"])
-            .arg("--bin-dir")
-            .arg(bin_dir)
-            .env("PATH", fakes.path())
-            .env("FAKE_MISSING", "arping"),
-    );
-    let said = stdout(&out);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        said.starts_with("Installing what is missing for the demo: arping (the kernel's ARP requests to the responder).\n== 1."),
-        "{said}"
-    );
-    assert!(fakes.logged().contains(
-        "apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 arping\n"
-    ));
-    assert!(said.contains(&format!("Setting up the lab in network namespace {netns}")), "{said}");
-    assert!(said.contains("2 packets transmitted, 2 packets received"), "arping:\n{said}");
-    assert!(said.contains("2 packets transmitted, 2 received, 0% packet loss"), "ping:\n{said}");
-    assert!(said.contains(&format!("Done; namespace {netns} removed.")), "{said}");
-    assert!(!netns_exists(&netns), "{said}");
-}
+// `cargo lab demo` and `cargo lab test` (the README's commands): lab/tests/cli.rs.
 
 // ---- issue 9: a test that could not run is counted as skipped, not passed ---------------
 
@@ -722,7 +645,7 @@ fn probe_setup_makes_a_tap_owned_by_the_user() {
 }
 
 /// This test binary, run without root for the probe: outside CI the probe writes itself
-/// into TAPBOOK_SKIP_LOG (which scripts/test.sh counts as skipped); under CI it fails.
+/// into TAPBOOK_SKIP_LOG (which cargo lab test counts as skipped); under CI it fails.
 #[test]
 fn a_test_that_cannot_run_is_logged_as_skipped_and_fails_under_ci() {
     require_lab!("a_test_that_cannot_run_is_logged_as_skipped_and_fails_under_ci");

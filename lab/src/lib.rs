@@ -95,6 +95,30 @@ pub fn can_run(test: &str, extra_tools: &[&str]) -> bool {
     } else {
         format!("cargo lab test installs {}", packages.join(" "))
     };
+    skip(test, &why, &fix)
+}
+
+/// Whether a test can run a rootless lab as an unprivileged user: [`can_run`] (the test
+/// itself needs root, to become that user), and users may open /dev/net/tun.
+pub fn can_run_rootless(test: &str) -> bool {
+    if !can_run(test, &["unshare", "nsenter"]) {
+        return false;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata("/dev/net/tun").map_or(0, |m| m.permissions().mode());
+    if mode & 0o006 == 0o006 {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: cannot run under CI: /dev/net/tun has mode {:o}", mode & 0o777);
+    }
+    let why = format!("users cannot open /dev/net/tun (mode {:o})", mode & 0o777);
+    skip(test, &why, "chmod 0666 /dev/net/tun, the usual default (sudo scripts/setup.sh does it)")
+}
+
+/// Reports that `test` cannot run here (`why`, and the `fix`), into `TAPBOOK_SKIP_LOG` too;
+/// false, for `if !...`.
+fn skip(test: &str, why: &str, fix: &str) -> bool {
     tell(format_args!("SKIPPED {test}: {why}; {fix}"));
     if let Some(log) = std::env::var_os("TAPBOOK_SKIP_LOG") {
         // One write of one short line to a file opened for appending: the lines of tests
