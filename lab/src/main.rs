@@ -504,7 +504,9 @@ fn test(args: &[String]) -> Result<ExitCode> {
     let mut skipped: Vec<&str> = Vec::new();
     let mut test_log = String::new();
     let mut check = |name: &'static str, cmd: &mut Command, log: Option<&mut String>| {
-        let shown: Vec<String> = std::iter::once(cmd.get_program())
+        // The program by its name (cargo, not $CARGO's path), then its arguments.
+        let program = Path::new(cmd.get_program()).file_name().unwrap_or(cmd.get_program());
+        let shown: Vec<String> = std::iter::once(program)
             .chain(cmd.get_args())
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
