@@ -4,9 +4,8 @@
 //!
 //! Every run that could touch a network runs inside a namespace the test made (`ip netns
 //! exec NS scripts/...`), so that even a script that wrongly took an empty `--netns` for
-//! "the current namespace" only touches that throw-away namespace. Installing is tested
-//! with stand-ins on PATH for `dpkg-query` (which says what is missing), `apt-get` and
-//! `sudo` (which log what they were asked to do), so nothing is installed or removed.
+//! "the current namespace" only touches that throw-away namespace. Stand-ins on PATH
+//! (`Fakes`) play the commands a test must not run for real.
 
 use tapbook_lab as common;
 use tapbook_lab::require_lab;
@@ -176,29 +175,6 @@ impl Fakes {
         std::fs::write(&path, format!("#!/bin/bash\n{body}\n")).expect("writing a stand-in");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
             .expect("chmod of a stand-in");
-    }
-
-    /// dpkg-query that says every package is installed except those in FAKE_MISSING.
-    fn dpkg_query(&self) {
-        self.add(
-            "dpkg-query",
-            "# dpkg-query -W -f='${Status}' PACKAGE\n\
-             for p in $FAKE_MISSING; do [[ $p == \"${!#}\" ]] && exit 1; done\n\
-             printf 'install ok installed'",
-        );
-    }
-
-    /// A command that only writes its name and arguments to the log.
-    fn logger(&self, name: &str) {
-        self.add(name, &format!("echo \"{name} $*\" >>{}", self.log().display()));
-    }
-
-    fn log(&self) -> PathBuf {
-        self.dir.join("log")
-    }
-
-    fn logged(&self) -> String {
-        std::fs::read_to_string(self.log()).unwrap_or_default()
     }
 
     fn path(&self) -> String {
@@ -543,95 +519,8 @@ fn doctor_fixes_work_as_printed() {
     }
 }
 
-// ---- issue 9: the README's commands install what they need, or say what to run --------
-
-/// The list of what is missing comes from scripts/packages.txt, per group.
-#[test]
-fn missing_packages_come_from_the_one_list() {
-    let fakes = Fakes::new();
-    fakes.dpkg_query();
-    // PATH is the stand-ins' directory alone, so that no mdbook of this machine counts.
-    for tool in ["bash", "basename", "dirname", "cut", "xargs", "echo"] {
-        let real = ["/usr/bin", "/bin"]
-            .iter()
-            .map(|dir| Path::new(dir).join(tool))
-            .find(|path| path.is_file())
-            .unwrap_or_else(|| panic!("{tool} is installed"));
-        std::os::unix::fs::symlink(real, fakes.dir.join(tool)).expect("linking a tool");
-    }
-    let missing = |groups: &str| {
-        let out = output(
-            Command::new(fakes.dir.join("bash"))
-                .args([
-                    "-c",
-                    &format!(". scripts/lib.sh; missing_packages {groups} | cut -f1 | xargs"),
-                ])
-                .current_dir(repo_root())
-                .env("PATH", &fakes.dir)
-                .env("CARGO_HOME", &fakes.dir)
-                .env("FAKE_MISSING", "arping tshark chromium"),
-        );
-        assert!(out.status.success(), "{}", text(&out));
-        stdout(&out).trim().to_owned()
-    };
-    assert_eq!(missing("lab"), "arping");
-    // mdbook comes from cargo: missing while there is no mdbook command.
-    assert_eq!(missing("lab lint test book"), "arping tshark cargo:mdbook@^0.5 chromium");
-    fakes.add("mdbook", "exit 0");
-    assert_eq!(missing("lab lint test book"), "arping tshark chromium");
-}
-
-/// As root: one line says what and why, then apt-get update and one apt-get install of
-/// exactly the missing packages. As a user with sudo: the same through sudo.
-#[test]
-fn missing_packages_are_installed_with_apt_get_as_root_or_through_sudo() {
-    require_lab!("missing_packages_are_installed_with_apt_get_as_root_or_through_sudo");
-    let fakes = Fakes::new();
-    fakes.dpkg_query();
-    fakes.logger("apt-get");
-    let install = ". scripts/lib.sh; ensure_packages 'the demo' lab";
-
-    let out = output(
-        Command::new("bash")
-            .args(["-c", install])
-            .current_dir(repo_root())
-            .env("PATH", fakes.path())
-            .env("FAKE_MISSING", "arping iputils-ping tshark"),
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(
-        stdout(&out),
-        "Installing what is missing for the demo: iputils-ping (the kernel's echo requests to \
-         the responder); arping (the kernel's ARP requests to the responder).\n"
-    );
-    assert_eq!(
-        fakes.logged(),
-        "apt-get update -qq\napt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 \
-         iputils-ping arping\n"
-    );
-
-    // A user whose sudo needs no password: a stand-in sudo that logs, then runs the command.
-    std::fs::remove_file(fakes.log()).expect("emptying the log");
-    fakes.add(
-        "sudo",
-        &format!(
-            "[[ $* == '-n true' ]] && exit 0\necho \"sudo $*\" >>{}\nexec \"$@\"",
-            fakes.log().display()
-        ),
-    );
-    let out =
-        output(as_user(&fakes.path(), "bash").args(["-c", install]).env("FAKE_MISSING", "arping"));
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(
-        fakes.logged(),
-        "sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq\napt-get update -qq\n\
-         sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-         -o DPkg::Lock::Timeout=300 arping\napt-get install -y -q --no-install-recommends \
-         -o DPkg::Lock::Timeout=300 arping\n"
-    );
-}
-
-// `cargo lab demo` and `cargo lab test` (the README's commands): lab/tests/cli.rs.
+// `cargo lab demo`, `cargo lab test` (the README's commands) and the installing they do
+// first: lab/tests/cli.rs.
 
 // ---- issue 9: a test that could not run is counted as skipped, not passed ---------------
 

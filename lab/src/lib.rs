@@ -50,9 +50,133 @@ fn packages() -> impl Iterator<Item = (&'static str, &'static str, &'static str)
     })
 }
 
-/// The packages of the list's `group` ("lab", "lint", "test", "book").
-pub fn packages_of(group: &str) -> Vec<&'static str> {
-    packages().filter(|(_, _, g)| *g == group).map(|(package, _, _)| package).collect()
+/// A line of the list: a Debian package, or `cargo:NAME@VERSION`, the command it
+/// provides, and why the project uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    pub package: &'static str,
+    pub command: &'static str,
+    pub why: String,
+}
+
+/// The packages of the list's `groups` ("lab", "lint", "test", "book") that are not
+/// installed, in the list's order. Debian's dpkg-query, found on `path` (a PATH), says;
+/// without it (another distribution), or for `cargo:NAME`, whether the command is on
+/// `path`.
+pub fn missing_packages(groups: &[&str], path: &std::ffi::OsStr) -> Vec<Package> {
+    let on_path = |command: &str| {
+        std::env::split_paths(path).map(|dir| dir.join(command)).find(|p| p.is_file())
+    };
+    let dpkg_query = on_path("dpkg-query");
+    PACKAGE_LIST
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let (package, command, group) = (words.next()?, words.next()?, words.next()?);
+            let why = words.collect::<Vec<_>>().join(" ");
+            groups.contains(&group).then_some(Package { package, command, why })
+        })
+        .filter(|p| {
+            let installed = match &dpkg_query {
+                Some(dpkg) if !p.package.starts_with("cargo:") => Command::new(dpkg)
+                    .args(["-W", "-f=${Status}", p.package])
+                    .env("PATH", path)
+                    .stderr(Stdio::null())
+                    .output()
+                    .is_ok_and(|out| out.stdout == b"install ok installed"),
+                _ => on_path(p.command).is_some(),
+            };
+            !installed
+        })
+        .collect()
+}
+
+/// Installs what `groups` need and is missing, for `who` ("the demo"): one line says what
+/// and why; then one `apt-get install` (as root, or through sudo) and a `cargo install`
+/// for each `cargo:NAME@VERSION` (as ourselves). When the Debian packages cannot be
+/// installed (not root, no sudo), an error before anything else, with the exact command
+/// to run.
+pub fn ensure_packages(who: &str, groups: &[&str]) -> Result<(), String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing = missing_packages(groups, &path);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let (crates, debs): (Vec<&Package>, Vec<&Package>) =
+        missing.iter().partition(|p| p.package.starts_with("cargo:"));
+    let debs: Vec<&str> = debs.iter().map(|p| p.package).collect();
+    let mut as_root = Vec::new();
+    if !debs.is_empty() && !is_root() {
+        if !can_sudo() {
+            let sudo = tool_exists("sudo");
+            let why = if sudo {
+                "sudo is not allowed here without a password (and there is no terminal to ask for one)"
+            } else {
+                "there is no sudo"
+            };
+            let install = format!("apt-get install --no-install-recommends {}", debs.join(" "));
+            let run = if sudo { format!("sudo {install}") } else { format!("su -c '{install}'") };
+            return Err(format!(
+                "Debian packages missing for {who}: {}; not root, and {why}, so nothing was \
+                 installed. Install them, then run this again:  {run}",
+                debs.join(" ")
+            ));
+        }
+        as_root.push("sudo");
+    }
+    let why: Vec<String> = missing
+        .iter()
+        .map(|p| match p.package.strip_prefix("cargo:") {
+            Some(_) => format!("{} ({})", p.command, p.why),
+            None => format!("{} ({})", p.package, p.why),
+        })
+        .collect();
+    say(format_args!("Installing what is missing for {who}: {}.", why.join("; ")));
+    let apt = |args: &[&str]| -> Result<(), String> {
+        let mut cmd = Command::new(as_root.first().copied().unwrap_or("env"));
+        if !as_root.is_empty() {
+            cmd.arg("env");
+        }
+        cmd.args(["DEBIAN_FRONTEND=noninteractive", "apt-get"]).args(args);
+        match cmd.status() {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("apt-get {} failed ({status})", args.join(" "))),
+            Err(e) => Err(format!("running apt-get: {e}")),
+        }
+    };
+    if !debs.is_empty() {
+        apt(&["update", "-qq"])?;
+        let install =
+            ["install", "-y", "-q", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=300"];
+        apt(&[&install[..], &debs].concat())?;
+    }
+    for krate in crates {
+        let spec = krate.package.trim_start_matches("cargo:");
+        let (name, version) = spec.split_once('@').unwrap_or((spec, "*"));
+        let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args(["install", name, "--locked", "--version", version, "--quiet"])
+            .status()
+            .map_err(|e| format!("{who} needs cargo, to install {name}: {e}"))?;
+        if !status.success() {
+            return Err(format!("cargo install {name} failed ({status})"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether this user may run commands as root through sudo here: without a password, or
+/// with one typed at this terminal.
+pub fn can_sudo() -> bool {
+    use std::io::IsTerminal;
+    tool_exists("sudo")
+        && (Command::new("sudo")
+            .args(["-n", "true"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+            || std::io::stdin().is_terminal())
 }
 
 /// Writes a line to standard output; an output that fails is not worth a panic.

@@ -13,7 +13,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-use tapbook_lab::{Lab, RESPONDER_IP, is_root, repo_root, say, tell};
+use tapbook_lab::{Lab, RESPONDER_IP, can_sudo, ensure_packages, is_root, repo_root, say, tell};
 
 const USAGE: &str = "\
 Usage: cargo lab COMMAND [OPTIONS]
@@ -28,6 +28,8 @@ Commands:
           The namespace is removed when the shell or CMD ends.
   test    every check the project has: fmt, clippy, shellcheck, the unit and
           end-to-end tests, the book check and the benchmark's short run
+  install [GROUP...]  install what the groups of scripts/packages.txt need and is
+          missing (lab, lint, test, book; default: all), as demo and test do first
 
 Not root, the lab is a user namespace plus a network namespace (no root, no sudo
 anywhere). As root, it is a named network namespace (ip netns), and the programs still
@@ -147,6 +149,7 @@ fn main() -> ExitCode {
         "demo" => demo(rest),
         "shell" => shell(rest),
         "test" => test(rest),
+        "install" => install(rest),
         "-h" | "--help" | "help" => {
             say(USAGE.trim_end());
             Ok(ExitCode::SUCCESS)
@@ -180,23 +183,20 @@ fn value(
     Ok(value)
 }
 
-/// Runs `. scripts/lib.sh; ensure_packages WHO GROUP...`: the one installer (one line
-/// says what and why, one apt-get install as root or through sudo, cargo install).
-fn ensure_packages(who: &str, groups: &[&str]) -> Result<()> {
-    let status = Command::new("bash")
-        .arg("-c")
-        .arg(r#"who=$1; shift; . scripts/lib.sh; ensure_packages "$who" "$@""#)
-        .arg("cargo-lab")
-        .arg(who)
-        .args(groups)
-        .current_dir(repo_root())
-        .status()
-        .map_err(|e| format!("running bash: {e}"))?;
-    // ensure_packages said why it stopped.
-    if !status.success() {
-        std::process::exit(status.code().unwrap_or(1));
+fn install(args: &[String]) -> Result<ExitCode> {
+    const GROUPS: [&str; 4] = ["lab", "lint", "test", "book"];
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        say(
+            "Usage: cargo lab install [GROUP...]   (groups of scripts/packages.txt: lab lint test book)",
+        );
+        return Ok(ExitCode::SUCCESS);
     }
-    Ok(())
+    let groups: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let Some(bad) = groups.iter().find(|g| !GROUPS.contains(g)) {
+        return Err(format!("no group '{bad}' in scripts/packages.txt (lab, lint, test, book)"));
+    }
+    ensure_packages("cargo lab install", if groups.is_empty() { &GROUPS } else { &groups })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cargo() -> Command {
@@ -437,18 +437,6 @@ fn shell(args: &[String]) -> Result<ExitCode> {
         Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         None => ExitCode::FAILURE,
     })
-}
-
-/// Whether this user may run commands as root through sudo here: without a password, or
-/// with one typed at this terminal.
-fn can_sudo() -> bool {
-    use std::io::IsTerminal;
-    let no_password = Command::new("sudo")
-        .args(["-n", "true"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    tapbook_lab::tool_exists("sudo") && (no_password || std::io::stdin().is_terminal())
 }
 
 fn test(args: &[String]) -> Result<ExitCode> {

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use tapbook_lab::{
-    UNPRIVILEGED_USER, can_run_rootless, primary_group, repo_root, require_lab, run_ok,
+    UNPRIVILEGED_USER, can_run_rootless, missing_packages, primary_group, repo_root, require_lab,
+    run_ok,
 };
 
 const CARGO_LAB: &str = env!("CARGO_BIN_EXE_cargo-lab");
@@ -100,6 +101,80 @@ fn as_user(path: &str, args: &[&str]) -> Command {
     cmd
 }
 
+/// The list of what is missing comes from scripts/packages.txt, per group: dpkg-query
+/// says for Debian packages, the command on PATH for what cargo installs.
+#[test]
+fn missing_packages_come_from_the_one_list() {
+    let fakes = Fakes::new("list");
+    // The stand-ins' directory is the whole PATH, so that no mdbook of this machine counts.
+    fakes.add(
+        "dpkg-query",
+        "for p in arping tshark chromium; do [[ $p == \"${!#}\" ]] && exit 1; done\n\
+         printf 'install ok installed'",
+    );
+    let missing = |groups: &[&str]| -> Vec<&str> {
+        missing_packages(groups, fakes.dir.as_os_str()).into_iter().map(|p| p.package).collect()
+    };
+    assert_eq!(missing(&["lab"]), ["arping"]);
+    // mdbook comes from cargo: missing while there is no mdbook command.
+    assert_eq!(
+        missing(&["lab", "lint", "test", "book"]),
+        ["arping", "tshark", "cargo:mdbook@^0.5", "chromium"]
+    );
+    fakes.add("mdbook", "exit 0");
+    assert_eq!(missing(&["lab", "lint", "test", "book"]), ["arping", "tshark", "chromium"]);
+    let arping = &missing_packages(&["lab"], fakes.dir.as_os_str())[0];
+    assert_eq!(
+        (arping.command, arping.why.as_str()),
+        ("arping", "the kernel's ARP requests to the responder")
+    );
+}
+
+/// As root: one line says what and why, then apt-get update and one apt-get install of
+/// exactly the missing packages. As a user with sudo: the same through sudo.
+#[test]
+fn missing_packages_are_installed_with_apt_get_as_root_or_through_sudo() {
+    require_lab!("missing_packages_are_installed_with_apt_get_as_root_or_through_sudo");
+    let fakes = Fakes::new("install");
+    let out = output(
+        Command::new(CARGO_LAB)
+            .args(["install", "lab"])
+            .env("PATH", fakes.path())
+            .env("FAKE_MISSING", "arping iputils-ping tshark")
+            .stdin(Stdio::null()),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Installing what is missing for cargo lab install: iputils-ping (the kernel's echo \
+         requests to the responder); arping (the kernel's ARP requests to the responder).\n"
+    );
+    assert_eq!(
+        fakes.logged(),
+        "apt-get update -qq\napt-get install -y -q --no-install-recommends -o \
+         DPkg::Lock::Timeout=300 iputils-ping arping\n"
+    );
+
+    // A user whose sudo needs no password: a stand-in sudo that logs, then runs the command.
+    std::fs::remove_file(fakes.log()).expect("emptying the log");
+    fakes.add(
+        "sudo",
+        &format!(
+            "[[ $* == '-n true' ]] && exit 0\necho \"sudo $*\" >>{}\nexec \"$@\"",
+            fakes.log().display()
+        ),
+    );
+    let out = output(as_user(&fakes.path(), &["install", "lab"]).env("FAKE_MISSING", "arping"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        fakes.logged(),
+        "sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq\napt-get update -qq\n\
+         sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+         -o DPkg::Lock::Timeout=300 arping\napt-get install -y -q --no-install-recommends \
+         -o DPkg::Lock::Timeout=300 arping\n"
+    );
+}
+
 /// Without root and without sudo, and with packages missing, both README commands stop
 /// before doing anything, with one message that names the exact command to run.
 #[test]
@@ -116,7 +191,7 @@ fn without_root_or_sudo_the_readme_commands_stop_first_and_say_what_to_run() {
     assert!(out.stdout.is_empty(), "{}", text(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        format!("cargo-lab: error: Debian packages missing for the demo: arping; {why} arping\n")
+        format!("cargo lab: error: Debian packages missing for the demo: arping; {why} arping\n")
     );
     let out = output(as_user(&fakes.path(), &["test"]).env("FAKE_MISSING", "arping shellcheck"));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -124,7 +199,7 @@ fn without_root_or_sudo_the_readme_commands_stop_first_and_say_what_to_run() {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         format!(
-            "cargo-lab: error: Debian packages missing for the tests: arping shellcheck; {why} \
+            "cargo lab: error: Debian packages missing for the tests: arping shellcheck; {why} \
              arping shellcheck\n"
         )
     );
