@@ -207,7 +207,7 @@ expect lab-setup.txt "created persistent TAP tap4"
 record lab-doctor.txt "scripts/doctor.sh" ns "$ROOT/scripts/doctor.sh" --user "$LAB_USER"
 expect lab-doctor.txt "All checks passed"
 # The whole course in one command (it makes and removes a namespace of its own).
-record demo.txt "scripts/demo.sh" "$ROOT/scripts/demo.sh"
+record demo.txt "cargo lab demo" env -C "$ROOT" cargo lab demo
 expect demo.txt "ICMP echo replies sent"
 ns ip link set dev tap4 address "$KERNEL_MAC"
 step "lab ready: tap4 owned by $LAB_USER, 172.16.1.1/24, MAC $KERNEL_MAC"

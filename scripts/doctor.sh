@@ -119,6 +119,21 @@ if [[ -n $TB_NETNS ]]; then
     fi
 fi
 
+# ---- user namespaces: the lab without root (cargo lab shell, cargo lab demo) ----------
+if ! is_root; then
+    if err=$(unshare --user --map-root-user --net true 2>&1); then
+        ok "user namespaces allowed: cargo lab shell and cargo lab demo need no root"
+    else
+        if [[ $(cat /proc/sys/kernel/apparmor_restrict_unprivileged_userns 2>/dev/null) == 1 ]]; then
+            fix="sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"
+        else
+            fix="sudo sysctl -w user.max_user_namespaces=15000 (or allow them in the container)"
+        fi
+        info "user namespaces are blocked ($err): cargo lab shell and demo need root here"
+        info "  fix: $fix; or use root: sudo cargo lab demo, or once $SETUP"
+    fi
+fi
+
 # ---- the TAP interface -------------------------------------------------------------
 if [[ -n $TB_NETNS ]] && ! netns_exists; then
     info "skipping the $TB_IFACE checks (no namespace)"

@@ -161,32 +161,7 @@ as_invoking_user() {
     fi
 }
 
-# can_sudo: whether this user may run commands as root through sudo here: without a
-# password, or with one typed at this terminal.
-can_sudo() {
-    command -v sudo >/dev/null && { sudo -n true 2>/dev/null || [[ -t 0 ]]; }
-}
-
-# no_sudo_why: why can_sudo said no, for messages.
-no_sudo_why() {
-    if command -v sudo >/dev/null; then
-        echo "sudo is not allowed here without a password (and there is no terminal to ask for one)"
-    else
-        echo "there is no sudo"
-    fi
-}
-
-# su_cmd CMD...: CMD as one line for root to run: through sudo where there is one,
-# else through su (which asks for root's password).
-su_cmd() {
-    if command -v sudo >/dev/null; then
-        printf 'sudo %s\n' "$(show_cmd "$@")"
-    else
-        printf "su -c '%s'\n" "$(show_cmd "$@")"
-    fi
-}
-
-# ---- packages (the one list: scripts/packages.txt) ----------------------------
+# ---- packages (the one list: scripts/packages.txt; cargo lab installs them) -----
 
 # list_packages GROUP...: "package<TAB>command<TAB>why" for each package of GROUPs.
 list_packages() {
@@ -197,64 +172,6 @@ list_packages() {
             if [[ $g == "$group" ]]; then printf '%s\t%s\t%s\n' "$package" "$command" "$why"; fi
         done
     done <"$TB_LIB_DIR/packages.txt"
-}
-
-# package_installed PACKAGE COMMAND: Debian's dpkg-query knows; without it (another
-# distribution), or for cargo:NAME, whether COMMAND is there.
-package_installed() {
-    case $1 in
-        cargo:*) command -v "$2" >/dev/null || [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/$2 ]] ;;
-        *)
-            if command -v dpkg-query >/dev/null; then
-                # shellcheck disable=SC2016 # ${Status} is dpkg-query's, not ours
-                [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == 'install ok installed' ]]
-            else
-                command -v "$2" >/dev/null
-            fi ;;
-    esac
-}
-
-# missing_packages GROUP...: the lines of list_packages that are not installed.
-missing_packages() {
-    local package command why
-    while IFS=$'\t' read -r package command why; do
-        package_installed "$package" "$command" || printf '%s\t%s\t%s\n' "$package" "$command" "$why"
-    done < <(list_packages "$@")
-}
-
-# ensure_packages WHO GROUP...: install what GROUPs need and is missing. One line says
-# what and why; then one apt-get install (as root, or through sudo) and a cargo install
-# for each cargo:NAME@VERSION (as the user). When the Debian packages cannot be installed
-# (no root, no sudo), stop before anything else with the exact command to run.
-ensure_packages() {
-    local who=$1
-    shift
-    local debs=() crates=() why=() package command reason crate
-    while IFS=$'\t' read -r package command reason; do
-        case $package in
-            cargo:*) crates+=("${package#cargo:}"); why+=("$command ($reason)") ;;
-            *) debs+=("$package"); why+=("$package ($reason)") ;;
-        esac
-    done < <(missing_packages "$@")
-    ((${#why[@]})) || return 0
-
-    local as_root=()
-    if ((${#debs[@]})) && ! is_root; then
-        can_sudo || die "Debian packages missing for $who: ${debs[*]}; not root, and $(no_sudo_why), so nothing was installed. Install them, then run this again:  $(su_cmd apt-get install --no-install-recommends "${debs[@]}")"
-        as_root=(sudo)
-    fi
-    if ((${#crates[@]})) && ! command -v cargo >/dev/null; then
-        die "$who needs cargo, to install ${crates[*]%@*}: install Rust (with rustup), then run this again"
-    fi
-    say "Installing what is missing for $who: $(join_by '; ' "${why[@]}")."
-    if ((${#debs[@]})); then
-        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-            -o DPkg::Lock::Timeout=300 "${debs[@]}"
-    fi
-    for crate in "${crates[@]}"; do
-        as_invoking_user cargo install "${crate%@*}" --locked --version "${crate#*@}" --quiet
-    done
 }
 
 # ---- namespaces --------------------------------------------------------------

@@ -3,7 +3,8 @@
 //! socket gets its datagrams echoed (and the kernel, which checks every UDP checksum it
 //! receives, accepts ours). Each test in a namespace of its own (see `common/mod.rs`).
 
-mod common;
+use tapbook_lab as common;
+use tapbook_lab::require_lab;
 
 use std::path::PathBuf;
 use std::process::{Output, Stdio};

@@ -7,7 +7,8 @@
 //! Each test runs in a network namespace of its own; the tests of `/dev/net/tun` bind-mount
 //! over it inside a private mount namespace (`unshare -m`), never touching the real node.
 
-mod common;
+use tapbook_lab as common;
+use tapbook_lab::require_lab;
 
 use std::ffi::OsStr;
 use std::io::Write;

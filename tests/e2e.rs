@@ -2,7 +2,8 @@
 //! binaries, each running as a separate process in a network namespace of its own.
 //! See `common/mod.rs` for the lab; these tests need root and say so when skipped.
 
-mod common;
+use tapbook_lab as common;
+use tapbook_lab::require_lab;
 
 use std::time::Duration;
 

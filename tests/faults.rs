@@ -9,7 +9,8 @@
 //! program was waiting for (a frame, a full pipe, a pcap reader); and interrupted system
 //! calls (EINTR) retried, never fatal.
 
-mod common;
+use tapbook_lab as common;
+use tapbook_lab::require_lab;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};

@@ -14,7 +14,8 @@
 //! the pointer it answered with is written down here) and the legal ones `ping -R` and
 //! `ping -T` cannot send.
 
-mod common;
+use tapbook_lab as common;
+use tapbook_lab::require_lab;
 mod fixtures;
 mod oracle;
 

@@ -2,7 +2,8 @@
 //! against 08 and 05, each running as an unprivileged user in a namespace of its own
 //! whose tap4 has fd00:172:16:1::1/64 (scripts/setup.sh adds it, without DAD).
 
-mod common;
+use tapbook_lab as common;
+use tapbook_lab::require_lab;
 
 use common::{Lab, RESPONDER_MAC, UNPRIVILEGED_USER, ping_counts};
 

@@ -5,7 +5,8 @@
 //! - end to end: `05_full_responder` run under valgrind, flooded with 10 and then with
 //!   10 000 pings: the total number of allocations must not change.
 
-mod common;
+use tapbook_lab as common;
+use tapbook_lab::require_lab;
 mod fixtures;
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -8,7 +8,8 @@
 //! The kernel-side sockets live in a thread of this test that has joined the lab's
 //! namespace (`setns` changes the namespace of the calling thread only).
 
-mod common;
+use tapbook_lab as common;
+use tapbook_lab::require_lab;
 
 use std::fs::File;
 use std::net::{Ipv4Addr, UdpSocket};

@@ -1,14 +1,14 @@
-//! End to end with the lab scripts themselves: `scripts/setup.sh`, `ping.sh`, `doctor.sh`,
-//! `demo.sh`, `test.sh` run as separate processes, as root or as an unprivileged user,
+//! End to end with the lab scripts themselves: `scripts/setup.sh`, `ping.sh`, `doctor.sh`
+//! run as separate processes, as root or as an unprivileged user,
 //! in network namespaces of their own.
 //!
 //! Every run that could touch a network runs inside a namespace the test made (`ip netns
 //! exec NS scripts/...`), so that even a script that wrongly took an empty `--netns` for
-//! "the current namespace" only touches that throw-away namespace. Installing is tested
-//! with stand-ins on PATH for `dpkg-query` (which says what is missing), `apt-get` and
-//! `sudo` (which log what they were asked to do), so nothing is installed or removed.
+//! "the current namespace" only touches that throw-away namespace. Stand-ins on PATH
+//! (`Fakes`) play the commands a test must not run for real.
 
-mod common;
+use tapbook_lab as common;
+use tapbook_lab::require_lab;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -177,29 +177,6 @@ impl Fakes {
             .expect("chmod of a stand-in");
     }
 
-    /// dpkg-query that says every package is installed except those in FAKE_MISSING.
-    fn dpkg_query(&self) {
-        self.add(
-            "dpkg-query",
-            "# dpkg-query -W -f='${Status}' PACKAGE\n\
-             for p in $FAKE_MISSING; do [[ $p == \"${!#}\" ]] && exit 1; done\n\
-             printf 'install ok installed'",
-        );
-    }
-
-    /// A command that only writes its name and arguments to the log.
-    fn logger(&self, name: &str) {
-        self.add(name, &format!("echo \"{name} $*\" >>{}", self.log().display()));
-    }
-
-    fn log(&self) -> PathBuf {
-        self.dir.join("log")
-    }
-
-    fn logged(&self) -> String {
-        std::fs::read_to_string(self.log()).unwrap_or_default()
-    }
-
     fn path(&self) -> String {
         format!(
             "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -263,7 +240,6 @@ fn an_empty_option_value_is_an_error_in_every_script() {
             &["--netns", "--iface", "--count", "--duration", "--write", "--filter", "--tool"],
         ),
         ("doctor.sh", &["--netns", "--iface", "--user", "--addr"]),
-        ("demo.sh", &["--netns", "--count", "--bin-dir"]),
     ];
     let sandbox = Lab::empty("sc-empty");
     for (name, options) in cases {
@@ -546,171 +522,8 @@ fn doctor_fixes_work_as_printed() {
     }
 }
 
-// ---- issue 9: the README's commands install what they need, or say what to run --------
-
-/// The list of what is missing comes from scripts/packages.txt, per group.
-#[test]
-fn missing_packages_come_from_the_one_list() {
-    let fakes = Fakes::new();
-    fakes.dpkg_query();
-    // PATH is the stand-ins' directory alone, so that no mdbook of this machine counts.
-    for tool in ["bash", "basename", "dirname", "cut", "xargs", "echo"] {
-        let real = ["/usr/bin", "/bin"]
-            .iter()
-            .map(|dir| Path::new(dir).join(tool))
-            .find(|path| path.is_file())
-            .unwrap_or_else(|| panic!("{tool} is installed"));
-        std::os::unix::fs::symlink(real, fakes.dir.join(tool)).expect("linking a tool");
-    }
-    let missing = |groups: &str| {
-        let out = output(
-            Command::new(fakes.dir.join("bash"))
-                .args([
-                    "-c",
-                    &format!(". scripts/lib.sh; missing_packages {groups} | cut -f1 | xargs"),
-                ])
-                .current_dir(repo_root())
-                .env("PATH", &fakes.dir)
-                .env("CARGO_HOME", &fakes.dir)
-                .env("FAKE_MISSING", "arping tshark chromium"),
-        );
-        assert!(out.status.success(), "{}", text(&out));
-        stdout(&out).trim().to_owned()
-    };
-    assert_eq!(missing("lab"), "arping");
-    // mdbook comes from cargo: missing while there is no mdbook command.
-    assert_eq!(missing("lab lint test book"), "arping tshark cargo:mdbook@^0.5 chromium");
-    fakes.add("mdbook", "exit 0");
-    assert_eq!(missing("lab lint test book"), "arping tshark chromium");
-}
-
-/// As root: one line says what and why, then apt-get update and one apt-get install of
-/// exactly the missing packages. As a user with sudo: the same through sudo.
-#[test]
-fn missing_packages_are_installed_with_apt_get_as_root_or_through_sudo() {
-    require_lab!("missing_packages_are_installed_with_apt_get_as_root_or_through_sudo");
-    let fakes = Fakes::new();
-    fakes.dpkg_query();
-    fakes.logger("apt-get");
-    let install = ". scripts/lib.sh; ensure_packages 'the demo' lab";
-
-    let out = output(
-        Command::new("bash")
-            .args(["-c", install])
-            .current_dir(repo_root())
-            .env("PATH", fakes.path())
-            .env("FAKE_MISSING", "arping iputils-ping tshark"),
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(
-        stdout(&out),
-        "Installing what is missing for the demo: iputils-ping (the kernel's echo requests to \
-         the responder); arping (the kernel's ARP requests to the responder).\n"
-    );
-    assert_eq!(
-        fakes.logged(),
-        "apt-get update -qq\napt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 \
-         iputils-ping arping\n"
-    );
-
-    // A user whose sudo needs no password: a stand-in sudo that logs, then runs the command.
-    std::fs::remove_file(fakes.log()).expect("emptying the log");
-    fakes.add(
-        "sudo",
-        &format!(
-            "[[ $* == '-n true' ]] && exit 0\necho \"sudo $*\" >>{}\nexec \"$@\"",
-            fakes.log().display()
-        ),
-    );
-    let out =
-        output(as_user(&fakes.path(), "bash").args(["-c", install]).env("FAKE_MISSING", "arping"));
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(
-        fakes.logged(),
-        "sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq\napt-get update -qq\n\
-         sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-         -o DPkg::Lock::Timeout=300 arping\napt-get install -y -q --no-install-recommends \
-         -o DPkg::Lock::Timeout=300 arping\n"
-    );
-}
-
-/// Without root and without sudo, both README commands stop before doing anything, with
-/// one message that names the exact command to run.
-#[test]
-fn without_root_or_sudo_the_readme_commands_stop_first_and_say_what_to_run() {
-    require_lab!("without_root_or_sudo_the_readme_commands_stop_first_and_say_what_to_run");
-    let fakes = Fakes::new();
-    fakes.dpkg_query();
-    fakes.logger("apt-get");
-    // A sudo that this user may not use (as where sudo exists but the user is no sudoer).
-    fakes.add("sudo", "echo 'sudo: a password is required' >&2; exit 1");
-    let netns = fresh_name("nosudo");
-    let _guard = NetnsGuard(netns.clone());
-
-    let out = output(
-        as_user(&fakes.path(), "scripts/demo.sh")
-            .args(["--netns", &netns])
-            .env("FAKE_MISSING", "arping"),
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stdout(&out).is_empty(), "{}", text(&out));
-    assert_eq!(
-        stderr(&out),
-        format!(
-            "demo.sh: error: the demo needs root for its network namespace; not root, and sudo \
-             is not allowed here without a password (and there is no terminal to ask for one). \
-             Run it as root:  su -c 'scripts/demo.sh --netns {netns}'\n"
-        )
-    );
-    assert!(!netns_exists(&netns));
-
-    let out =
-        output(as_user(&fakes.path(), "scripts/test.sh").env("FAKE_MISSING", "arping shellcheck"));
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stdout(&out).is_empty(), "{}", text(&out));
-    assert_eq!(
-        stderr(&out),
-        "test.sh: error: Debian packages missing for the tests: arping shellcheck; not root, and \
-         sudo is not allowed here without a password (and there is no terminal to ask for one), \
-         so nothing was installed. Install them, then run this again:  \
-         sudo apt-get install --no-install-recommends arping shellcheck\n"
-    );
-    assert_eq!(fakes.logged(), "", "nothing may be installed");
-}
-
-/// demo.sh takes --netns like every other script; it installs what is missing first.
-#[test]
-fn demo_installs_what_is_missing_and_runs_in_the_namespace_given() {
-    require_lab!("demo_installs_what_is_missing_and_runs_in_the_namespace_given");
-    let fakes = Fakes::new();
-    fakes.dpkg_query();
-    fakes.logger("apt-get");
-    let netns = fresh_name("demo");
-    let _guard = NetnsGuard(netns.clone());
-    let bin_dir = Path::new(BIN_05).parent().expect("the binaries' directory");
-    let out = output(
-        script("demo.sh")
-            .args(["--netns", &netns, "--count", "2"])
-            .arg("--bin-dir")
-            .arg(bin_dir)
-            .env("PATH", fakes.path())
-            .env("FAKE_MISSING", "arping"),
-    );
-    let said = stdout(&out);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        said.starts_with("Installing what is missing for the demo: arping (the kernel's ARP requests to the responder).\n== 1."),
-        "{said}"
-    );
-    assert!(fakes.logged().contains(
-        "apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 arping\n"
-    ));
-    assert!(said.contains(&format!("Setting up the lab in network namespace {netns}")), "{said}");
-    assert!(said.contains("2 packets transmitted, 2 packets received"), "arping:\n{said}");
-    assert!(said.contains("2 packets transmitted, 2 received, 0% packet loss"), "ping:\n{said}");
-    assert!(said.contains(&format!("Done; namespace {netns} removed.")), "{said}");
-    assert!(!netns_exists(&netns), "{said}");
-}
+// `cargo lab demo`, `cargo lab test` (the README's commands) and the installing they do
+// first: lab/tests/cli.rs.
 
 // ---- issue 9: a test that could not run is counted as skipped, not passed ---------------
 
@@ -724,7 +537,7 @@ fn probe_setup_makes_a_tap_owned_by_the_user() {
 }
 
 /// This test binary, run without root for the probe: outside CI the probe writes itself
-/// into TAPBOOK_SKIP_LOG (which scripts/test.sh counts as skipped); under CI it fails.
+/// into TAPBOOK_SKIP_LOG (which cargo lab test counts as skipped); under CI it fails.
 #[test]
 fn a_test_that_cannot_run_is_logged_as_skipped_and_fails_under_ci() {
     require_lab!("a_test_that_cannot_run_is_logged_as_skipped_and_fails_under_ci");

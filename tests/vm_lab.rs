@@ -10,7 +10,8 @@
 //! cache warm, most of it booting the guest (and, where `/dev/kvm` exists but KVM does
 //! not work, finding that out).
 
-mod common;
+use tapbook_lab as common;
+use tapbook_lab::require_lab;
 
 use std::process::Command;
 
