@@ -116,9 +116,9 @@ impl fmt::Display for TapError {
                 "the kernel refused to create or attach {place} (EPERM).\n\
                  Creating a network interface needs CAP_NET_ADMIN, and attaching to\n\
                  an existing one needs it too unless the interface belongs to you.\n\
-                 Fix: {}\n\
+                 {}\n\
                  (once: it makes a persistent {place} that is yours; then no sudo)",
-                place.setup_command()
+                diagnose::fix_line(&place.setup_command())
             ),
             TapError::Busy { place } => write!(
                 f,
@@ -131,17 +131,16 @@ impl fmt::Display for TapError {
             }
             TapError::InterfaceDown { place } => write!(
                 f,
-                "cannot send on {place}: the interface is down (EIO).\n\
-                 Fix: {}",
-                place.ip_command(&format!("link set {place} up"))
+                "cannot send on {place}: the interface is down (EIO).\n{}",
+                diagnose::fix_line(&place.ip_command(&format!("link set {place} up")))
             ),
             TapError::InterfaceGone { place } => write!(
                 f,
                 "{place} has been deleted (EBADFD): this file descriptor is no longer\n\
                  attached to any interface.\n\
-                 Fix: {}\n\
+                 {}\n\
                  (it makes {place} again; then start this program again)",
-                place.setup_command()
+                diagnose::fix_line(&place.setup_command())
             ),
             TapError::Io { what, name, errno } => {
                 write!(f, "{what} {name} failed: {} ({errno})", errno.desc())

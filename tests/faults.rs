@@ -9,6 +9,7 @@
 //! program was waiting for (a frame, a full pipe, a pcap reader); and interrupted system
 //! calls (EINTR) retried, never fatal.
 
+use tapbook::tap::diagnose::fix_line;
 use tapbook_lab as common;
 use tapbook_lab::require_lab;
 
@@ -111,8 +112,11 @@ fn deleting_the_interface_ends_every_program_promptly_with_a_message() {
         let output = program.output();
         assert_failed_with(status, &output, name, "tap4 has been deleted");
         let fix = format!(
-            "Fix: sudo scripts/setup.sh --netns {} --user {UNPRIVILEGED_USER}\n",
-            lab.netns
+            "{}\n",
+            fix_line(&format!(
+                "sudo scripts/setup.sh --netns {} --user {UNPRIVILEGED_USER}",
+                lab.netns
+            ))
         );
         assert!(output.contains(&fix), "{output}");
         assert!(took < Duration::from_secs(1), "{name} took {took:?} to notice");
@@ -184,8 +188,11 @@ fn an_unprivileged_user_without_a_prepared_tap_is_told_to_run_setup() {
             let output = program.output();
             // The fix names the namespace the program runs in, and the user it runs as.
             let fix = format!(
-                "Fix: sudo scripts/setup.sh --netns {} --user {UNPRIVILEGED_USER}\n",
-                lab.netns
+                "{}\n",
+                fix_line(&format!(
+                    "sudo scripts/setup.sh --netns {} --user {UNPRIVILEGED_USER}",
+                    lab.netns
+                ))
             );
             assert_failed_with(status, &output, name, &fix);
             assert!(output.contains("(EPERM)"), "{output}");

@@ -543,7 +543,8 @@ fn test(args: &[String]) -> Result<ExitCode> {
         None,
     );
     let mut tests = cargo();
-    tests.arg("test").arg("--workspace");
+    // Every test binary runs even when one fails, so the summary counts them all.
+    tests.arg("test").arg("--workspace").arg("--no-fail-fast");
     if quick {
         tests.args(["--lib", "--bins"]);
     } else {

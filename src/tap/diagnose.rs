@@ -71,6 +71,19 @@ impl Place {
     }
 }
 
+/// The width of a terminal nobody resized: the messages we print fit in it.
+pub const COLUMNS: usize = 78;
+
+/// `Fix: COMMAND` on one line when it fits in [`COLUMNS`], else the command on a line of
+/// its own (a long namespace or interface name), so that it can still be copied whole.
+pub fn fix_line(command: &str) -> String {
+    if "Fix: ".len() + command.chars().count() <= COLUMNS {
+        format!("Fix: {command}")
+    } else {
+        format!("Fix:\n  {command}")
+    }
+}
+
 impl std::fmt::Display for Place {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.name)
@@ -262,9 +275,9 @@ pub fn wrong_kind_message(place: &Place, kind: Kind) -> String {
         (Kind::NotTunTap, true) => {
             let other = Place { name: "tap5".into(), ..place.clone() };
             text += &format!(
-                "Fix: {}\n(then run with --iface tap5; or remove this tap4 first, \
+                "{}\n(then run with --iface tap5; or remove this tap4 first, \
                  if it is yours)",
-                other.setup_command()
+                fix_line(&other.setup_command())
             );
         }
         (Kind::NotTunTap, false) => {
@@ -276,8 +289,8 @@ pub fn wrong_kind_message(place: &Place, kind: Kind) -> String {
         }
         (_, true) => {
             text += &format!(
-                "Fix: {}\n(it deletes {name} and makes it the lab's TAP again)",
-                place.setup_command()
+                "{}\n(it deletes {name} and makes it the lab's TAP again)",
+                fix_line(&place.setup_command())
             );
         }
         // Another name: make just that interface a TAP, and leave the lab's tap4 and its
