@@ -180,6 +180,41 @@ pub fn can_sudo() -> bool {
             || std::io::stdin().is_terminal())
 }
 
+fn open_clone_device() -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().read(true).write(true).open("/dev/net/tun")
+}
+
+fn clone_device_closed(e: &std::io::Error) -> String {
+    format!(
+        "cannot open /dev/net/tun ({e}): users may not open it here.\nFix, as root: \
+         chmod 0666 /dev/net/tun (the usual default; sudo scripts/setup.sh does it)"
+    )
+}
+
+/// Not root, a rootless lab needs to open the clone device. Where it is closed to users
+/// (mode 0600, as some images ship it) and sudo is allowed, opens it as Debian does
+/// (0666: a user may then attach only taps that user owns), saying so; without sudo,
+/// stops with the fix. Does nothing as root.
+pub fn ensure_clone_device(who: &str) -> Result<(), String> {
+    let e = match open_clone_device() {
+        Ok(_) => return Ok(()),
+        Err(_) if is_root() => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => e,
+        // Missing, or no driver: the lab's own message says what to do.
+        Err(_) => return Ok(()),
+    };
+    if !can_sudo() {
+        return Err(clone_device_closed(&e));
+    }
+    say(format_args!(
+        "Opening /dev/net/tun to users for {who}: it is closed to them here; 0666 is the \
+         usual default, and a user may attach only taps they own. Running: \
+         sudo chmod 0666 /dev/net/tun"
+    ));
+    let _ = Command::new("sudo").args(["chmod", "0666", "/dev/net/tun"]).status();
+    open_clone_device().map(drop).map_err(|e| clone_device_closed(&e))
+}
+
 /// Writes a line to standard output; an output that fails is not worth a panic.
 pub fn say(text: impl std::fmt::Display) {
     let _ = writeln!(std::io::stdout(), "{text}");
@@ -431,11 +466,8 @@ impl Lab {
         if let Some(why) = userns_blocked() {
             return Err(why);
         }
-        if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/net/tun") {
-            return Err(format!(
-                "cannot open /dev/net/tun ({e}): users may not open it here. Fix, as root: \
-                 chmod 0666 /dev/net/tun (the usual default; sudo scripts/setup.sh does it)"
-            ));
+        if let Err(e) = open_clone_device() {
+            return Err(clone_device_closed(&e));
         }
         let mut holder = Command::new("setpriv")
             .args(["--pdeathsig", "KILL", "--", "unshare", "--user", "--map-root-user"])

@@ -13,7 +13,10 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-use tapbook_lab::{Lab, RESPONDER_IP, can_sudo, ensure_packages, is_root, repo_root, say, tell};
+use tapbook_lab::{
+    Lab, RESPONDER_IP, can_sudo, ensure_clone_device, ensure_packages, is_root, repo_root, say,
+    tell,
+};
 
 const USAGE: &str = "\
 Usage: cargo lab COMMAND [OPTIONS]
@@ -300,6 +303,9 @@ fn demo(args: &[String]) -> Result<ExitCode> {
         return Err(why);
     }
     ensure_packages("the demo", &["lab"])?;
+    if !root {
+        ensure_clone_device("the demo")?;
+    }
     catch_stop_signals();
     // The responder never runs as root: as root, it runs as the user behind sudo, or else
     // as the system user nobody; not root, as the caller, without capabilities.
@@ -413,6 +419,9 @@ fn shell(args: &[String]) -> Result<ExitCode> {
         }
     };
     let root = is_root();
+    if !root {
+        ensure_clone_device("the lab shell")?;
+    }
     let name = root.then(|| format!("tapbook-shell-{}", std::process::id()));
     let lab = Lab::create(name, "root")?;
     let interactive = command.is_empty();
