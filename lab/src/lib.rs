@@ -19,6 +19,9 @@
 //! and `cargo lab test` counts them as skipped, not passed; under CI (`CI` set) a skip is
 //! a failure, so CI runs them all.
 
+pub mod record;
+pub mod wrap;
+
 use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -377,6 +380,8 @@ pub struct Lab {
     pub iface: String,
     place: Place,
     children: Vec<u32>,
+    /// The mount namespace every command enters, once [`Lab::private_mounts`] made it.
+    mounts: Option<Child>,
     /// Leave a named namespace in place when the lab is dropped (`cargo lab demo --keep`).
     pub keep: bool,
 }
@@ -426,8 +431,8 @@ impl Lab {
         Ok(lab)
     }
 
-    /// The namespace alone, with `lo` up.
-    fn namespace(name: Option<String>) -> Result<Lab, String> {
+    /// The namespace alone, with `lo` up: named `name` (root), or rootless with `None`.
+    pub fn namespace(name: Option<String>) -> Result<Lab, String> {
         let lab = match name {
             Some(name) => {
                 let out = Command::new("ip")
@@ -456,7 +461,14 @@ impl Lab {
     }
 
     fn around(netns: String, place: Place) -> Lab {
-        Lab { netns, iface: IFACE.to_owned(), place, children: Vec::new(), keep: false }
+        Lab {
+            netns,
+            iface: IFACE.to_owned(),
+            place,
+            children: Vec::new(),
+            mounts: None,
+            keep: false,
+        }
     }
 
     /// A user namespace (we are its root), with a network namespace and a mount namespace
@@ -509,8 +521,53 @@ impl Lab {
         matches!(self.place, Place::Rootless { .. })
     }
 
+    /// From now on, every command of this lab runs in one mount namespace of the lab's
+    /// own, held open by a `sleep`: what one command mounts (a node bound over
+    /// /dev/net/tun) stays for the next, and nobody else sees it. /run/netns is an empty
+    /// tmpfs in it, so that a program finds no name for its namespace, as in a student's
+    /// own (`ip netns exec` would show it).
+    pub fn private_mounts(&mut self) -> Result<(), String> {
+        let mut holder = self
+            .command("unshare")
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg("mount -t tmpfs tapbook-hide /run/netns 2>/dev/null; exec sleep infinity")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("running unshare (util-linux): {e}"))?;
+        let comm = format!("/proc/{}/comm", holder.id());
+        let ready = wait_until(Duration::from_secs(10), || {
+            std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep")
+                || holder.try_wait().is_ok_and(|s| s.is_some())
+        });
+        if !ready || holder.try_wait().is_ok_and(|s| s.is_some()) {
+            let _ = holder.kill();
+            let out = holder.wait_with_output().map(|o| o.stderr).unwrap_or_default();
+            return Err(format!(
+                "could not make the lab's mount namespace: {}",
+                String::from_utf8_lossy(&out).trim()
+            ));
+        }
+        self.mounts = Some(holder);
+        Ok(())
+    }
+
     /// A command run inside the namespace.
     pub fn command(&self, program: &str) -> Command {
+        if let Some(mounts) = &self.mounts {
+            let mut cmd = Command::new("nsenter");
+            // Entering the mount namespace moves to its root: keep our directory.
+            if let Ok(dir) = std::env::current_dir() {
+                cmd.arg(format!("--wd={}", dir.display()));
+            }
+            cmd.arg("--target").arg(mounts.id().to_string());
+            if self.is_rootless() {
+                cmd.args(["--user", "--preserve-credentials"]);
+            }
+            cmd.args(["--net", "--mount", "--"]).arg(program);
+            return cmd;
+        }
         match &self.place {
             Place::Named => {
                 let mut cmd = Command::new("ip");
@@ -593,44 +650,58 @@ impl Lab {
 
     /// [`Lab::spawn`] with arguments that need not be UTF-8.
     pub fn spawn_os(&mut self, bin: &str, args: &[&OsStr], user: Option<&str>) -> Responder {
-        let dir = std::env::temp_dir().join(format!(
-            "{}-{}",
-            unique_name("out"),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).expect("creating a log directory");
-        let stdout = dir.join("stdout");
-        let stderr = dir.join("stderr");
         let mut cmd = self.command("setpriv");
-        match (user, &self.place) {
+        cmd.args(self.setpriv_args(user)).arg(bin).args(args).stdin(Stdio::null());
+        let program: String =
+            Path::new(bin).file_name().map_or(bin.into(), |n| n.to_string_lossy().into());
+        self.spawn_command(cmd, &program, None)
+    }
+
+    /// What `setpriv` needs, before the program, to run it as `user` in this lab (ending
+    /// in `--`): in a named namespace that user, with its primary group and no other; in
+    /// a rootless one the caller (the only user there) with no capabilities left, so that
+    /// it attaches as tap4's owner and nothing more. `None`: as the lab's root.
+    pub fn setpriv_args(&self, user: Option<&str>) -> Vec<String> {
+        let mut args: Vec<String> = match (user, &self.place) {
             (Some(user), Place::Named) => {
-                cmd.args([
-                    "--reuid",
-                    user,
-                    "--regid",
-                    &primary_group(user),
-                    "--clear-groups",
-                    "--",
-                ]);
+                vec!["--reuid".into(), user.into(), "--regid".into(), primary_group(user)]
+                    .into_iter()
+                    .chain(["--clear-groups".into()])
+                    .collect()
             }
             (Some(_), Place::Rootless { .. }) => {
-                cmd.args(["--inh-caps=-all", "--bounding-set=-all", "--"]);
+                vec!["--inh-caps=-all".into(), "--bounding-set=-all".into()]
             }
-            (None, _) => {
-                cmd.arg("--");
+            (None, _) => Vec::new(),
+        };
+        args.push("--".into());
+        args
+    }
+
+    /// Starts `cmd` (made with [`Lab::command`], its stdin already chosen) as the lab's
+    /// child, which the lab kills when it is dropped. Its stdout and stderr go to `log`
+    /// (opened for appending, so that others may write into it as it runs, as into a
+    /// terminal), or else to files of their own.
+    pub fn spawn_command(&mut self, mut cmd: Command, program: &str, log: Option<&Path>) -> Responder {
+        let (stdout, stderr) = match log {
+            Some(log) => (log.to_path_buf(), log.to_path_buf()),
+            None => {
+                let dir = std::env::temp_dir().join(format!(
+                    "{}-{}",
+                    unique_name("out"),
+                    COUNTER.fetch_add(1, Ordering::SeqCst)
+                ));
+                std::fs::create_dir_all(&dir).expect("creating a log directory");
+                (dir.join("stdout"), dir.join("stderr"))
             }
-        }
-        let child = cmd
-            .arg(bin)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout).expect("log file"))
-            .stderr(std::fs::File::create(&stderr).expect("log file"))
-            .spawn()
-            .expect("starting the binary");
+        };
+        let open = |path: &Path| {
+            std::fs::OpenOptions::new().create(true).append(true).open(path).expect("log file")
+        };
+        let child = cmd.stdout(open(&stdout)).stderr(open(&stderr)).spawn().expect("starting the binary");
         self.children.push(child.id());
-        let program = Path::new(bin).file_name().map_or(bin.into(), |n| n.to_string_lossy().into());
-        Responder { child: Some(child), stdout, stderr, program }
+        let (stdout, stderr) = if log.is_some() { (stdout, PathBuf::new()) } else { (stdout, stderr) };
+        Responder { child: Some(child), stdout, stderr, program: program.to_owned() }
     }
 
     /// `ping` from the kernel's side of the namespace.
@@ -669,6 +740,10 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        if let Some(mut mounts) = self.mounts.take() {
+            let _ = mounts.kill();
+            let _ = mounts.wait();
+        }
         let holder = match &self.place {
             Place::Rootless { holder } => Some(holder.id() as i32),
             Place::Named => None,
@@ -706,6 +781,11 @@ pub struct Responder {
 impl Responder {
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// The binary's standard input, when it was started with a pipe there (once).
+    pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.as_mut()?.stdin.take()
     }
 
     /// Sends a signal (e.g. SIGTERM) to the binary.

@@ -3,9 +3,13 @@
 //!   cargo lab demo     build, make an isolated lab, run 05 as a user, ping it, clean up
 //!   cargo lab shell    a shell (or a command) inside a lab namespace with tap4
 //!   cargo lab test     every check the project has, as CI runs them
+//!   cargo lab record   re-record every program output the book shows (src/record.rs)
+//!   cargo lab bench    the flood-ping benchmark, and `bench offload` (src/bench.rs)
 //!
 //! Not root, the lab is a user namespace of its own: no root and no sudo. As root it is a
 //! named network namespace, and the programs still run as an unprivileged user.
+
+mod bench;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -31,6 +35,10 @@ Commands:
           The namespace is removed when the shell or CMD ends.
   test    every check the project has: fmt, clippy, shellcheck, the unit and
           end-to-end tests, the book check and the benchmark's short run
+  record [NAME...]  re-record the program output the book shows (book/src/output/),
+          from the one list in lab/src/record.rs (--list names them)
+  bench   flood-ping the kernel, the bare loop and 05 (--short: the quick check);
+          bench offload: the offloads' bulk UDP table (examples/offload_bench.rs)
   install [GROUP...]  install what the groups of scripts/packages.txt need and is
           missing (lab, lint, test, book; default: all), as demo and test do first
 
@@ -72,6 +80,26 @@ runs CMD in it, or else an interactive $SHELL. Inside, with no sudo:
 The namespace, tap4 and whatever still runs in it are gone when the shell or CMD ends;
 the exit status is CMD's. Not root: a user namespace of your own (you are \"root\" in
 it, and only there). As root: a named network namespace tapbook-shell-PID.
+";
+
+const RECORD_USAGE: &str = "\
+Usage: cargo lab record [OPTIONS] [NAME...]
+
+Re-record the program output the book shows, into book/src/output/: every recording of
+the list in lab/src/record.rs, or those named. Each runs in a fresh lab (a network
+namespace with tap4, removed afterwards) the commands the book shows, as the book shows
+them: `sudo ...` as the lab's root, anything else as an unprivileged user (the student),
+`cargo run --bin NAME` as target/release/NAME. A recording's files are replaced only when
+its checks pass (the replies came back, the counters are there). Builds the programs
+first (cargo build --release --bins --example offload_bench). Needs root (a second user,
+device nodes): run as a user, it goes through sudo after the build. About 3 minutes.
+
+Options:
+  --list          name the recordings and what they record, and stop
+  --user NAME     the student (default: $SUDO_USER, else nobody; never root)
+  --out DIR       where to write (default: book/src/output)
+  --bin-dir DIR   use the programs in DIR (and DIR/examples) instead of building them
+  -h, --help      this help
 ";
 
 const TEST_USAGE: &str = "\
@@ -153,14 +181,16 @@ fn main() -> ExitCode {
         "shell" => shell(rest),
         "test" => test(rest),
         "install" => install(rest),
+        "record" => record(rest),
+        "bench" => bench::main(rest),
         "-h" | "--help" | "help" => {
             say(USAGE.trim_end());
             Ok(ExitCode::SUCCESS)
         }
-        "" => Err(format!("which command? demo, shell or test\n\n{USAGE}")),
-        other => {
-            Err(format!("unknown command '{other}'; one of demo, shell, test (cargo lab --help)"))
-        }
+        "" => Err(format!("which command? demo, shell, test, record or bench\n\n{USAGE}")),
+        other => Err(format!(
+            "unknown command '{other}'; one of demo, shell, test, record, bench (cargo lab --help)"
+        )),
     };
     result.unwrap_or_else(|e| {
         tell(format_args!("cargo lab: error: {}", e.trim_end()));
@@ -200,6 +230,122 @@ fn install(args: &[String]) -> Result<ExitCode> {
     }
     ensure_packages("cargo lab install", if groups.is_empty() { &GROUPS } else { &groups })?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn record(args: &[String]) -> Result<ExitCode> {
+    let mut names = Vec::new();
+    let mut user = None;
+    let mut out = repo_root().join("book/src/output");
+    let mut bin_dir = None;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let (option, inline) = match arg.split_once('=') {
+            Some((o, v)) if o.starts_with("--") => (o, Some(v)),
+            _ => (arg.as_str(), None),
+        };
+        match option {
+            "-h" | "--help" => {
+                say(RECORD_USAGE.trim_end());
+                return Ok(ExitCode::SUCCESS);
+            }
+            "--list" => {
+                tapbook_lab::record::list();
+                return Ok(ExitCode::SUCCESS);
+            }
+            "--user" => user = Some(value(option, inline, &mut rest)?),
+            "--out" => out = PathBuf::from(value(option, inline, &mut rest)?),
+            "--bin-dir" => bin_dir = Some(PathBuf::from(value(option, inline, &mut rest)?)),
+            _ if arg.starts_with('-') => {
+                return Err(format!("unknown option '{arg}' (try: cargo lab record --help)"));
+            }
+            _ => names.push(arg.clone()),
+        }
+    }
+    let recordings = tapbook_lab::record::select(&names)?;
+    let bin_dir = match bin_dir {
+        Some(dir) => dir,
+        None => {
+            say("Building the programs (cargo build --release --bins --example offload_bench)");
+            build(&["--bins", "--example", "offload_bench"])?;
+            target_dir()?.join("release")
+        }
+    };
+    let bin_dir = std::fs::canonicalize(&bin_dir).map_err(|e| format!("{}: {e}", bin_dir.display()))?;
+    if !is_root() {
+        let mut forward = vec!["record".to_owned(), "--bin-dir".to_owned()];
+        forward.push(bin_dir.to_string_lossy().into_owned());
+        forward.extend(["--out".to_owned(), absolute(&out)?.to_string_lossy().into_owned()]);
+        forward.extend(user.map(|u| format!("--user={u}")));
+        forward.extend(names);
+        return through_sudo("the recordings need root (a second user, device nodes)", &forward);
+    }
+    let student = match user {
+        Some(user) => user,
+        None => match std::env::var("SUDO_USER") {
+            Ok(u) if !u.is_empty() && u != "root" => u,
+            _ => tapbook_lab::UNPRIVILEGED_USER.to_owned(),
+        },
+    };
+    if student == "root" {
+        return Err("--user must not be root: the student runs the programs without privileges".into());
+    }
+    std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
+    let out = absolute(&out)?;
+    catch_stop_signals();
+    let recorder = tapbook_lab::record::Recorder::new(&repo_root(), &bin_dir, &out, &student)?;
+    let mut total = 0;
+    for recording in recordings {
+        let start = std::time::Instant::now();
+        say(format_args!("== {}: {}", recording.name, recording.about));
+        let written = recorder.record(recording).map_err(|e| format!("{}: {e}", recording.name))?;
+        check_stop()?;
+        total += written.len();
+        say(format_args!(
+            "   {} files in {} s: {}",
+            written.len(),
+            start.elapsed().as_secs(),
+            written.join(" ")
+        ));
+    }
+    say(format_args!(
+        "Wrote {total} files to {}. Review: git diff --stat -- book/src/output",
+        out.display()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `path`, from the current directory when it is relative.
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `cargo build --release -q -p tapbook ARGS`.
+fn build(args: &[&str]) -> Result<()> {
+    let status = cargo()
+        .args(["build", "--release", "--quiet", "-p", "tapbook"])
+        .args(args)
+        .status()
+        .map_err(|e| format!("running cargo: {e}"))?;
+    if status.success() { Ok(()) } else { Err("cargo build failed".into()) }
+}
+
+/// Runs this program again as root, through sudo, with `args`: for `why`.
+fn through_sudo(why: &str, args: &[String]) -> Result<ExitCode> {
+    if !can_sudo() {
+        return Err(format!("{why}: run it as root, or allow this user sudo"));
+    }
+    say(format_args!("Not root: {why}; going through sudo."));
+    let me = std::env::current_exe().map_err(|e| format!("finding cargo-lab: {e}"))?;
+    let status = Command::new("sudo")
+        .args(["--preserve-env=CI,PATH"])
+        .arg(me)
+        .args(args)
+        .status()
+        .map_err(|e| format!("running sudo: {e}"))?;
+    Ok(match status.code() {
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    })
 }
 
 fn cargo() -> Command {

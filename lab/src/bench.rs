@@ -1,0 +1,2 @@
+//! stub
+pub fn main(_: &[String]) -> crate::Result<std::process::ExitCode> { Err("todo".into()) }
