@@ -8,7 +8,7 @@
 //! built, `scripts/` the scripts), as the student would type it:
 //!
 //! - a command that starts with `sudo ` runs as the lab's root (`sudo` there sets
-//!   `SUDO_USER` to the student, as sudo does, and runs the rest); any other runs as the
+//!   `SUDO_USER` to the student, as sudo does, and execs the rest); any other runs as the
 //!   student, an unprivileged user (`$SUDO_USER`, else `nobody`);
 //! - `cargo run [-q] --bin NAME [-- ARGS]` runs `target/release/NAME ARGS` (cargo itself
 //!   would build again, as another user);
@@ -80,10 +80,10 @@ pub enum Step {
     Sleep(u64),
     /// The lines of TEXT into FILE, as they are (commentary: `# ...`).
     Note(&'static str, &'static str),
-    /// Send SIGNAL to the program started into FILE (its process group, as a terminal's
-    /// Ctrl-C does).
+    /// Send SIGNAL to the program started into FILE (`kill -SIGNAL PID`).
     Signal(&'static str, Signal),
-    /// Send SIGNAL and wait for the program to exit; its status becomes FILE's `$?`.
+    /// Send SIGNAL to the program's process group, as a terminal's Ctrl-C does (a pipeline
+    /// stops whole), and wait for it to exit; its status becomes FILE's `$?`.
     Stop(&'static str, Signal),
     /// Wait for the program started into FILE to exit by itself (up to 15 s).
     Exit(&'static str),
@@ -100,7 +100,7 @@ pub enum Step {
     /// that [`Step::Expect`] cannot say).
     Check(&'static str),
     /// Every line of the program's FILE2 that starts with PREFIX (after blanks), run as
-    /// printed, into FILE: `RunPrinted(FILE, FILE2, PREFIX)`.
+    /// printed, into FILE as [`Step::Run`] does: `RunPrinted(FILE, FILE2, PREFIX)`.
     RunPrinted(&'static str, &'static str, &'static str),
 }
 
@@ -249,8 +249,8 @@ const CHAPTERS: &[Step] = &[
     Start("03-arp-reply.txt", "cargo run -q --bin 03_arp_reply", ""),
     Attached,
     Sleep(6000),
-    Run("03-arping.txt", "sudo arping -c 3 -w 5 -I tap4 172.16.1.2"),
-    Run("03-arping-other.txt", "sudo arping -c 2 -w 3 -I tap4 172.16.1.3"),
+    Run("03-arping.txt", "sudo arping -c 3 -I tap4 172.16.1.2"),
+    Run("03-arping-other.txt", "sudo arping -c 2 -I tap4 172.16.1.3"),
     Run("03-ping.txt", "ping -c 2 -W 1 172.16.1.2"),
     Run("03-neigh.txt", "ip neigh show dev tap4"),
     Run("03-route.txt", "ip route show dev tap4"),
@@ -265,9 +265,9 @@ const CHAPTERS: &[Step] = &[
     Start("03-arp-reply-variants.txt", "cargo run -q --bin 03_arp_reply", ""),
     Attached,
     Sleep(6000),
-    Run("03-arping-variants.txt", "sudo arping -c 1 -w 2 -I tap4 -S 0.0.0.0 172.16.1.2"),
-    Run("03-arping-variants.txt", "sudo arping -c 1 -w 2 -I tap4 -t 02:00:00:00:00:02 172.16.1.2"),
-    Run("03-arping-variants.txt", "sudo arping -c 1 -w 2 -I tap4 -S 172.16.1.2 172.16.1.2"),
+    Run("03-arping-variants.txt", "sudo arping -c 1 -I tap4 -S 0.0.0.0 172.16.1.2"),
+    Run("03-arping-variants.txt", "sudo arping -c 1 -I tap4 -t 02:00:00:00:00:02 172.16.1.2"),
+    Run("03-arping-variants.txt", "sudo arping -c 1 -I tap4 -S 172.16.1.2 172.16.1.2"),
     Stop("03-arp-reply-variants.txt", SIGINT),
     Expect("03-arp-reply-variants.txt", "who-has 172.16.1.2 tell 0.0.0.0"),
     Expect("03-arp-reply-variants.txt", "(ignored: ARP bad sender)"),
@@ -276,8 +276,8 @@ const CHAPTERS: &[Step] = &[
     Start("04-icmp-reply.txt", "cargo run -q --bin 04_icmp_reply", ""),
     Attached,
     Sleep(6000),
-    Run("04-ping-56.txt", "ping -c 2 -W 2 172.16.1.2"),
-    Run("04-ping-1472.txt", "ping -c 2 -W 2 -s 1472 -M do 172.16.1.2"),
+    Run("04-ping-56.txt", "ping -c 2 172.16.1.2"),
+    Run("04-ping-1472.txt", "ping -c 2 -s 1472 -M do 172.16.1.2"),
     Stop("04-icmp-reply.txt", SIGINT),
     Expect("04-ping-56.txt", "2 received"),
     Expect("04-ping-1472.txt", "2 received"),
@@ -289,9 +289,9 @@ const CHAPTERS: &[Step] = &[
     Sleep(6000),
     Start("05-capture.txt", "sudo scripts/capture.sh --filter 'arp or icmp' --duration 10", ""),
     Capturing,
-    Run("05-ping.txt", "ping -c 3 -W 2 172.16.1.2"),
-    Run("05-arping.txt", "sudo arping -c 2 -w 3 -I tap4 172.16.1.2"),
-    Run("05-arping-other.txt", "sudo arping -c 1 -w 2 -I tap4 172.16.1.3"),
+    Run("05-ping.txt", "ping -c 3 172.16.1.2"),
+    Run("05-arping.txt", "sudo arping -c 2 -I tap4 172.16.1.2"),
+    Run("05-arping-other.txt", "sudo arping -c 1 -I tap4 172.16.1.3"),
     Run("05-ping-broadcast.txt", "ping -b -c 1 -W 1 172.16.1.255"),
     Run("05-stop.txt", "pkill -TERM -u \"$USER\" -f 'target/.*/05_full_responder'"),
     Exit("05-full-responder.txt"),
@@ -326,13 +326,13 @@ const RESPONDER: &[Step] = &[
     Sleep(1000),
     Do("ping -c 1 -W 2 -s 56 172.16.1.2 && ping -c 1 -W 2 -s 1 172.16.1.2 \
         && ping -c 1 -W 2 -s 1472 172.16.1.2"),
-    Run("echo-options.txt", "ping -R -c 1 -W 2 172.16.1.2"),
+    Run("echo-options.txt", "ping -R -c 1 172.16.1.2"),
     Expect("echo-options.txt", "1 received"),
     // The route both ways, our address twice (arrival and departure), as in Linux's reply.
     Expect("echo-options.txt", "RR: \t172.16.1.1"),
     ExpectCount("echo-options.txt", "\t172.16.1.2", 2),
     Stop("echo.log", SIGTERM),
-    Run("echo-bytes.txt", "tshark -r tapbook.pcap -x -Y icmp -c 2"),
+    Run("echo-bytes.txt", "tshark -r tapbook.pcap -x -Y 'icmp && frame.len == 98'"),
     Expect("echo-bytes.txt", "08 00 45 00"),
     Run(
         "echo-fields.txt",
@@ -382,7 +382,7 @@ const RESPONDER: &[Step] = &[
     Expect("faults-no-tap.txt", "EPERM"),
     // ---- a TUN where a TAP should be
     Run("faults-wrong-kind.txt", "sudo ip tuntap add dev tun5 mode tun user \"$USER\""),
-    Then("faults-wrong-kind.txt", "cargo run -q --bin 01_open_clone -- --iface tun5"),
+    Run("faults-wrong-kind.txt", "cargo run -q --bin 01_open_clone -- --iface tun5"),
     Expect("faults-wrong-kind.txt", "EINVAL"),
     Do("ip link del dev tun5"),
     // ---- /dev/net/tun itself, covered in the lab's own mount namespace: the real
@@ -406,23 +406,25 @@ const RESPONDER: &[Step] = &[
     // ---- root before any setup: the program creates tap4 itself, and says what the
     // kernel's side needs; those commands, run as printed, then ping.
     Do("ip link del dev tap4"),
+    // The program runs in a terminal of its own: its first lines are the recording's.
     Start(
-        "faults-created.txt",
+        "faults-created.log",
         "sudo target/release/05_full_responder     # as root, before scripts/setup.sh",
         "",
     ),
-    Printed("faults-created.txt", "Ctrl-C to stop"),
+    Printed("faults-created.log", "Ctrl-C to stop"),
+    Derive("faults-created.txt", "cat faults-created.log"),
     Note("faults-created.txt", "# ... in another terminal:"),
-    Then("faults-created.txt", "ping -c 1 -W 1 172.16.1.2"),
+    Run("faults-created.txt", "ping -c 1 -W 1 172.16.1.2"),
     Expect("faults-created.txt", "Network is unreachable"),
-    RunPrinted("faults-created.txt", "faults-created.txt", "sudo ip "),
-    Then("faults-created.txt", "ping -c 1 -W 2 172.16.1.2"),
+    RunPrinted("faults-created.txt", "faults-created.log", "sudo ip "),
+    Run("faults-created.txt", "ping -c 1 -W 2 172.16.1.2"),
     Expect("faults-created.txt", " 1 received"),
-    Stop("faults-created.txt", SIGTERM),
+    Stop("faults-created.log", SIGTERM),
     // ---- the introduction's exercise 3: a TUN is not a TAP
     Do(SETUP_AGAIN),
     Run("intro-tun4.txt", "sudo ip tuntap add dev tun4 mode tun"),
-    Then("intro-tun4.txt", "sudo target/release/02_hexdump --iface tun4"),
+    Run("intro-tun4.txt", "sudo target/release/02_hexdump --iface tun4"),
     Expect("intro-tun4.txt", "it is a TUN"),
     Do("ip link del dev tun4"),
     // ---- what the descriptor gives without IFF_NO_PI: 2 bytes of flags and the 2-byte
@@ -461,11 +463,11 @@ const IPV6: &[Step] = &[
     // Duplicate address detection of the link-local address takes a second; the router
     // solicitation, the last of what the kernel sends on its own, follows it.
     Printed("08-responder.txt", "router solicitation"),
-    Run("08-ping6.txt", "ping -6 -c 2 -W 2 fd00:172:16:1::2"),
-    Run("08-ping6.txt", "ping -6 -c 2 -W 2 fe80::ff:fe00:2%tap4"),
+    Run("08-ping6.txt", "ping -6 -c 2 fd00:172:16:1::2"),
+    Run("08-ping6.txt", "ping -6 -c 2 fe80::ff:fe00:2%tap4"),
     ExpectCount("08-ping6.txt", " 2 received", 2),
-    Run("08-ping6-mtu.txt", "ping -6 -c 1 -W 2 -M do -s 1452 fd00:172:16:1::2"),
-    Run("08-ping6-mtu.txt", "ping -6 -c 1 -W 2 -M do -s 1453 fd00:172:16:1::2"),
+    Run("08-ping6-mtu.txt", "ping -6 -c 1 -M do -s 1452 fd00:172:16:1::2"),
+    Run("08-ping6-mtu.txt", "ping -6 -c 1 -M do -s 1453 fd00:172:16:1::2"),
     Expect("08-ping6-mtu.txt", "1460 bytes from fd00:172:16:1::2"),
     Expect("08-ping6-mtu.txt", "message too long, mtu: 1500"),
     Run("08-ndisc6.txt", "ndisc6 fd00:172:16:1::2 tap4"),
@@ -516,10 +518,13 @@ const DHCP: &[Step] = &[
         "# then: kill -USR1 %1 (renew); kill -USR2 %1 (release); kill %1",
     ),
     Printed("10-renew-release.txt", "script: bound"),
+    // The script prints, then puts the address on tap4: the renewal is sent from it.
+    Sleep(1000),
     Signal("10-renew-release.txt", SIGUSR1),
     Printed("10-renew-release.txt", "script: renew"),
     Signal("10-renew-release.txt", SIGUSR2),
-    Printed("10-renew-release.txt", "script: deconfig"),
+    Printed("10-renew-release.txt", "unicasting a release"),
+    Printed("10-dhcp-server.txt", "DHCP: RELEASE"),
     Stop("10-renew-release.txt", SIGTERM),
     Expect("10-renew-release.txt", "sending renew to server 172.16.1.2"),
     Expect("10-renew-release.txt", "unicasting a release of 172.16.1.100 to 172.16.1.2"),
@@ -558,7 +563,8 @@ const DHCP: &[Step] = &[
     ),
     Run(
         "10-tshark-offer.txt",
-        "tshark -r dhcp.pcap -Y 'dhcp.option.dhcp == 2' -c 1 -O dhcp | sed -n '/^Dynamic Host/,$p'",
+        "tshark -r dhcp.pcap -Y 'dhcp.option.dhcp == 2' -O dhcp | awk '/^Frame /{n++} n==1' \
+         | sed -n '/^Dynamic Host/,$p'     # the first OFFER, its DHCP part",
     ),
     Expect("10-tshark-offer.txt", "DHCP: Offer (2)"),
 ];
@@ -686,7 +692,7 @@ const FLOWS_NOTE: &str = "# meanwhile, in a second terminal, then Ctrl-C in the 
 /// What every step's shell knows: the few words of the book's commands that mean
 /// something else in the lab (see the module's documentation).
 const PRELUDE: &str = r#"# cargo lab record: the lab's meaning of sudo, cargo run, pgrep and pkill.
-sudo() { SUDO_USER=$USER "$@"; }
+sudo() { SUDO_USER=$USER exec "$@"; }
 cargo() {
     if [ "$1" != run ]; then echo "cargo lab record: only cargo run runs in the lab" >&2; return 101; fi
     shift
@@ -759,7 +765,11 @@ impl Recorder {
             }
         }
         let (uid, gid) = user_ids(&self.student)?;
+        // The student's directory; root's tshark (dumpcap, which drops its capabilities)
+        // writes its capture files here too.
+        use std::os::unix::fs::PermissionsExt;
         std::os::unix::fs::chown(&run, Some(uid.as_raw()), Some(gid.as_raw()))
+            .and_then(|()| std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o1777)))
             .map_err(|e| format!("chown {}: {e}", run.display()))?;
         let rec = self.work.join("out");
         let lab = match recording.setup {
@@ -820,6 +830,10 @@ impl Recorder {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
+        if std::env::var_os("TAPBOOK_RECORD_KEEP").is_some() {
+            crate::tell(format_args!("kept {} (TAPBOOK_RECORD_KEEP)", self.work.display()));
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.work);
     }
 }
@@ -1030,10 +1044,7 @@ impl Session {
             }
             Sleep(ms) => std::thread::sleep(Duration::from_millis(ms)),
             Note(file, text) => self.append(file, &format!("{text}\n"))?,
-            Signal(file, signal) => {
-                let pid = self.job(file)?.pid();
-                let _ = killpg(Pid::from_raw(pid as i32), signal);
-            }
+            Signal(file, signal) => self.job(file)?.signal(signal),
             Stop(file, signal) => {
                 let pid = self.job(file)?.pid();
                 self.stdin.remove(file);
@@ -1090,7 +1101,7 @@ impl Session {
                 for line in lines {
                     // Leaked once per printed command of a recording: a few bytes.
                     let line: &'static str = Box::leak(line.into_boxed_str());
-                    self.run_into(file, line, false)?;
+                    self.run_into(file, line, true)?;
                 }
             }
         }
