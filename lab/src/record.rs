@@ -10,8 +10,9 @@
 //! - a command that starts with `sudo ` runs as the lab's root (`sudo` there sets
 //!   `SUDO_USER` to the student, as sudo does, and execs the rest); any other runs as the
 //!   student, an unprivileged user (`$SUDO_USER`, else `nobody`);
-//! - `cargo run [-q] --bin NAME [-- ARGS]` runs `target/release/NAME ARGS` (cargo itself
-//!   would build again, as another user);
+//! - `cargo` is the lab's, in the student's `~/.cargo/bin` (the home is the working
+//!   directory): `cargo run [-q] --bin NAME [-- ARGS]` runs `target/release/NAME ARGS`
+//!   (cargo itself would build again, as another user);
 //! - `pgrep` and `pkill` look only at the lab's own network namespace (`--ns`), so that
 //!   a recording never signals a process someone else runs as the same user;
 //! - `$?` is the status of the file's previous command, as in a terminal.
@@ -525,6 +526,7 @@ const DHCP: &[Step] = &[
     Signal("10-renew-release.txt", SIGUSR2),
     Printed("10-renew-release.txt", "unicasting a release"),
     Printed("10-dhcp-server.txt", "DHCP: RELEASE"),
+    Sleep(500), // udhcpc's script says deconfig
     Stop("10-renew-release.txt", SIGTERM),
     Expect("10-renew-release.txt", "sending renew to server 172.16.1.2"),
     Expect("10-renew-release.txt", "unicasting a release of 172.16.1.100 to 172.16.1.2"),
@@ -691,20 +693,25 @@ const FLOWS_NOTE: &str = "# meanwhile, in a second terminal, then Ctrl-C in the 
 
 /// What every step's shell knows: the few words of the book's commands that mean
 /// something else in the lab (see the module's documentation).
-const PRELUDE: &str = r#"# cargo lab record: the lab's meaning of sudo, cargo run, pgrep and pkill.
+const PRELUDE: &str = r#"# cargo lab record: the lab's meaning of sudo, pgrep and pkill.
 sudo() { SUDO_USER=$USER exec "$@"; }
-cargo() {
-    if [ "$1" != run ]; then echo "cargo lab record: only cargo run runs in the lab" >&2; return 101; fi
-    shift
-    if [ "$1" = -q ]; then shift; fi
-    if [ "$1" != --bin ]; then echo "cargo lab record: cargo run --bin NAME" >&2; return 101; fi
-    bin=$2
-    shift 2
-    if [ "$1" = -- ]; then shift; fi
-    exec "target/release/$bin" "$@"
-}
 pgrep() { command pgrep --ns $$ --nslist net "$@"; }
 pkill() { command pkill --ns $$ --nslist net "$@"; }
+"#;
+
+/// The lab's `cargo`, in the student's ~/.cargo/bin: `cargo run` runs the programs built
+/// before the recording began (cargo itself would build again, as another user).
+const CARGO: &str = r#"#!/bin/sh
+# cargo in the lab of cargo lab record: cargo run [-q] --bin NAME [-- ARGS] runs
+# target/release/NAME ARGS, built before the recording began (lab/src/record.rs).
+if [ "$1" != run ]; then echo "cargo lab record: only cargo run runs in the lab" >&2; exit 101; fi
+shift
+if [ "$1" = -q ]; then shift; fi
+if [ "$1" != --bin ]; then echo "cargo lab record: cargo run --bin NAME" >&2; exit 101; fi
+bin=$2
+shift 2
+if [ "$1" = -- ]; then shift; fi
+exec "target/release/$bin" "$@"
 "#;
 
 /// Where `cargo lab record` works, and for whom.
@@ -757,6 +764,15 @@ impl Recorder {
     pub fn record(&self, recording: &Recording) -> Result<Vec<String>> {
         let run = self.work.join(recording.name);
         std::fs::create_dir_all(&run).map_err(|e| format!("creating {}: {e}", run.display()))?;
+        let cargo = run.join(".cargo/bin/cargo");
+        std::fs::create_dir_all(run.join(".cargo/bin"))
+            .and_then(|()| std::fs::write(&cargo, CARGO))
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755))
+            })
+            .map_err(|e| format!("writing {}: {e}", cargo.display()))?;
+        chmod_tree(&run.join(".cargo"))?;
         for dir in ["target", "scripts"] {
             let link = run.join(dir);
             if !link.exists() {
@@ -801,6 +817,14 @@ impl Recorder {
             written: Vec::new(),
             count: 0,
         };
+        if session.lab.is_some() {
+            // The student's home, as the programs and tools see it: the working directory.
+            session.run_root(&format!(
+                "mount -t tmpfs tapbook-home /home && mkdir /home/{0} && mount --bind {1} /home/{0}",
+                self.student,
+                run.display()
+            ))?;
+        }
         if recording.setup == Setup::Tap4 {
             session.run_root(&format!("ip link set dev tap4 address {KERNEL_MAC}"))?;
         }
@@ -928,9 +952,12 @@ impl Session {
                 let mut cmd = lab.command("setpriv");
                 cmd.args(lab.setpriv_args((!root).then_some(self.student.as_str())));
                 cmd.arg("sh");
+                let home = format!("/home/{}", self.student);
+                let path = std::env::var("PATH").unwrap_or_default();
                 cmd.env("USER", &self.student)
                     .env("LOGNAME", &self.student)
-                    .env("HOME", &self.dir);
+                    .env("PATH", format!("{home}/.cargo/bin:{path}"))
+                    .env("HOME", home);
                 cmd
             }
             None => Command::new("sh"),
