@@ -633,7 +633,7 @@ const OFFLOADS: &[Step] = &[
     // offloaded, so ping is answered as before.
     Start("09-leftover.txt", "sudo target/release/05_full_responder --quiet &", ""),
     Attached,
-    Then("09-leftover.txt", "sudo ping -c 1 -W 2 -s 1472 172.16.1.2 | grep received"),
+    Then("09-leftover.txt", "sudo ping -c 1 -s 1472 172.16.1.2 | grep received"),
     Stop("09-leftover.txt", SIGTERM),
     Expect("09-leftover.txt", "1 received"),
     // 09_offloads --plain sets the offloads back to none (open_with always sets them).
