@@ -1,4 +1,4 @@
-//! The crudest ping responder there is, as the yardstick for `scripts/bench.sh`: a
+//! The crudest ping responder there is, as the yardstick for `cargo lab bench`: a
 //! blocking `read`, swap the addresses, turn the request into a reply, patch the ICMP
 //! checksum, `write`. It checks only what it needs to not answer garbage with garbage
 //! (IPv4, ICMP, echo request, long enough) and nothing else: no header checksums, no

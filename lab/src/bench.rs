@@ -88,9 +88,10 @@ struct Options {
 }
 
 fn number(option: &str, v: &str) -> Result<u32> {
-    v.parse().ok().filter(|n| *n > 0).ok_or(format!(
-        "option {option} wants a positive whole number, not '{v}'"
-    ))
+    v.parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or(format!("option {option} wants a positive whole number, not '{v}'"))
 }
 
 pub fn main(args: &[String]) -> Result<ExitCode> {
@@ -140,8 +141,10 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
             }
             "--cpus" => {
                 let v = value(option, inline, &mut rest)?;
-                let pair = v.split_once(',').and_then(|(p, r)| Some((p.parse().ok()?, r.parse().ok()?)));
-                o.cpus = Some(pair.ok_or(format!("--cpus wants two CPU numbers like 0,1, not '{v}'"))?);
+                let pair =
+                    v.split_once(',').and_then(|(p, r)| Some((p.parse().ok()?, r.parse().ok()?)));
+                o.cpus =
+                    Some(pair.ok_or(format!("--cpus wants two CPU numbers like 0,1, not '{v}'"))?);
             }
             "--no-pin" => o.pin = false,
             "--no-realtime" => o.realtime = false,
@@ -149,7 +152,8 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
             "--bin-dir" => o.bin_dir = Some(PathBuf::from(value(option, inline, &mut rest)?)),
             "--netns-prefix" => {
                 let v = value(option, inline, &mut rest)?;
-                let ok = v.len() <= 20 && v.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                let ok = v.len() <= 20
+                    && v.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
                 if !ok {
                     return Err(format!("bad --netns-prefix '{v}'"));
                 }
@@ -166,9 +170,11 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
             target_dir()?.join("release")
         }
     };
-    let bin_dir = std::fs::canonicalize(&bin_dir).map_err(|e| format!("{}: {e}", bin_dir.display()))?;
+    let bin_dir =
+        std::fs::canonicalize(&bin_dir).map_err(|e| format!("{}: {e}", bin_dir.display()))?;
     if !is_root() {
-        let mut forward: Vec<String> = ["--bin-dir".into(), bin_dir.to_string_lossy().into_owned()].into();
+        let mut forward: Vec<String> =
+            ["--bin-dir".into(), bin_dir.to_string_lossy().into_owned()].into();
         forward.extend(args.iter().cloned());
         if let Some(save) = &o.save {
             let save = std::path::absolute(save).map_err(|e| e.to_string())?;
@@ -180,7 +186,8 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
     let table = run(&o, &bin_dir)?;
     say(&table);
     if let Some(save) = &o.save {
-        std::fs::write(save, format!("{table}\n")).map_err(|e| format!("writing {}: {e}", save.display()))?;
+        std::fs::write(save, format!("{table}\n"))
+            .map_err(|e| format!("writing {}: {e}", save.display()))?;
         give_to_sudo_user(save);
         tell(format_args!("Saved the table to {}", save.display()));
     }
@@ -252,7 +259,11 @@ impl Bench<'_> {
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("running ping: {e}"))?;
-        Ok(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        Ok(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 
     fn measure(&mut self, config: &str, size: u32) -> Result<(Measured, Option<u64>, Option<u64>)> {
@@ -302,10 +313,8 @@ impl Bench<'_> {
             }
         };
         let summary = out.lines().find(|l| l.contains("packets transmitted")).unwrap_or("");
-        let numbers: Vec<u64> = summary
-            .split(|c: char| !c.is_ascii_digit())
-            .filter_map(|s| s.parse().ok())
-            .collect();
+        let numbers: Vec<u64> =
+            summary.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
         let ms = summary
             .split(", ")
             .find_map(|part| part.strip_prefix("time ")?.strip_suffix("ms")?.parse::<u64>().ok());
@@ -325,7 +334,10 @@ fn run(o: &Options, bin_dir: &std::path::Path) -> Result<String> {
     let bare = bin_dir.join("examples/bare_loop");
     for bin in [&responder, &bare] {
         if !bin.is_file() {
-            return Err(format!("no {} (build with: cargo build --release --bins --examples)", bin.display()));
+            return Err(format!(
+                "no {} (build with: cargo build --release --bins --examples)",
+                bin.display()
+            ));
         }
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
@@ -334,8 +346,13 @@ fn run(o: &Options, bin_dir: &std::path::Path) -> Result<String> {
     let mut realtime = o.realtime;
     // Pinning and real-time priority make the figures repeatable, but a container may not
     // allow them: then say so and measure without.
-    if pin && !(works("taskset", &["-c", &ping_cpu.to_string()]) && works("taskset", &["-c", &responder_cpu.to_string()])) {
-        tell(format_args!("warning: cannot pin to CPUs {ping_cpu},{responder_cpu} (taskset failed): leaving placement to the scheduler"));
+    if pin
+        && !(works("taskset", &["-c", &ping_cpu.to_string()])
+            && works("taskset", &["-c", &responder_cpu.to_string()]))
+    {
+        tell(format_args!(
+            "warning: cannot pin to CPUs {ping_cpu},{responder_cpu} (taskset failed): leaving placement to the scheduler"
+        ));
         pin = false;
     }
     if realtime && !works("chrt", &["--fifo", "1"]) {
@@ -362,7 +379,17 @@ fn run(o: &Options, bin_dir: &std::path::Path) -> Result<String> {
     ));
     let tap = Lab::create(Some(name("tap")), "root")?;
     // The bare loop answers no ARP: the kernel gets our MAC once and for all.
-    tap.ip(&["neigh", "replace", RESPONDER_IP, "lladdr", RESPONDER_MAC, "dev", "tap4", "nud", "permanent"]);
+    tap.ip(&[
+        "neigh",
+        "replace",
+        RESPONDER_IP,
+        "lladdr",
+        RESPONDER_MAC,
+        "dev",
+        "tap4",
+        "nud",
+        "permanent",
+    ]);
     let ka = Lab::namespace(Some(name("ka")))?;
     let kb = Lab::namespace(Some(name("kb")))?;
     ka.ip(&["link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns", &kb.netns]);
@@ -371,7 +398,17 @@ fn run(o: &Options, bin_dir: &std::path::Path) -> Result<String> {
     kb.ip(&["addr", "add", &format!("{RESPONDER_IP}/24"), "dev", "veth1"]);
     ka.ip(&["link", "set", "veth0", "up"]);
     kb.ip(&["link", "set", "veth1", "up"]);
-    ka.ip(&["neigh", "replace", RESPONDER_IP, "lladdr", RESPONDER_MAC, "dev", "veth0", "nud", "permanent"]);
+    ka.ip(&[
+        "neigh",
+        "replace",
+        RESPONDER_IP,
+        "lladdr",
+        RESPONDER_MAC,
+        "dev",
+        "veth0",
+        "nud",
+        "permanent",
+    ]);
     let mut bench = Bench {
         o,
         tap,
@@ -450,11 +487,20 @@ fn run(o: &Options, bin_dir: &std::path::Path) -> Result<String> {
     };
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find_map(|l| Some(l.strip_prefix("model name")?.trim_start().strip_prefix(':')?.trim().to_owned())))
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                Some(
+                    l.strip_prefix("model name")?.trim_start().strip_prefix(':')?.trim().to_owned(),
+                )
+            })
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map_or("unknown".into(), |r| r.trim().to_owned());
-    let date = Command::new("date").args(["-u", "+%Y-%m-%d"]).output().map_or(String::new(), |o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .map_or(String::new(), |o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
     let mut placement = if pin {
         format!("ping on CPU {ping_cpu}, the responders on CPU {responder_cpu}")
     } else {
@@ -477,7 +523,8 @@ fn run(o: &Options, bin_dir: &std::path::Path) -> Result<String> {
             let (t_, r_) = (tx[&key], rx[&key]);
             let loss = if t_ > 0 { 100.0 * (t_ - r_) as f64 / t_ as f64 } else { 0.0 };
             let ratio = if bare > 0 { best[&key] as f64 / bare as f64 } else { 0.0 };
-            let c = cpu.get(&key).map_or("-".to_owned(), |n| format!("{:.2} µs", *n as f64 / 1000.0));
+            let c =
+                cpu.get(&key).map_or("-".to_owned(), |n| format!("{:.2} µs", *n as f64 / 1000.0));
             let rounds: Vec<String> = all[&key].iter().map(u64::to_string).collect();
             t.push_str(&format!(
                 "| {size} B | {} | {} | {loss:.2}% | {ratio:.2}x | {c} | {} |\n",
@@ -519,14 +566,20 @@ fn offload(args: &[String]) -> Result<ExitCode> {
     }
     let mut shown = vec!["cargo", "run", "--release", "--example", "offload_bench", "--"];
     shown.extend(forward.iter().map(String::as_str));
-    tell(format_args!("Building: cargo build --release --example offload_bench; then, as root: {}", shown.join(" ")));
+    tell(format_args!(
+        "Building: cargo build --release --example offload_bench; then, as root: {}",
+        shown.join(" ")
+    ));
     build(&["--example", "offload_bench"])?;
     let bin = target_dir()?.join("release/examples/offload_bench");
     let mut cmd = if is_root() {
         Command::new(&bin)
     } else {
         if !tapbook_lab::can_sudo() {
-            return Err("offload_bench needs root (a namespace, tap4): run it as root, or allow sudo".into());
+            return Err(
+                "offload_bench needs root (a namespace, tap4): run it as root, or allow sudo"
+                    .into(),
+            );
         }
         let mut c = Command::new("sudo");
         c.arg(&bin);

@@ -682,7 +682,12 @@ impl Lab {
     /// child, which the lab kills when it is dropped. Its stdout and stderr go to `log`
     /// (opened for appending, so that others may write into it as it runs, as into a
     /// terminal), or else to files of their own.
-    pub fn spawn_command(&mut self, mut cmd: Command, program: &str, log: Option<&Path>) -> Responder {
+    pub fn spawn_command(
+        &mut self,
+        mut cmd: Command,
+        program: &str,
+        log: Option<&Path>,
+    ) -> Responder {
         let (stdout, stderr) = match log {
             Some(log) => (log.to_path_buf(), log.to_path_buf()),
             None => {
@@ -698,9 +703,11 @@ impl Lab {
         let open = |path: &Path| {
             std::fs::OpenOptions::new().create(true).append(true).open(path).expect("log file")
         };
-        let child = cmd.stdout(open(&stdout)).stderr(open(&stderr)).spawn().expect("starting the binary");
+        let child =
+            cmd.stdout(open(&stdout)).stderr(open(&stderr)).spawn().expect("starting the binary");
         self.children.push(child.id());
-        let (stdout, stderr) = if log.is_some() { (stdout, PathBuf::new()) } else { (stdout, stderr) };
+        let (stdout, stderr) =
+            if log.is_some() { (stdout, PathBuf::new()) } else { (stdout, stderr) };
         Responder { child: Some(child), stdout, stderr, program: program.to_owned() }
     }
 

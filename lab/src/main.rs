@@ -270,7 +270,8 @@ fn record(args: &[String]) -> Result<ExitCode> {
             target_dir()?.join("release")
         }
     };
-    let bin_dir = std::fs::canonicalize(&bin_dir).map_err(|e| format!("{}: {e}", bin_dir.display()))?;
+    let bin_dir =
+        std::fs::canonicalize(&bin_dir).map_err(|e| format!("{}: {e}", bin_dir.display()))?;
     if !is_root() {
         let mut forward = vec!["record".to_owned(), "--bin-dir".to_owned()];
         forward.push(bin_dir.to_string_lossy().into_owned());
@@ -287,7 +288,9 @@ fn record(args: &[String]) -> Result<ExitCode> {
         },
     };
     if student == "root" {
-        return Err("--user must not be root: the student runs the programs without privileges".into());
+        return Err(
+            "--user must not be root: the student runs the programs without privileges".into()
+        );
     }
     std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
     let out = absolute(&out)?;

@@ -285,7 +285,11 @@ const CHAPTERS: &[Step] = &[
     Expect("04-icmp-reply.txt", "computed: IPv4 header checksum"),
     // ---- chapter 5
     Do("ip neigh flush dev tap4"),
-    Start("05-full-responder.txt", "cargo run -q --bin 05_full_responder -- --pcap tapbook.pcap", ""),
+    Start(
+        "05-full-responder.txt",
+        "cargo run -q --bin 05_full_responder -- --pcap tapbook.pcap",
+        "",
+    ),
     Attached,
     Sleep(6000),
     Start("05-capture.txt", "sudo scripts/capture.sh --filter 'arp or icmp' --duration 10", ""),
@@ -297,10 +301,7 @@ const CHAPTERS: &[Step] = &[
     Run("05-stop.txt", "pkill -TERM -u \"$USER\" -f 'target/.*/05_full_responder'"),
     Exit("05-full-responder.txt"),
     Exit("05-capture.txt"),
-    Run(
-        "05-tshark-r.txt",
-        "tshark -r tapbook.pcap",
-    ),
+    Run("05-tshark-r.txt", "tshark -r tapbook.pcap"),
     Run(
         "05-tshark-r.txt",
         "tshark -r tapbook.pcap -Y icmp -T fields -e frame.len -e ip.checksum -e icmp.checksum \
@@ -590,7 +591,10 @@ const OFFLOADS: &[Step] = &[
     Sleep(500),
     Stop("09-receive.txt", SIGTERM),
     Expect("09-receive.txt", "gso_type=5 (UDP_L4) gso_size=1000"),
-    Expect("09-receive.txt", "-> 8 frames of [1042, 1042, 1042, 1042, 1042, 1042, 1042, 1042] bytes"),
+    Expect(
+        "09-receive.txt",
+        "-> 8 frames of [1042, 1042, 1042, 1042, 1042, 1042, 1042, 1042] bytes",
+    ),
     Expect("09-receive.txt", "0 bad checksums, 0 errors"),
     Run("09-tshark-raw.txt", "tshark -r raw.pcap -o udp.check_checksum:TRUE -Y udp"),
     Run(
@@ -649,7 +653,10 @@ const OFFLOADS: &[Step] = &[
     Expect("09-leftover.txt", "offloads none"),
     ExpectCount("09-leftover.txt", "1042 bytes: IPv4", 8),
     // ---- two queues
-    Note("09-queues.txt", "# tap4 remade as a multi-queue TAP (a TAP is one kind or the other, for good):"),
+    Note(
+        "09-queues.txt",
+        "# tap4 remade as a multi-queue TAP (a TAP is one kind or the other, for good):",
+    ),
     Then("09-queues.txt", "sudo ip link del tap4"),
     Then("09-queues.txt", "sudo ip tuntap add dev tap4 mode tap multi_queue"),
     Then("09-queues.txt", "sudo ip link set tap4 address 02:00:00:00:00:01"),
@@ -743,7 +750,10 @@ impl Recorder {
             .map(|p| (bin_dir.join("examples").join(p), release.join("examples").join(p)));
         for (from, to) in programs.chain(examples) {
             std::fs::copy(&from, &to).map_err(|e| {
-                format!("{}: {e} (build with: cargo build --release --bins --examples)", from.display())
+                format!(
+                    "{}: {e} (build with: cargo build --release --bins --examples)",
+                    from.display()
+                )
             })?;
         }
         let copied = Command::new("cp")
@@ -756,7 +766,12 @@ impl Recorder {
             return Err("copying scripts/ failed".into());
         }
         chmod_tree(&work)?;
-        Ok(Recorder { work, out: out.to_path_buf(), student: student.to_owned(), root: root.into() })
+        Ok(Recorder {
+            work,
+            out: out.to_path_buf(),
+            student: student.to_owned(),
+            root: root.into(),
+        })
     }
 
     /// Makes `recording`, checks it, and only then copies its files into `out`; the
@@ -835,8 +850,7 @@ impl Recorder {
             let _ = std::env::set_current_dir(here);
         }
         result?;
-        let published: Vec<String> =
-            written.into_iter().filter(|f| f.ends_with(".txt")).collect();
+        let published: Vec<String> = written.into_iter().filter(|f| f.ends_with(".txt")).collect();
         for file in &published {
             let path = rec.join(file);
             let text = std::fs::read_to_string(&path).map_err(|e| format!("{file}: {e}"))?;
@@ -1053,9 +1067,10 @@ impl Session {
             Capturing => {
                 let lab = self.lab.as_ref().ok_or("Capturing needs a lab")?;
                 let capturing = wait_until(Duration::from_secs(20), || {
-                    lab.command("cat").arg("/proc/net/packet").output().is_ok_and(|o| {
-                        String::from_utf8_lossy(&o.stdout).lines().count() > 1
-                    })
+                    lab.command("cat")
+                        .arg("/proc/net/packet")
+                        .output()
+                        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).lines().count() > 1)
                 });
                 if !capturing {
                     return Err("tshark did not start capturing within 20 s".into());
@@ -1162,5 +1177,105 @@ pub fn select(names: &[String]) -> Result<Vec<&'static Recording>> {
 pub fn list() {
     for r in RECORDINGS {
         say(format_args!("{:<10} {}", r.name, r.about));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The file a step writes into, if any.
+    fn writes(step: &Step) -> Option<&'static str> {
+        match *step {
+            Run(f, _) | Then(f, _) | Start(f, _, _) | Note(f, _) | Derive(f, _) => Some(f),
+            RunPrinted(f, _, _) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The file a step needs written before it.
+    fn reads(step: &Step) -> Option<&'static str> {
+        match *step {
+            Printed(f, _) | Signal(f, _) | Stop(f, _) | Exit(f) | Type(f, _) => Some(f),
+            Expect(f, _) | ExpectCount(f, _, _) | RunPrinted(_, f, _) => Some(f),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn every_file_is_made_by_one_recording_and_read_after_it_is_written() {
+        let mut owner: HashMap<&str, &str> = HashMap::new();
+        for r in RECORDINGS {
+            let mut written: Vec<&str> = Vec::new();
+            for step in r.steps {
+                if let Some(f) = reads(step) {
+                    assert!(
+                        written.contains(&f),
+                        "{}: {step:?} reads {f} before it is written",
+                        r.name
+                    );
+                }
+                if let Some(f) = writes(step) {
+                    if let Some(other) = owner.insert(f, r.name) {
+                        assert_eq!(other, r.name, "{f} is written by {other} and {}", r.name);
+                    }
+                    written.push(f);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_recording_the_book_includes_is_in_the_list() {
+        let made: Vec<&str> =
+            RECORDINGS.iter().flat_map(|r| r.steps.iter().filter_map(writes)).collect();
+        let book = crate::repo_root().join("book/src");
+        let mut missing = Vec::new();
+        let mut pages = vec![book.clone()];
+        while let Some(dir) = pages.pop() {
+            for entry in std::fs::read_dir(&dir).expect("book/src") {
+                let path = entry.expect("an entry").path();
+                if path.is_dir() {
+                    pages.push(path);
+                    continue;
+                }
+                let Ok(text) = std::fs::read_to_string(&path) else { continue };
+                for include in text.split("{{#include ").skip(1) {
+                    let target = include.split("}}").next().unwrap_or("");
+                    let Some(file) = target.split("output/").nth(1) else { continue };
+                    // Made elsewhere, for now: the VM lab's (scripts/vm-lab.sh and the
+                    // book-output VM scripts, until they join this list) and the
+                    // benchmarks' tables (cargo lab bench --save, cargo bench).
+                    let elsewhere = ["vm-", "vmm-", "bench", "per-frame"];
+                    if !made.contains(&file) && !elsewhere.iter().any(|p| file.starts_with(p)) {
+                        missing.push(format!("{}: {file}", path.display()));
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "included but recorded by no Recording: {missing:#?}");
+    }
+
+    #[test]
+    fn a_shown_command_names_no_namespace_of_the_recorder() {
+        for r in RECORDINGS {
+            for step in r.steps {
+                if let Run(_, c) | Then(_, c) | Start(_, c, _) = *step {
+                    assert!(
+                        !c.contains("netns exec") && !c.contains("tb-record"),
+                        "{}: {c}",
+                        r.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn select_names_the_unknown() {
+        assert_eq!(select(&[]).expect("all").len(), RECORDINGS.len());
+        assert_eq!(select(&["dhcp".into()]).expect("one")[0].name, "dhcp");
+        let e = select(&["nosuch".into()]).expect_err("unknown");
+        assert!(e.contains("nosuch") && e.contains("chapters"), "{e}");
     }
 }
