@@ -3,9 +3,12 @@
 
 Usage: scripts/book-output-wrap.py [--width N] [--check] FILE...
 
-The book-output*.sh scripts run this on every file they record, so that no
-line the book shows is wider than its column (scripts/check-book-html.py
-checks the result in a browser). In each FILE, in place:
+The VM lab's recording scripts (scripts/book-output-vmm.sh, scripts/vm/)
+run this on every file they record, so that no line the book shows is wider
+than its column (scripts/check-book-html.py checks the result in a browser).
+cargo lab record does the same in lab/src/wrap.rs, and its test checks that
+every recording in book/src/output is already fitted: keep the two alike
+until the VM recordings join cargo lab record and this file goes. In each FILE, in place:
   * tabs become spaces (tab stops every 8 columns, as in a terminal), and
     trailing blanks go;
   * a command line ('$ ...') longer than N is continued on the next line with

@@ -36,7 +36,7 @@ WIDE = 1400
 PHONE = 420
 MIN_SVG_TEXT_PX = 10.0
 # The widest line a listing or a recorded output may have: what rustfmt writes, and
-# what scripts/book-output-wrap.py leaves. At WIDE px the column holds about 107.
+# what cargo lab record (lab/src/wrap.rs) leaves. At WIDE px the column holds about 107.
 MAX_PRE_CHARS = 100
 
 
@@ -276,7 +276,7 @@ def check_static(build, src):
                 if width > MAX_PRE_CHARS:
                     problems.append(
                         f"{rel}:{pre_line}: a <pre> has a line of {width} characters (at most "
-                        f"{MAX_PRE_CHARS}; scripts/book-output-wrap.py fits recorded output): '{line.strip()[:60]}'"
+                        f"{MAX_PRE_CHARS}; cargo lab record fits recorded output): '{line.strip()[:60]}'"
                     )
                     break
 

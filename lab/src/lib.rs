@@ -42,6 +42,15 @@ pub const IFACE: &str = "tap4";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// Set when `cargo lab` is asked to stop (SIGINT, SIGTERM, SIGHUP): a long run (the
+/// recordings, the benchmark) ends at its next step, and cleans up.
+pub static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether [`STOP`] is set.
+pub fn stopped() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
 /// The one list of the packages tapbook uses (`cargo lab demo` and `cargo lab test`
 /// install from it): lines of `package command for why...`, `#` starts a comment.
 const PACKAGE_LIST: &str = include_str!("../../scripts/packages.txt");

@@ -14,7 +14,7 @@ mod bench;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use tapbook_lab::{
@@ -132,12 +132,10 @@ Options:
   -h, --help    this help
 ";
 
-/// Set by SIGINT, SIGTERM or SIGHUP: the programs in the lab get Ctrl-C themselves; we
-/// stay, to clean up.
-static STOP: AtomicBool = AtomicBool::new(false);
-
+/// SIGINT, SIGTERM or SIGHUP set tapbook_lab::STOP: the programs in the lab get Ctrl-C
+/// themselves; we stay, to clean up.
 extern "C" fn on_signal(_: std::ffi::c_int) {
-    STOP.store(true, Ordering::SeqCst);
+    tapbook_lab::STOP.store(true, Ordering::SeqCst);
 }
 
 fn catch_stop_signals() {
@@ -372,11 +370,7 @@ fn target_dir() -> Result<PathBuf> {
 }
 
 fn check_stop() -> Result<()> {
-    if STOP.load(Ordering::SeqCst) {
-        Err("stopped (signal); the lab is removed".into())
-    } else {
-        Ok(())
-    }
+    if tapbook_lab::stopped() { Err("stopped (signal); the lab is removed".into()) } else { Ok(()) }
 }
 
 /// Runs CMD in the lab with its output shown; an error if it fails.
