@@ -393,6 +393,9 @@ pub struct Lab {
     mounts: Option<Child>,
     /// Leave a named namespace in place when the lab is dropped (`cargo lab demo --keep`).
     pub keep: bool,
+    /// The directory commands run in (default: ours), kept also where entering the lab's
+    /// mount namespace would move them to its root.
+    pub workdir: Option<PathBuf>,
 }
 
 impl Lab {
@@ -477,6 +480,7 @@ impl Lab {
             children: Vec::new(),
             mounts: None,
             keep: false,
+            workdir: None,
         }
     }
 
@@ -567,7 +571,7 @@ impl Lab {
         if let Some(mounts) = &self.mounts {
             let mut cmd = Command::new("nsenter");
             // Entering the mount namespace moves to its root: keep our directory.
-            if let Ok(dir) = std::env::current_dir() {
+            if let Some(dir) = self.workdir.clone().or_else(|| std::env::current_dir().ok()) {
                 cmd.arg(format!("--wd={}", dir.display()));
             }
             cmd.arg("--target").arg(mounts.id().to_string());
@@ -581,12 +585,15 @@ impl Lab {
             Place::Named => {
                 let mut cmd = Command::new("ip");
                 cmd.args(["netns", "exec", &self.netns, program]);
+                if let Some(dir) = &self.workdir {
+                    cmd.current_dir(dir);
+                }
                 cmd
             }
             Place::Rootless { holder } => {
                 let mut cmd = Command::new("nsenter");
                 // Entering the mount namespace moves to its root: keep our directory.
-                if let Ok(dir) = std::env::current_dir() {
+                if let Some(dir) = self.workdir.clone().or_else(|| std::env::current_dir().ok()) {
                     cmd.arg(format!("--wd={}", dir.display()));
                 }
                 cmd.arg("--target")

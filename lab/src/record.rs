@@ -754,7 +754,9 @@ impl Recorder {
     /// Lays out the scratch directory: the programs in `bin_dir` (release) copied into
     /// target/release/ where the student can run them, and the repository's scripts/.
     pub fn new(root: &Path, bin_dir: &Path, out: &Path, student: &str) -> Result<Recorder> {
-        let work = std::env::temp_dir().join(format!("tapbook-record-{}", std::process::id()));
+        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let work = std::env::temp_dir().join(format!("tapbook-record-{}-{n}", std::process::id()));
         let release = work.join("target/release");
         std::fs::create_dir_all(release.join("examples"))
             .and_then(|()| std::fs::create_dir_all(work.join("out")))
@@ -842,19 +844,18 @@ impl Recorder {
         let lab = match recording.setup {
             Setup::Host => None,
             setup => {
-                let name = Some(format!("tb-record-{}-{}", recording.name, std::process::id()));
+                let dir = self.work.file_name().map_or("".into(), |n| n.to_string_lossy());
+                let name = Some(format!("tb-{dir}-{}", recording.name));
                 let mut lab = match setup {
                     Setup::Tap4 => Lab::create(name, &self.student)?,
                     _ => Lab::namespace(name)?,
                 };
+                lab.workdir = Some(run.clone());
                 lab.private_mounts()?;
                 Some(lab)
             }
         };
-        let here = std::env::current_dir().ok();
-        // Lab::command keeps the current directory inside the lab.
         let dir = if lab.is_some() { run.clone() } else { self.root.clone() };
-        std::env::set_current_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut session = Session {
             lab,
             dir,
@@ -887,9 +888,6 @@ impl Recorder {
         });
         let written = std::mem::take(&mut session.written);
         drop(session);
-        if let Some(here) = here {
-            let _ = std::env::set_current_dir(here);
-        }
         result?;
         let published: Vec<String> = written.into_iter().filter(|f| f.ends_with(".txt")).collect();
         for file in &published {

@@ -319,3 +319,38 @@ fn blocked_user_namespaces_are_reported_with_the_fix_and_the_sudo_fallback() {
     assert!(said.contains("Fix, as root: sysctl -w user.max_user_namespaces="), "{said}");
     assert!(said.contains("Or use root: sudo cargo lab demo"), "{said}");
 }
+
+/// `cargo lab record --list` names every recording of the list; an unknown name is an
+/// error that names the known ones, before anything is built.
+#[test]
+fn record_lists_its_recordings_and_refuses_unknown_ones() {
+    let out = output(Command::new(CARGO_LAB).args(["record", "--list"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    for recording in tapbook_lab::record::RECORDINGS {
+        assert!(listed.contains(recording.name), "{} not listed: {}", recording.name, text(&out));
+    }
+    let out = output(Command::new(CARGO_LAB).args(["record", "nosuch"]));
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no recording 'nosuch'") && err.contains("chapters"), "{}", text(&out));
+    assert!(!err.contains("Building"), "built before refusing: {}", text(&out));
+}
+
+/// `cargo lab bench` checks its options before building or measuring anything.
+#[test]
+fn bench_refuses_bad_options_first() {
+    for (args, says) in [
+        (&["bench", "--sizes", "2000"][..], "--sizes wants payload sizes from 0 to 1472"),
+        (&["bench", "--count", "0"][..], "--count wants a positive whole number"),
+        (&["bench", "--cpus", "x"][..], "--cpus wants two CPU numbers"),
+        (&["bench", "offload", "--seconds", "soon"][..], "--seconds wants a number"),
+        (&["bench", "--frobnicate"][..], "unknown option '--frobnicate'"),
+    ] {
+        let out = output(Command::new(CARGO_LAB).args(args));
+        assert!(!out.status.success(), "{args:?}: {}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{args:?}: {}", text(&out));
+    }
+    let out = output(Command::new(CARGO_LAB).args(["bench", "--help"]));
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("--short"));
+}
