@@ -17,18 +17,25 @@
 //! | [`segment`]   | 9 | partial checksums finished, superframes cut into wire-size frames |
 //! | [`cli`]       | all | `--iface`, `--ip`, `--mac` (refusing what no host may use), the defaults |
 //! | [`dhcp`]      | 10 | a DHCP server: the lease table and the replies (UDP echo is in `respond`) |
+//! | [`qemu_stream`] | 11 | QEMU's `-netdev stream` framing: a length, then the frame (pure, over `Read`/`Write`) |
+//! | [`ports`]     | 11, 12 | the ports frames move between: a TAP, QEMU's stream and dgram sockets |
+//! | [`switch`]    | 12 | a learning switch: frame and ingress port in, egress ports out (pure) |
 //!
-//! The arrows point one way: binaries use the library; `respond` and `dhcp` use `wire`;
-//! nothing in `wire`, `respond` or `dhcp` touches a file descriptor or prints.
+//! The arrows point one way: binaries use the library; `respond`, `dhcp` and `switch` use
+//! `wire`; `ports` uses `tap` and `qemu_stream`; nothing in `wire`, `respond`, `dhcp`,
+//! `qemu_stream` or `switch` touches a file descriptor or prints.
 
 pub mod cli;
 pub mod dhcp;
 pub mod output;
 pub mod pcap;
+pub mod ports;
+pub mod qemu_stream;
 pub mod respond;
 pub mod segment;
 pub mod show;
 pub mod signals;
+pub mod switch;
 pub mod tap;
 pub mod vnet;
 pub mod wire;

@@ -311,6 +311,20 @@ impl Tap {
     }
     // ANCHOR_END: read_frame
 
+    /// Reads one frame if one is waiting, `None` if not: for a program that waits on
+    /// several descriptors at once (chapter 11's relay, chapter 12's switch) in its own
+    /// `ppoll`.
+    pub fn try_read_frame(&self, buf: &mut [u8]) -> Result<Option<usize>, TapError> {
+        loop {
+            match nix::unistd::read(&self.fd, buf) {
+                Ok(len) => return Ok(Some(len)),
+                Err(Errno::EAGAIN) => return Ok(None),
+                Err(Errno::EINTR) => continue,
+                Err(errno) => return Err(self.io_error("reading from", errno)),
+            }
+        }
+    }
+
     // ANCHOR: write_frame
     /// Writes one whole frame: the kernel takes it as if it had arrived on the wire.
     pub fn write_frame(&self, frame: &[u8]) -> Result<(), TapError> {
