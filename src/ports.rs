@@ -82,6 +82,18 @@ impl PortSpec {
     }
 }
 
+impl std::fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PortSpec::Tap(name) => write!(f, "{name} (TAP)"),
+            PortSpec::Stream(path) => write!(f, "{} (stream, {})", self.name(), path.display()),
+            PortSpec::Dgram { ours, theirs } => {
+                write!(f, "{} (dgram, {} <-> {})", self.name(), ours.display(), theirs.display())
+            }
+        }
+    }
+}
+
 /// A socket file left by an earlier run would make `bind` fail (EADDRINUSE): remove it,
 /// but only if it is a socket; anything else at that path is not ours to delete.
 fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
@@ -214,7 +226,8 @@ impl Port {
                 )),
                 Ok((len, _)) => Received::Frame(len),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Received::Idle,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => Received::Event(String::new()),
+                // A signal: the next ppoll sees the datagram still waiting.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => Received::Idle,
                 Err(e) => return Err(e).context("receiving a datagram"),
             },
         };
@@ -298,6 +311,137 @@ impl Drop for Port {
             Kind::Tap(_) => {}
         }
     }
+}
+
+// ANCHOR: args
+/// The command line of the relay (chapter 11: `--iface` and one QEMU port) and of the
+/// switch (chapter 12: any number of `--tap`, `--stream` and `--dgram` ports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortArgs {
+    pub ports: Vec<PortSpec>,
+    /// `--ageing SECS`, the switch's ageing time.
+    pub ageing: Option<std::time::Duration>,
+    /// `--quiet`: no line per frame, only the events, the table and the counts.
+    pub quiet: bool,
+}
+// ANCHOR_END: args
+
+/// Which program is parsing: what it accepts and how its help reads.
+#[derive(Debug, Clone, Copy)]
+pub struct PortProgram {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// The switch: repeatable ports and `--ageing`. Else the relay: `--iface` (tap4 by
+    /// default) and exactly one of `--stream` or `--dgram`.
+    pub switch: bool,
+}
+
+impl PortArgs {
+    /// Parses `std::env::args_os`; prints the help and exits on `--help`, or the mistake
+    /// and the usage with status 2, as `cli::Args::from_env` does.
+    pub fn from_env(program: PortProgram) -> PortArgs {
+        match PortArgs::parse(program, std::env::args_os().skip(1)) {
+            Ok(Some(args)) => args,
+            Ok(None) => {
+                use std::io::Write;
+                let mut out = crate::output::Output::stdout();
+                let status = match out.write_all(port_usage(program).as_bytes()) {
+                    Ok(()) => 0,
+                    Err(err) => {
+                        crate::output::print_error(format_args!("Error: {err}"));
+                        1
+                    }
+                };
+                std::process::exit(status)
+            }
+            Err(message) => {
+                crate::output::print_error(format_args!(
+                    "{}: {message}\n\n{}",
+                    program.name,
+                    port_usage(program)
+                ));
+                std::process::exit(2);
+            }
+        }
+    }
+
+    /// Parses arguments; `Ok(None)` means help was asked for.
+    pub fn parse(
+        program: PortProgram,
+        args: impl IntoIterator<Item = impl Into<std::ffi::OsString>>,
+    ) -> Result<Option<PortArgs>, String> {
+        let mut parsed = PortArgs { ports: Vec::new(), ageing: None, quiet: false };
+        let mut iface = crate::cli::DEFAULT_IFACE.to_owned();
+        let mut args = args.into_iter().map(Into::into);
+        while let Some(arg) = args.next() {
+            let (flag, inline) = crate::cli::split_flag(&arg);
+            let flag = flag.to_str().ok_or_else(|| format!("unexpected argument {arg:?}"))?;
+            let mut value = |what: &str| {
+                inline
+                    .clone()
+                    .or_else(|| args.next())
+                    .ok_or_else(|| format!("{flag} needs {what}"))?
+                    .into_string()
+                    .map_err(|v| format!("{flag}: {v:?} is not UTF-8 text"))
+            };
+            match flag {
+                "-h" | "--help" => return Ok(None),
+                "-q" | "--quiet" => parsed.quiet = true,
+                "-i" | "--iface" if !program.switch => iface = value("an interface name")?,
+                "--tap" if program.switch => {
+                    parsed.ports.push(PortSpec::Tap(value("an interface name")?))
+                }
+                "--stream" => parsed.ports.push(PortSpec::Stream(value("a socket path")?.into())),
+                "--dgram" => parsed.ports.push(PortSpec::parse_dgram(&value("OURS:THEIRS")?)?),
+                "--ageing" if program.switch => {
+                    let v = value("a number of seconds")?;
+                    let secs: u64 = v
+                        .parse()
+                        .ok()
+                        .filter(|&s| s > 0)
+                        .ok_or_else(|| format!("--ageing: {v:?} is not a number of seconds"))?;
+                    parsed.ageing = Some(std::time::Duration::from_secs(secs));
+                }
+                _ => return Err(format!("unexpected argument {arg:?}")),
+            }
+        }
+        if program.switch {
+            if parsed.ports.len() < 2 {
+                return Err("a switch needs two ports or more (--tap, --stream, --dgram)".into());
+            }
+        } else {
+            if parsed.ports.len() != 1 {
+                return Err("give one QEMU port: --stream PATH or --dgram OURS:THEIRS".into());
+            }
+            parsed.ports.insert(0, PortSpec::Tap(iface));
+        }
+        let mut names: Vec<String> = parsed.ports.iter().map(PortSpec::name).collect();
+        names.sort();
+        if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("two ports named {:?}: give the sockets other names", twice[0]));
+        }
+        Ok(Some(parsed))
+    }
+}
+
+/// The `--help` text of the relay or the switch.
+pub fn port_usage(program: PortProgram) -> String {
+    let mut text = format!("{}\n\nUsage: {} [OPTIONS]\n\nOptions:\n", program.about, program.name);
+    if program.switch {
+        text += "      --tap NAME          a TAP port (the kernel is at its other end)\n";
+    } else {
+        text += "  -i, --iface NAME        the TAP to relay to [default: tap4]\n";
+    }
+    text += "      --stream PATH       listen at PATH for QEMU's -netdev stream\n";
+    text += "      --dgram OURS:THEIRS bind OURS, send to THEIRS (QEMU's -netdev dgram)\n";
+    if program.switch {
+        text += "      --ageing SECS       forget a station not heard from for SECS\n";
+        text += "                          [default: 300]\n";
+        text += "  Each option adds a port; give two or more. kill -USR1 prints the table.\n";
+    }
+    text += "  -q, --quiet             no line per frame\n";
+    text += "  -h, --help              print this help\n";
+    text
 }
 
 #[cfg(test)]
@@ -394,6 +538,45 @@ mod tests {
         assert_eq!(qemu.recv(&mut back).unwrap(), 42);
         assert!(PortSpec::parse_dgram("only-one-path").is_err());
         std::fs::remove_file(&theirs).unwrap();
+    }
+
+    const RELAY: PortProgram = PortProgram { name: "11", about: "test", switch: false };
+    const SWITCH: PortProgram = PortProgram { name: "12", about: "test", switch: true };
+
+    fn parse(program: PortProgram, args: &[&str]) -> Result<Option<PortArgs>, String> {
+        PortArgs::parse(program, args.iter().copied())
+    }
+
+    #[test]
+    fn the_relay_takes_a_tap_and_one_qemu_port() {
+        let args = parse(RELAY, &["--stream", "/run/g.sock"]).unwrap().unwrap();
+        assert_eq!(
+            args.ports,
+            [PortSpec::Tap("tap4".into()), PortSpec::Stream("/run/g.sock".into())]
+        );
+        let args = parse(RELAY, &["-i", "tap7", "--dgram=/a.sock:/b.sock"]).unwrap().unwrap();
+        assert_eq!(args.ports[0], PortSpec::Tap("tap7".into()));
+        assert_eq!(args.ports[1].name(), "a");
+        assert!(parse(RELAY, &[]).is_err(), "no QEMU port");
+        assert!(parse(RELAY, &["--stream", "/a", "--stream", "/b"]).is_err(), "two");
+        assert!(parse(RELAY, &["--tap", "tap5", "--stream", "/a"]).is_err(), "--tap: switch");
+        assert!(parse(RELAY, &["--dgram", "/a.sock"]).is_err(), "one path");
+    }
+
+    #[test]
+    fn the_switch_takes_two_ports_or_more_with_distinct_names() {
+        let args = parse(SWITCH, &["--tap", "tap4", "--stream", "/r/g0.sock", "--ageing", "20"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(args.ports.len(), 2);
+        assert_eq!(args.ageing, Some(std::time::Duration::from_secs(20)));
+        assert!(parse(SWITCH, &["--tap", "tap4"]).is_err(), "one port");
+        assert!(parse(SWITCH, &["--stream", "/a/g.sock", "--stream", "/b/g.sock"]).is_err());
+        assert!(parse(SWITCH, &["--tap", "a", "--tap", "b", "--ageing", "0"]).is_err());
+        assert!(parse(SWITCH, &["--iface", "tap4", "--tap", "b"]).is_err(), "--iface: relay");
+        assert_eq!(parse(SWITCH, &["--help"]).unwrap(), None);
+        assert!(port_usage(SWITCH).lines().all(|l| l.len() <= 78));
+        assert!(port_usage(RELAY).lines().all(|l| l.len() <= 78));
     }
 
     #[test]

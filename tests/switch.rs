@@ -1,0 +1,447 @@
+//! Chapters 11 and 12 end to end: `11_qemu_relay` and `12_learning_switch` in a lab
+//! namespace, with the kernel on tap4 and, on the QEMU side, first a peer of our own
+//! that speaks QEMU's stream and dgram protocols (written here from QEMU's description,
+//! not with the library's framing) and answers ARP and ping with `tapbook::respond`;
+//! then real QEMU guests (TCG) booted on `-netdev stream` and `-netdev dgram`.
+//!
+//! The guests boot the kernel and initramfs that `scripts/vm-lab.sh` caches (in
+//! `$TAPBOOK_CACHE`, else `~/.cache/tapbook`), with `scripts/vm/switch-guest.sh` laid
+//! over it as `/init`; when the cache is empty, the test runs vm-lab.sh once to fill it.
+
+use tapbook_lab as common;
+use tapbook_lab::require_lab;
+
+use std::io::{Read, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use common::{Lab, Responder, wait_until};
+use nix::sys::signal::Signal;
+use tapbook::respond::{Host, Idents, Services, Timestamp, respond};
+use tapbook::show::Summary;
+use tapbook::wire::MacAddr;
+
+const BIN_11: &str = env!("CARGO_BIN_EXE_11_qemu_relay");
+const BIN_12: &str = env!("CARGO_BIN_EXE_12_learning_switch");
+
+/// A scratch directory for the sockets, removed at the end.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("tb-sw-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn host(last: u8) -> Host {
+    Host {
+        ip: Ipv4Addr::new(172, 16, 1, last),
+        ip6: format!("fd00:172:16:1::{last}").parse().expect("an IPv6 address"),
+        mac: MacAddr([0x02, 0, 0, 0, 0, last]),
+    }
+}
+
+/// A station on a QEMU socket: answers ARP and ping as `host`, and keeps a summary of
+/// every frame it received.
+struct Peer {
+    seen: Arc<Mutex<Vec<String>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Peer {
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().expect("the peer's log").clone()
+    }
+
+    /// Connects to `path` as QEMU's `-netdev stream,server=off` does, and from then on
+    /// reads a 4-byte big-endian length and that many bytes, and answers likewise.
+    fn stream(path: &Path, host: Host) -> Peer {
+        let connected = wait_until(Duration::from_secs(10), || path.exists());
+        assert!(connected, "no socket at {}", path.display());
+        let mut sock = UnixStream::connect(path).expect("connecting like QEMU");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let thread = std::thread::spawn(move || {
+            let mut idents = Idents::new(7);
+            let mut reply = vec![0u8; 2048];
+            loop {
+                let mut length = [0u8; 4];
+                if sock.read_exact(&mut length).is_err() {
+                    return; // the relay or switch has gone
+                }
+                let mut frame = vec![0u8; u32::from_be_bytes(length) as usize];
+                if sock.read_exact(&mut frame).is_err() {
+                    return;
+                }
+                log.lock().expect("the peer's log").push(Summary(&frame).to_string());
+                let now = Timestamp::now();
+                if let Ok(answer) =
+                    respond(&host, Services::IPV4, &mut idents, now, &frame, &mut reply)
+                {
+                    let answer = &reply[..answer.len()];
+                    let mut bytes = (answer.len() as u32).to_be_bytes().to_vec();
+                    bytes.extend(answer);
+                    if sock.write_all(&bytes).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Peer { seen, thread: Some(thread) }
+    }
+
+    /// Binds `ours` and exchanges one datagram per frame with `theirs`, as QEMU's
+    /// `-netdev dgram` does.
+    fn dgram(ours: &Path, theirs: &Path, host: Host) -> Peer {
+        let sock = UnixDatagram::bind(ours).expect("binding the peer's socket");
+        let theirs = theirs.to_owned();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let thread = std::thread::spawn(move || {
+            sock.set_read_timeout(Some(Duration::from_secs(20))).expect("a timeout");
+            let mut idents = Idents::new(7);
+            let (mut frame, mut reply) = (vec![0u8; 70_000], vec![0u8; 2048]);
+            while let Ok(len) = sock.recv(&mut frame) {
+                let frame = &frame[..len];
+                log.lock().expect("the peer's log").push(Summary(frame).to_string());
+                let now = Timestamp::now();
+                if let Ok(answer) =
+                    respond(&host, Services::IPV4, &mut idents, now, frame, &mut reply)
+                {
+                    let _ = sock.send_to(&reply[..answer.len()], &theirs);
+                }
+            }
+        });
+        Peer { seen, thread: Some(thread) }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        // A stream peer ends when the program closes its socket; a dgram peer after its
+        // timeout. Not waiting for the latter keeps a failing test quick.
+        drop(self.thread.take());
+    }
+}
+
+fn ping_ok(lab: &Lab, addr: &str, count: u32, program: &Responder) {
+    let out = lab.ping(&["-c", &count.to_string(), "-i", "0.2", "-W", "2", addr]);
+    let (sent, received) = common::ping_counts(&out);
+    assert_eq!(
+        (sent, received),
+        (count, count),
+        "ping {addr}:\n{}\nprogram:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        program.output()
+    );
+}
+
+/// Starts a relay or switch in the lab and waits until it holds tap4 and has made
+/// its sockets.
+fn start(lab: &mut Lab, bin: &str, args: &[&str], sockets: &[&Path]) -> Responder {
+    let program = lab.start(bin, args, None);
+    let made = wait_until(Duration::from_secs(10), || sockets.iter().all(|s| s.exists()));
+    assert!(made, "no sockets {sockets:?}:\n{}", program.output());
+    program
+}
+
+#[test]
+fn the_kernel_pings_a_peer_through_the_relay_over_stream() {
+    require_lab!("the_kernel_pings_a_peer_through_the_relay_over_stream");
+    let dir = Scratch::new("relay-stream");
+    let sock = dir.path("guest.sock");
+    let mut lab = Lab::new("relay11s");
+    let mut relay = start(&mut lab, BIN_11, &["--stream", sock.to_str().unwrap()], &[&sock]);
+    let peer = Peer::stream(&sock, host(2));
+    ping_ok(&lab, "172.16.1.2", 3, &relay);
+    let (status, out) = relay.stop();
+    assert!(status.is_some_and(|s| s.success()), "{out}");
+    for line in [
+        "[guest] QEMU connected to",
+        "tap4 -> guest: ARP who-has 172.16.1.2 tell 172.16.1.1",
+        "guest -> tap4: ARP reply 172.16.1.2 is-at 02:00:00:00:00:02",
+        "guest -> tap4: IPv4 172.16.1.2 > 172.16.1.1 ICMP echo reply",
+        "   guest: ",
+    ] {
+        assert!(out.contains(line), "no {line:?} in:\n{out}");
+    }
+    let seen = peer.seen();
+    assert_eq!(seen.iter().filter(|s| s.contains("ICMP echo request")).count(), 3, "{seen:?}");
+}
+
+#[test]
+fn the_kernel_pings_a_peer_through_the_relay_over_dgram() {
+    require_lab!("the_kernel_pings_a_peer_through_the_relay_over_dgram");
+    let dir = Scratch::new("relay-dgram");
+    let (ours, theirs) = (dir.path("relay.sock"), dir.path("qemu.sock"));
+    let spec = format!("{}:{}", ours.display(), theirs.display());
+    let mut lab = Lab::new("relay11d");
+    let mut relay = start(&mut lab, BIN_11, &["--dgram", &spec], &[&ours]);
+    let peer = Peer::dgram(&theirs, &ours, host(2));
+    ping_ok(&lab, "172.16.1.2", 3, &relay);
+    let (status, out) = relay.stop();
+    assert!(status.is_some_and(|s| s.success()), "{out}");
+    assert!(out.contains("relay -> tap4: IPv4 172.16.1.2 > 172.16.1.1 ICMP echo reply"), "{out}");
+    assert!(peer.seen().iter().any(|s| s.contains("ICMP echo request")));
+}
+
+/// The line of the switch's table for `mac`, if any: "  MAC  PORT  AGE".
+fn table_port(text: &str, mac: &str) -> Option<String> {
+    let table = text.rsplit("MAC table:").next()?;
+    let line = table.lines().find(|l| l.trim_start().starts_with(mac))?;
+    line.split_whitespace().nth(1).map(str::to_owned)
+}
+
+#[test]
+fn the_switch_floods_until_it_learns_then_sends_to_one_port() {
+    require_lab!("the_switch_floods_until_it_learns_then_sends_to_one_port");
+    let dir = Scratch::new("switch");
+    let (a, b) = (dir.path("peer2.sock"), dir.path("peer4.sock"));
+    let mut lab = Lab::new("switch12");
+    let args = ["--tap", "tap4", "--stream", a.to_str().unwrap(), "--stream", b.to_str().unwrap()];
+    let mut switch = start(&mut lab, BIN_12, &args, &[&a, &b]);
+    let (peer2, peer4) = (Peer::stream(&a, host(2)), Peer::stream(&b, host(4)));
+    ping_ok(&lab, "172.16.1.2", 3, &switch);
+    ping_ok(&lab, "172.16.1.4", 3, &switch);
+
+    // The kernel's first ARP request (broadcast) reached both peers; its echo requests
+    // to .2, once the switch knew where 02:00:00:00:00:02 is, reached peer2 only.
+    let (seen2, seen4) = (peer2.seen(), peer4.seen());
+    assert!(seen4.iter().any(|s| s == "ARP who-has 172.16.1.2 tell 172.16.1.1"), "{seen4:?}");
+    assert!(!seen4.iter().any(|s| s.contains("172.16.1.1 > 172.16.1.2")), "{seen4:?}");
+    assert!(!seen2.iter().any(|s| s.contains("172.16.1.1 > 172.16.1.4")), "{seen2:?}");
+    assert_eq!(seen2.iter().filter(|s| s.contains("echo request")).count(), 3, "{seen2:?}");
+
+    // The table on request, then at exit.
+    switch.signal(Signal::SIGUSR1);
+    let shown = wait_until(Duration::from_secs(5), || switch.output().contains("MAC table"));
+    assert!(shown, "no table after SIGUSR1:\n{}", switch.output());
+    let (status, out) = switch.stop();
+    assert!(status.is_some_and(|s| s.success()), "{out}");
+    assert_eq!(table_port(&out, "02:00:00:00:00:02").as_deref(), Some("peer2"), "{out}");
+    assert_eq!(table_port(&out, "02:00:00:00:00:04").as_deref(), Some("peer4"), "{out}");
+    let kernel_mac = lab.ip(&["-br", "link", "show", "tap4"]);
+    let kernel_mac = kernel_mac.split_whitespace().nth(2).expect("tap4's MAC");
+    assert_eq!(table_port(&out, kernel_mac).as_deref(), Some("tap4"), "{out}");
+    assert!(out.contains("-> flood (broadcast): peer2 peer4"), "{out}");
+    assert!(out.contains("  -> peer2\n"), "{out}");
+    assert_eq!(out.matches("MAC table:").count(), 2, "on SIGUSR1 and at exit:\n{out}");
+}
+
+// ---- Real guests ----------------------------------------------------------------------
+
+/// The kernel and the initramfs scripts/vm-lab.sh caches, and ours laid over it.
+struct GuestImage {
+    kernel: PathBuf,
+    initrd: PathBuf,
+}
+
+fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TAPBOOK_CACHE") {
+        return dir.into();
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+    PathBuf::from(home).join(".cache/tapbook")
+}
+
+/// The cached Debian kernel and its initramfs, if vm-lab.sh made them.
+fn cached_image() -> Option<(PathBuf, PathBuf)> {
+    let cache = cache_dir();
+    for kernel_dir in std::fs::read_dir(cache.join("debian")).ok()?.flatten() {
+        let id = kernel_dir.file_name().to_string_lossy().into_owned();
+        let kernel = kernel_dir.path().join("vmlinuz");
+        let initrds = std::fs::read_dir(cache.join("initramfs")).ok()?;
+        for initrd in initrds.flatten() {
+            let name = initrd.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&format!("{id}-")) && name.ends_with(".cpio.gz") && kernel.exists()
+            {
+                return Some((kernel, initrd.path()));
+            }
+        }
+    }
+    None
+}
+
+/// The guest's kernel and an initramfs whose /init is scripts/vm/switch-guest.sh.
+fn guest_image(dir: &Scratch) -> GuestImage {
+    if cached_image().is_none() {
+        // One run of the VM lab fills the cache (and shows that it works here).
+        let netns = format!("tb-vmprep-{}", std::process::id());
+        let out = Command::new(common::repo_root().join("scripts/vm-lab.sh"))
+            .args(["--netns", &netns, "--count", "1", "--kernel", "debian"])
+            .args(["--bin", env!("CARGO_BIN_EXE_05_full_responder")])
+            .env_remove("TAPBOOK_NETNS")
+            .output()
+            .expect("running scripts/vm-lab.sh");
+        let _ = Command::new("ip").args(["netns", "del", &netns]).output();
+        assert!(out.status.success(), "vm-lab.sh: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let (kernel, base) = cached_image().expect("vm-lab.sh cached a kernel and initramfs");
+    // Our /init as a second archive: the kernel unpacks them in order, the last wins.
+    let stage = dir.path("stage");
+    std::fs::create_dir_all(&stage).expect("staging directory");
+    let init = common::repo_root().join("scripts/vm/switch-guest.sh");
+    std::fs::copy(&init, stage.join("init")).expect("copying the guest's init");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(stage.join("init"), mode).expect("making /init executable");
+    let overlay = dir.path("overlay.cpio");
+    let cpio = Command::new("sh")
+        .arg("-c")
+        .arg("cd \"$1\" && echo init | cpio --create --format=newc --owner=0:0 --quiet > \"$2\"")
+        .args(["sh", stage.to_str().unwrap(), overlay.to_str().unwrap()])
+        .status()
+        .expect("running cpio");
+    assert!(cpio.success(), "cpio failed");
+    let mut initrd = std::fs::read(&base).expect("reading the cached initramfs");
+    // The kernel looks for the next archive at a multiple of 4 bytes, skipping zeros.
+    initrd.resize(initrd.len().next_multiple_of(4), 0);
+    initrd.extend(std::fs::read(&overlay).expect("reading our archive"));
+    let path = dir.path("initrd.cpio");
+    std::fs::write(&path, initrd).expect("writing the initramfs");
+    GuestImage { kernel, initrd: path }
+}
+
+/// Boots a guest (TCG) in the lab with `netdev` (QEMU's -netdev value), MAC
+/// 52:54:00:12:34:LAST, address 172.16.1.LAST, pinging `targets`.
+fn boot(lab: &mut Lab, image: &GuestImage, netdev: &str, last: u8, targets: &[&str]) -> Responder {
+    let append = format!(
+        "console=ttyS0 loglevel=3 edd=off panic=-1 tapbook.ip=172.16.1.{last} \
+         tapbook.ping={} tapbook.count=3",
+        targets.join(",")
+    );
+    let device = format!("virtio-net-pci,netdev=n0,mac=52:54:00:12:34:{last:02x},romfile=");
+    let args = [
+        "-name",
+        &format!("guest{last}"),
+        "-machine",
+        "pc",
+        "-accel",
+        "tcg",
+        "-m",
+        "256",
+        "-smp",
+        "1",
+        "-nodefaults",
+        "-no-user-config",
+        "-nographic",
+        "-no-reboot",
+        "-serial",
+        "stdio",
+        "-kernel",
+        image.kernel.to_str().unwrap(),
+        "-initrd",
+        image.initrd.to_str().unwrap(),
+        "-append",
+        &append,
+        "-netdev",
+        netdev,
+        "-device",
+        &device,
+    ];
+    lab.spawn("qemu-system-x86_64", &args, None)
+}
+
+/// busybox ping's summary for `addr` in a guest's console: (transmitted, received).
+fn guest_ping(console: &str, addr: &str) -> Option<(u32, u32)> {
+    let header = format!("--- {addr} ping statistics ---");
+    let mut lines = console.lines().skip_while(|l| l.trim() != header);
+    lines.next()?;
+    let numbers: Vec<u32> =
+        lines.next()?.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
+    Some((*numbers.first()?, *numbers.get(1)?))
+}
+
+fn wait_done(guest: &mut Responder, what: &str, program: &Responder) {
+    // QEMU exits when the guest's kernel panics (panic=-1 -no-reboot): stop waiting then.
+    let done = wait_until(Duration::from_secs(240), || {
+        guest.wait_exit(Duration::ZERO).is_some()
+            || guest.output().lines().any(|line| line.trim() == "[guest] done")
+    });
+    let done = done && guest.output().lines().any(|line| line.trim() == "[guest] done");
+    assert!(done, "{what} did not finish:\n{}\nprogram:\n{}", guest.output(), program.output());
+}
+
+#[test]
+fn a_qemu_guest_pings_the_kernel_through_the_relay() {
+    require_lab!("a_qemu_guest_pings_the_kernel_through_the_relay", "qemu-system-x86_64", "cpio");
+    let dir = Scratch::new("relay-qemu");
+    let image = guest_image(&dir);
+    let sock = dir.path("guest.sock");
+    let mut lab = Lab::new("relay11q");
+    let mut relay = start(&mut lab, BIN_11, &["--stream", sock.to_str().unwrap()], &[&sock]);
+    let netdev = format!("stream,id=n0,server=off,addr.type=unix,addr.path={}", sock.display());
+    let mut guest = boot(&mut lab, &image, &netdev, 3, &["172.16.1.1"]);
+    wait_done(&mut guest, "the guest", &relay);
+    // And the kernel pings the guest.
+    ping_ok(&lab, "172.16.1.3", 3, &relay);
+    let console = guest.output();
+    assert_eq!(guest_ping(&console, "172.16.1.1"), Some((3, 3)), "{console}");
+    let (status, out) = relay.stop();
+    assert!(status.is_some_and(|s| s.success()), "{out}");
+    assert!(out.contains("guest -> tap4: ARP who-has 172.16.1.1 tell 172.16.1.3"), "{out}");
+    assert!(out.contains("tap4 -> guest: IPv4 172.16.1.1 > 172.16.1.3 ICMP echo reply"), "{out}");
+}
+
+#[test]
+fn two_qemu_guests_ping_each_other_through_the_switch() {
+    let test = "two_qemu_guests_ping_each_other_through_the_switch";
+    require_lab!(test, "qemu-system-x86_64", "cpio");
+    let dir = Scratch::new("switch-qemu");
+    let image = guest_image(&dir);
+    let (g3, peer) = (dir.path("guest3.sock"), dir.path("peer2.sock"));
+    let (ours, theirs) = (dir.path("guest4.sock"), dir.path("qemu4.sock"));
+    let mut lab = Lab::new("switch12q");
+    let args = [
+        "--tap",
+        "tap4",
+        "--stream",
+        g3.to_str().unwrap(),
+        "--dgram",
+        &format!("{}:{}", ours.display(), theirs.display()),
+        "--stream",
+        peer.to_str().unwrap(),
+    ];
+    let mut switch = start(&mut lab, BIN_12, &args, &[&g3, &ours, &peer]);
+    let _peer = Peer::stream(&peer, host(2));
+    let stream = format!("stream,id=n0,server=off,addr.type=unix,addr.path={}", g3.display());
+    let dgram = format!(
+        "dgram,id=n0,local.type=unix,local.path={},remote.type=unix,remote.path={}",
+        theirs.display(),
+        ours.display()
+    );
+    let targets = |other: &'static str| ["172.16.1.1", "172.16.1.2", other];
+    let mut guest3 = boot(&mut lab, &image, &stream, 3, &targets("172.16.1.4"));
+    let mut guest4 = boot(&mut lab, &image, &dgram, 4, &targets("172.16.1.3"));
+    wait_done(&mut guest3, "guest 3 (stream)", &switch);
+    wait_done(&mut guest4, "guest 4 (dgram)", &switch);
+    for (guest, other) in [(&guest3, "172.16.1.4"), (&guest4, "172.16.1.3")] {
+        let console = guest.output();
+        for addr in ["172.16.1.1", "172.16.1.2", other] {
+            assert_eq!(guest_ping(&console, addr), Some((3, 3)), "{addr}:\n{console}");
+        }
+    }
+    let (status, out) = switch.stop();
+    assert!(status.is_some_and(|s| s.success()), "{out}");
+    assert_eq!(table_port(&out, "52:54:00:12:34:03").as_deref(), Some("guest3"), "{out}");
+    assert_eq!(table_port(&out, "52:54:00:12:34:04").as_deref(), Some("guest4"), "{out}");
+    assert_eq!(table_port(&out, "02:00:00:00:00:02").as_deref(), Some("peer2"), "{out}");
+}
