@@ -40,6 +40,13 @@ impl Scratch {
         Scratch(dir)
     }
 
+    /// A fixed, short place (for recordings, whose lines show the paths).
+    fn at(dir: &str) -> Scratch {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).expect("scratch directory");
+        Scratch(dir.into())
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
@@ -176,9 +183,9 @@ fn the_kernel_pings_a_peer_through_the_relay_over_stream() {
     assert!(status.is_some_and(|s| s.success()), "{out}");
     for line in [
         "[guest] QEMU connected to",
-        "tap4 -> guest: ARP who-has 172.16.1.2 tell 172.16.1.1",
-        "guest -> tap4: ARP reply 172.16.1.2 is-at 02:00:00:00:00:02",
-        "guest -> tap4: IPv4 172.16.1.2 > 172.16.1.1 ICMP echo reply",
+        "tap4 -> guest:\n  ARP who-has 172.16.1.2 tell 172.16.1.1",
+        "guest -> tap4:\n  ARP reply 172.16.1.2 is-at 02:00:00:00:00:02",
+        "guest -> tap4:\n  IPv4 172.16.1.2 > 172.16.1.1 ICMP echo reply",
         "   guest: ",
     ] {
         assert!(out.contains(line), "no {line:?} in:\n{out}");
@@ -199,7 +206,10 @@ fn the_kernel_pings_a_peer_through_the_relay_over_dgram() {
     ping_ok(&lab, "172.16.1.2", 3, &relay);
     let (status, out) = relay.stop();
     assert!(status.is_some_and(|s| s.success()), "{out}");
-    assert!(out.contains("relay -> tap4: IPv4 172.16.1.2 > 172.16.1.1 ICMP echo reply"), "{out}");
+    assert!(
+        out.contains("relay -> tap4:\n  IPv4 172.16.1.2 > 172.16.1.1 ICMP echo reply"),
+        "{out}"
+    );
     assert!(peer.seen().iter().any(|s| s.contains("ICMP echo request")));
 }
 
@@ -242,6 +252,7 @@ fn the_switch_floods_until_it_learns_then_sends_to_one_port() {
     let kernel_mac = kernel_mac.split_whitespace().nth(2).expect("tap4's MAC");
     assert_eq!(table_port(&out, kernel_mac).as_deref(), Some("tap4"), "{out}");
     assert!(out.contains("-> flood (broadcast): peer2 peer4"), "{out}");
+    assert!(out.contains("  from peer2: 02:00:00:00:00:02 > "), "{out}");
     assert!(out.contains("  -> peer2\n"), "{out}");
     assert_eq!(out.matches("MAC table:").count(), 2, "on SIGUSR1 and at exit:\n{out}");
 }
@@ -397,8 +408,11 @@ fn a_qemu_guest_pings_the_kernel_through_the_relay() {
     assert_eq!(guest_ping(&console, "172.16.1.1"), Some((3, 3)), "{console}");
     let (status, out) = relay.stop();
     assert!(status.is_some_and(|s| s.success()), "{out}");
-    assert!(out.contains("guest -> tap4: ARP who-has 172.16.1.1 tell 172.16.1.3"), "{out}");
-    assert!(out.contains("tap4 -> guest: IPv4 172.16.1.1 > 172.16.1.3 ICMP echo reply"), "{out}");
+    assert!(out.contains("guest -> tap4:\n  ARP who-has 172.16.1.1 tell 172.16.1.3"), "{out}");
+    assert!(
+        out.contains("tap4 -> guest:\n  IPv4 172.16.1.1 > 172.16.1.3 ICMP echo reply"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -444,4 +458,172 @@ fn two_qemu_guests_ping_each_other_through_the_switch() {
     assert_eq!(table_port(&out, "52:54:00:12:34:03").as_deref(), Some("guest3"), "{out}");
     assert_eq!(table_port(&out, "52:54:00:12:34:04").as_deref(), Some("guest4"), "{out}");
     assert_eq!(table_port(&out, "02:00:00:00:00:02").as_deref(), Some("peer2"), "{out}");
+}
+
+// ---- Recordings for the book ---------------------------------------------------------
+
+/// Drops the blocks of lines about IPv6 frames (the kernel's router solicitations and
+/// MLD reports on tap4, which are noise in these chapters).
+fn without_ipv6(text: &str) -> String {
+    let ipv6 = |b: &String| b.lines().take(2).any(|l| l.trim_start().starts_with("IPv6 "));
+    blocks(text).into_iter().filter(|b| !ipv6(b)).collect()
+}
+
+/// The output in blocks: each line that is not indented, with the indented lines under
+/// it (a frame's block is its summary, "  from PORT: ..." and "  -> ...").
+fn blocks(text: &str) -> Vec<String> {
+    let mut blocks: Vec<String> = Vec::new();
+    for line in text.lines() {
+        match blocks.last_mut() {
+            Some(block) if line.starts_with(' ') => *block += &format!("{line}\n"),
+            _ => blocks.push(format!("{line}\n")),
+        }
+    }
+    blocks
+}
+
+fn is_frame(block: &str) -> bool {
+    block.lines().nth(1).is_some_and(|l| l.starts_with("  from "))
+}
+
+/// The guest's console from its first "[guest]" line (before it: the BIOS's and the
+/// kernel's escape sequences), without carriage returns.
+fn console(text: &str) -> String {
+    let text = text.replace('\r', "");
+    text.find("[guest]").map_or(text.clone(), |at| text[at..].to_owned())
+}
+
+/// Records the outputs of chapter 11 and 12 into `$TAPBOOK_RECORD_DIR` (the book's
+/// `book/src/output`): run as root with
+/// `TAPBOOK_RECORD_DIR=$PWD/book/src/output cargo test --test switch record -- --ignored`.
+#[test]
+#[ignore = "records the book's output; run on purpose with TAPBOOK_RECORD_DIR set"]
+fn record_book_output() {
+    require_lab!("record_book_output", "qemu-system-x86_64", "cpio", "strace");
+    let out_dir =
+        PathBuf::from(std::env::var_os("TAPBOOK_RECORD_DIR").expect("TAPBOOK_RECORD_DIR"));
+    let save = |name: &str, text: &str| {
+        std::fs::write(out_dir.join(name), text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    };
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().expect("running a command");
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    save("11-help.txt", &run(Command::new(BIN_11).arg("--help")));
+    save("12-help.txt", &run(Command::new(BIN_12).arg("--help")));
+    let version = run(Command::new("qemu-system-x86_64").arg("--version"));
+    let netdevs = run(Command::new("qemu-system-x86_64").args(["-netdev", "help"]));
+    let netdevs: String = netdevs
+        .lines()
+        .filter(|l| !l.starts_with("qemu: module"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    save(
+        "11-qemu-netdevs.txt",
+        &format!(
+            "$ qemu-system-x86_64 --version\n{}$ qemu-system-x86_64 -netdev help\n{netdevs}",
+            version.lines().next().map(|l| format!("{l}\n")).unwrap_or_default()
+        ),
+    );
+
+    let dir = Scratch::at("/tmp/tb-rec");
+    let image = guest_image(&dir);
+
+    // Chapter 11: one guest on the relay, the relay under strace.
+    {
+        let sock = dir.path("guest3.sock");
+        let trace = dir.path("relay.strace");
+        let mut lab = Lab::new("rec11");
+        let args = [
+            "-o",
+            trace.to_str().unwrap(),
+            "-e",
+            "trace=read,recvfrom,write,writev",
+            "-xx",
+            "-s",
+            "8",
+            BIN_11,
+            "--stream",
+            sock.to_str().unwrap(),
+        ];
+        let mut relay = start(&mut lab, "strace", &args, &[&sock]);
+        let netdev = format!("stream,id=n0,server=off,addr.type=unix,addr.path={}", sock.display());
+        let mut guest = boot(&mut lab, &image, &netdev, 3, &["172.16.1.1"]);
+        wait_done(&mut guest, "the guest", &relay);
+        let (_, out) = relay.stop();
+        save("11-relay.txt", &without_ipv6(&out));
+        save("11-guest.txt", &console(&guest.output()));
+        // The guest's first ARP request: read from the socket with its length, written
+        // to the tap without it.
+        let strace = std::fs::read_to_string(&trace).expect("the trace");
+        let lines: Vec<&str> = strace.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| {
+                l.starts_with("recvfrom(")
+                    && l.contains("\\x00\\x00\\x00\\x2a\\xff\\xff\\xff\\xff\"")
+            })
+            .unwrap_or_else(|| panic!("no ARP request from the guest in:\n{strace}"));
+        let write = lines[at..]
+            .iter()
+            .find(|l| {
+                l.starts_with("write(") && l.contains("\\xff\\xff\\xff\\xff\\xff\\xff\\x52\\x54")
+            })
+            .expect("its write to the tap");
+        save("11-strace.txt", &format!("{}\n{}\n", lines[at], write));
+    }
+
+    // Chapter 12: two guests, the kernel and a peer on the switch.
+    {
+        let (g3, peer) = (dir.path("guest3.sock"), dir.path("peer2.sock"));
+        let (ours, theirs) = (dir.path("guest4.sock"), dir.path("qemu4.sock"));
+        let mut lab = Lab::new("rec12");
+        let dgram_spec = format!("{}:{}", ours.display(), theirs.display());
+        let args = [
+            "--tap",
+            "tap4",
+            "--stream",
+            g3.to_str().unwrap(),
+            "--dgram",
+            &dgram_spec,
+            "--stream",
+            peer.to_str().unwrap(),
+        ];
+        let mut switch = start(&mut lab, BIN_12, &args, &[&g3, &ours, &peer]);
+        let _peer = Peer::stream(&peer, host(2));
+        let stream = format!("stream,id=n0,server=off,addr.type=unix,addr.path={}", g3.display());
+        let dgram = format!(
+            "dgram,id=n0,local.type=unix,local.path={},remote.type=unix,remote.path={}",
+            theirs.display(),
+            ours.display()
+        );
+        let mut guest3 =
+            boot(&mut lab, &image, &stream, 3, &["172.16.1.1", "172.16.1.2", "172.16.1.4"]);
+        let mut guest4 =
+            boot(&mut lab, &image, &dgram, 4, &["172.16.1.1", "172.16.1.2", "172.16.1.3"]);
+        wait_done(&mut guest3, "guest 3", &switch);
+        wait_done(&mut guest4, "guest 4", &switch);
+        switch.signal(Signal::SIGUSR1);
+        wait_until(Duration::from_secs(5), || switch.output().contains("MAC table"));
+        let (_, out) = switch.stop();
+        let out = without_ipv6(&out);
+        save("12-switch.txt", &out);
+        // The slices the chapter shows: the start (flooding, then learning), the first
+        // frames between the two guests, and the counts and table at exit.
+        let blocks = blocks(&out);
+        let sixth = blocks.iter().enumerate().filter(|(_, b)| is_frame(b)).nth(5);
+        let start = &blocks[..sixth.map_or(blocks.len(), |(at, _)| at + 1)];
+        save("12-switch-start.txt", &start.concat());
+        let between_guests = |b: &&String| {
+            let head = b.lines().next().unwrap_or("");
+            is_frame(b) && head.contains("172.16.1.3") && head.contains("172.16.1.4")
+        };
+        let meet: Vec<&str> =
+            blocks.iter().filter(between_guests).take(6).map(String::as_str).collect();
+        save("12-switch-guests.txt", &meet.concat());
+        let end = out.rfind("\n\n").map_or(0, |at| at + 2);
+        save("12-switch-exit.txt", &out[end..]);
+        save("12-guest3.txt", &console(&guest3.output()));
+        save("12-guest4.txt", &console(&guest4.output()));
+    }
 }

@@ -76,7 +76,7 @@ fn relay(ports: &mut [Port; 2], quiet: bool, out: &mut impl Write) -> anyhow::Re
                 let delivery = ports[to].send(frame)?;
                 if !quiet {
                     let (a, b) = (&ports[from].name, &ports[to].name);
-                    writeln!(out, "{a} -> {b}: {}", Summary(frame))?;
+                    writeln!(out, "{a} -> {b}:\n  {}", Summary(frame))?;
                 }
                 if let Delivery::Dropped(why) = delivery {
                     writeln!(out, "   dropped: {why}")?;

@@ -98,7 +98,7 @@ fn switch_frames(
                 let frame = &frame[..len];
                 let decision = switch.handle(Instant::now(), ingress, frame);
                 if !quiet {
-                    writeln!(out, "[{}] {}", names[ingress], Summary(frame))?;
+                    writeln!(out, "{}", Summary(frame))?;
                     writeln!(out, "  {}", Explain(frame, &decision.learnt, &names, ingress))?;
                     write_forward(out, decision.forward, &names)?;
                 }
@@ -114,19 +114,20 @@ fn switch_frames(
 }
 // ANCHOR_END: loop
 
-/// `52:54:00:12:34:03 > ff:ff:ff:ff:ff:ff, new on guest0`: the addresses, and what the
-/// source taught the switch.
+/// `from guest3: 52:54:00:12:34:03 > ff:ff:ff:ff:ff:ff, new`: the ingress port, the
+/// addresses, and what the source taught the switch.
 struct Explain<'a>(&'a [u8], &'a Learnt, &'a [String], usize);
 
 impl std::fmt::Display for Explain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let Explain(frame, learnt, names, ingress) = *self;
+        let name = |port: usize| names.get(port).map_or("?", String::as_str);
+        write!(f, "from {}: ", name(ingress))?;
         let Ok(eth) = EthernetFrame::new_checked(frame) else { return write!(f, "(runt)") };
         write!(f, "{} > {}", eth.src_addr(), eth.dst_addr())?;
-        let name = |port: usize| names.get(port).map_or("?", String::as_str);
         match learnt {
-            Learnt::New => write!(f, ", new on {}", name(ingress)),
-            Learnt::Moved { from } => write!(f, ", moved {} -> {}", name(*from), name(ingress)),
+            Learnt::New => write!(f, ", new"),
+            Learnt::Moved { from } => write!(f, ", moved from {}", name(*from)),
             Learnt::TableFull => write!(f, ", not learnt: table full"),
             Learnt::Refreshed | Learnt::Nothing => Ok(()),
         }
