@@ -339,6 +339,7 @@ fn boot(lab: &mut Lab, image: &GuestImage, netdev: &str, last: u8, targets: &[&s
          tapbook.ping={} tapbook.count=3",
         targets.join(",")
     );
+    // ANCHOR: qemu
     let device = format!("virtio-net-pci,netdev=n0,mac=52:54:00:12:34:{last:02x},romfile=");
     let args = [
         "-name",
@@ -368,6 +369,7 @@ fn boot(lab: &mut Lab, image: &GuestImage, netdev: &str, last: u8, targets: &[&s
         "-device",
         &device,
     ];
+    // ANCHOR_END: qemu
     lab.spawn("qemu-system-x86_64", &args, None)
 }
 
@@ -436,12 +438,14 @@ fn two_qemu_guests_ping_each_other_through_the_switch() {
     ];
     let mut switch = start(&mut lab, BIN_12, &args, &[&g3, &ours, &peer]);
     let _peer = Peer::stream(&peer, host(2));
+    // ANCHOR: netdevs
     let stream = format!("stream,id=n0,server=off,addr.type=unix,addr.path={}", g3.display());
     let dgram = format!(
         "dgram,id=n0,local.type=unix,local.path={},remote.type=unix,remote.path={}",
         theirs.display(),
         ours.display()
     );
+    // ANCHOR_END: netdevs
     let targets = |other: &'static str| ["172.16.1.1", "172.16.1.2", other];
     let mut guest3 = boot(&mut lab, &image, &stream, 3, &targets("172.16.1.4"));
     let mut guest4 = boot(&mut lab, &image, &dgram, 4, &targets("172.16.1.3"));
