@@ -213,6 +213,89 @@ fn the_kernel_pings_a_peer_through_the_relay_over_dgram() {
     assert!(peer.seen().iter().any(|s| s.contains("ICMP echo request")));
 }
 
+#[test]
+fn help_mistakes_and_a_missing_tap_are_one_clear_message() {
+    for bin in [BIN_11, BIN_12] {
+        let help = Command::new(bin).arg("--help").output().expect("running --help");
+        assert!(help.status.success());
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(text.contains("--stream PATH") && text.lines().all(|l| l.len() <= 78), "{text}");
+        let full = std::fs::File::options().write(true).open("/dev/full").expect("/dev/full");
+        let status = Command::new(bin).arg("--help").stdout(full).status().expect("running");
+        assert_eq!(status.code(), Some(1), "{bin} --help > /dev/full");
+        let mistake = Command::new(bin).arg("--bogus").output().expect("running");
+        assert_eq!(mistake.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&mistake.stderr).contains("unexpected argument"));
+    }
+    // A socket path where a file is: refused, and the file left alone.
+    let dir = Scratch::new("mistakes");
+    let file = dir.path("notes.txt");
+    std::fs::write(&file, "mine").expect("a file");
+    let out = Command::new(BIN_12)
+        .args([
+            "--stream",
+            file.to_str().unwrap(),
+            "--stream",
+            dir.path("b.sock").to_str().unwrap(),
+        ])
+        .output()
+        .expect("running the switch");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("Error: ") && stderr.contains("is not a socket"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(std::fs::read_to_string(&file).expect("the file"), "mine");
+}
+
+#[test]
+fn the_relay_needs_no_privilege() {
+    require_lab!("the_relay_needs_no_privilege");
+    let dir = Scratch::new("relay-user");
+    // The user must be able to make its socket there.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let sock = dir.path("guest.sock");
+    let user = common::UNPRIVILEGED_USER;
+    let mut lab = Lab::with_owner("relay11u", user);
+    let mut relay = lab.start(BIN_11, &["--stream", sock.to_str().unwrap()], Some(user));
+    assert!(wait_until(Duration::from_secs(10), || sock.exists()), "{}", relay.output());
+    let _peer = Peer::stream(&sock, host(2));
+    ping_ok(&lab, "172.16.1.2", 2, &relay);
+    let (status, out) = relay.stop();
+    assert!(status.is_some_and(|s| s.success()), "{out}");
+}
+
+#[test]
+fn a_station_not_heard_from_for_the_ageing_time_is_flooded_to_again() {
+    require_lab!("a_station_not_heard_from_for_the_ageing_time_is_flooded_to_again");
+    let dir = Scratch::new("ageing");
+    let (a, b) = (dir.path("peer2.sock"), dir.path("peer4.sock"));
+    let mut lab = Lab::new("switch12a");
+    let args = [
+        "--tap",
+        "tap4",
+        "--stream",
+        a.to_str().unwrap(),
+        "--stream",
+        b.to_str().unwrap(),
+        "--ageing",
+        "2",
+    ];
+    let mut switch = start(&mut lab, BIN_12, &args, &[&a, &b]);
+    let (peer2, peer4) = (Peer::stream(&a, host(2)), Peer::stream(&b, host(4)));
+    ping_ok(&lab, "172.16.1.2", 1, &switch);
+    let echo = |p: &Peer| p.seen().iter().filter(|s| s.contains("> 172.16.1.2 ICMP echo")).count();
+    assert_eq!(echo(&peer4), 0, "known: the echo request went to peer2 only");
+    // The kernel still knows peer2's MAC (its neighbour entry lasts longer than 2 s), so
+    // it sends the next request unicast; the switch has forgotten where that MAC is.
+    std::thread::sleep(Duration::from_secs(3));
+    ping_ok(&lab, "172.16.1.2", 1, &switch);
+    assert_eq!(echo(&peer4), 1, "aged out: flooded to peer4 too");
+    let (_, out) = switch.stop();
+    assert!(out.contains("  -> flood (unknown): peer2 peer4"), "{out}");
+    assert!(out.contains("MAC table: 2 entries, ageing 2 s"), "{out}");
+}
+
 /// The line of the switch's table for `mac`, if any: "  MAC  PORT  AGE".
 fn table_port(text: &str, mac: &str) -> Option<String> {
     let table = text.rsplit("MAC table:").next()?;
