@@ -291,6 +291,7 @@ fn a_station_not_heard_from_for_the_ageing_time_is_flooded_to_again() {
     std::thread::sleep(Duration::from_secs(3));
     ping_ok(&lab, "172.16.1.2", 1, &switch);
     assert_eq!(echo(&peer4), 1, "aged out: flooded to peer4 too");
+    assert_eq!(echo(&peer2), 2, "and to peer2, which answered");
     let (_, out) = switch.stop();
     assert!(out.contains("  -> flood (unknown): peer2 peer4"), "{out}");
     assert!(out.contains("MAC table: 2 entries, ageing 2 s"), "{out}");
