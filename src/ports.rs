@@ -290,7 +290,10 @@ impl Port {
 fn stream_receive(c: &mut Connection, buf: &mut [u8]) -> Result<Received, StreamError> {
     loop {
         if let Some(frame) = c.reader.next_frame()? {
-            buf[..frame.len()].copy_from_slice(frame);
+            // The caller's buffer is RECEIVE_BUFFER_LEN long, more than any frame here.
+            let dst =
+                buf.get_mut(..frame.len()).ok_or(StreamError::Oversized(frame.len() as u32))?;
+            dst.copy_from_slice(frame);
             return Ok(Received::Frame(frame.len()));
         }
         match c.reader.fill(&mut c.sock)? {
