@@ -219,6 +219,9 @@ fn demo_as_root_and_as_a_user_and_a_shell_command_as_a_user() {
             .args(["demo", "--netns", &netns, "--count", "2"])
             .env("PATH", format!("{}:{}", fakes.dir.display(), std::env::var("PATH").unwrap()))
             .env("FAKE_MISSING", "arping")
+            // Run through sudo (cargo lab test as a user), the demo would run the
+            // responder as that user; this test checks the default, nobody.
+            .env_remove("SUDO_USER")
             .stdin(Stdio::null()),
     );
     let said = String::from_utf8_lossy(&out.stdout);
