@@ -34,5 +34,5 @@ pub mod vnet;
 pub mod wire;
 
 pub use cli::Args;
-pub use respond::{Drop, Host, Reply, Services, respond};
+pub use respond::{DropReason, Host, Reply, Services, respond};
 pub use tap::{FRAME_BUFFER_LEN, Tap, TapError};

@@ -165,7 +165,7 @@ impl Timestamp {
 // ANCHOR: drop
 /// Why a frame got no reply. The full responder counts each reason; the book explains them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Drop {
+pub enum DropReason {
     /// A header, or the length a header claims, runs past the end of the frame.
     Truncated,
     /// The destination MAC is another host's unicast address (seen on a bridge), or a
@@ -284,113 +284,113 @@ pub enum Drop {
 }
 // ANCHOR_END: drop
 
-impl Drop {
+impl DropReason {
     /// Every reason, in the order counters are printed.
-    pub const ALL: [Drop; 44] = [
-        Drop::Truncated,
-        Drop::NotOurMac,
-        Drop::BadSourceMac,
-        Drop::VlanTagged,
-        Drop::OtherProtocol,
-        Drop::ArpUnsupported,
-        Drop::ArpNotRequest,
-        Drop::ArpNotForUs,
-        Drop::ArpBadSender,
-        Drop::Ipv4Malformed,
-        Drop::Ipv4BadOption,
-        Drop::Ipv4BadChecksum,
-        Drop::Ipv4Fragment,
-        Drop::Ipv4SourceRouted,
-        Drop::Ipv4OptionNoRoom,
-        Drop::Ipv4NotForUs,
-        Drop::Ipv4BadSource,
-        Drop::IcmpBadChecksum,
-        Drop::IcmpNotEchoRequest,
-        Drop::Ipv6Malformed,
-        Drop::Ipv6Extension,
-        Drop::Ipv6Fragment,
-        Drop::Ipv6NotForUs,
-        Drop::Ipv6BadSource,
-        Drop::Icmpv6BadChecksum,
-        Drop::Icmpv6NotAnswered,
-        Drop::Icmpv6EchoToGroup,
-        Drop::NdiscHopLimit,
-        Drop::NdiscBadCode,
-        Drop::NdiscTooShort,
-        Drop::NdiscMulticastTarget,
-        Drop::NdiscBadOption,
-        Drop::NdiscBadProbe,
-        Drop::NdiscNotForUs,
-        Drop::NoRoom,
-        Drop::UdpMalformed,
-        Drop::UdpBadChecksum,
-        Drop::UdpClosedPort,
-        Drop::UdpLoopPort,
-        Drop::DhcpMalformed,
-        Drop::DhcpRelayed,
-        Drop::DhcpNotForUs,
-        Drop::DhcpBadClient,
-        Drop::DhcpPoolExhausted,
+    pub const ALL: [DropReason; 44] = [
+        DropReason::Truncated,
+        DropReason::NotOurMac,
+        DropReason::BadSourceMac,
+        DropReason::VlanTagged,
+        DropReason::OtherProtocol,
+        DropReason::ArpUnsupported,
+        DropReason::ArpNotRequest,
+        DropReason::ArpNotForUs,
+        DropReason::ArpBadSender,
+        DropReason::Ipv4Malformed,
+        DropReason::Ipv4BadOption,
+        DropReason::Ipv4BadChecksum,
+        DropReason::Ipv4Fragment,
+        DropReason::Ipv4SourceRouted,
+        DropReason::Ipv4OptionNoRoom,
+        DropReason::Ipv4NotForUs,
+        DropReason::Ipv4BadSource,
+        DropReason::IcmpBadChecksum,
+        DropReason::IcmpNotEchoRequest,
+        DropReason::Ipv6Malformed,
+        DropReason::Ipv6Extension,
+        DropReason::Ipv6Fragment,
+        DropReason::Ipv6NotForUs,
+        DropReason::Ipv6BadSource,
+        DropReason::Icmpv6BadChecksum,
+        DropReason::Icmpv6NotAnswered,
+        DropReason::Icmpv6EchoToGroup,
+        DropReason::NdiscHopLimit,
+        DropReason::NdiscBadCode,
+        DropReason::NdiscTooShort,
+        DropReason::NdiscMulticastTarget,
+        DropReason::NdiscBadOption,
+        DropReason::NdiscBadProbe,
+        DropReason::NdiscNotForUs,
+        DropReason::NoRoom,
+        DropReason::UdpMalformed,
+        DropReason::UdpBadChecksum,
+        DropReason::UdpClosedPort,
+        DropReason::UdpLoopPort,
+        DropReason::DhcpMalformed,
+        DropReason::DhcpRelayed,
+        DropReason::DhcpNotForUs,
+        DropReason::DhcpBadClient,
+        DropReason::DhcpPoolExhausted,
     ];
 
     /// A short label for logs and counters.
     pub fn label(self) -> &'static str {
         match self {
-            Drop::Truncated => "truncated",
-            Drop::NotOurMac => "not our MAC",
-            Drop::BadSourceMac => "group source MAC",
-            Drop::VlanTagged => "VLAN tagged",
-            Drop::OtherProtocol => "other protocol",
-            Drop::ArpUnsupported => "ARP not Ethernet/IPv4",
-            Drop::ArpNotRequest => "ARP not a request",
-            Drop::ArpNotForUs => "ARP for another address",
-            Drop::ArpBadSender => "ARP bad sender",
-            Drop::Ipv4Malformed => "IPv4 malformed header",
-            Drop::Ipv4BadOption => "IPv4 bad option, no error allowed",
-            Drop::Ipv4BadChecksum => "IPv4 bad header checksum",
-            Drop::Ipv4Fragment => "IPv4 fragment",
-            Drop::Ipv4SourceRouted => "IPv4 source-routed",
-            Drop::Ipv4OptionNoRoom => "IPv4 option without room to echo",
-            Drop::Ipv4NotForUs => "IPv4 for another address",
-            Drop::Ipv4BadSource => "IPv4 bad source address",
-            Drop::IcmpBadChecksum => "ICMP bad checksum",
-            Drop::IcmpNotEchoRequest => "ICMP not an echo request",
-            Drop::Ipv6Malformed => "IPv6 malformed header",
-            Drop::Ipv6Extension => "IPv6 extension header refused",
-            Drop::Ipv6Fragment => "IPv6 fragment",
-            Drop::Ipv6NotForUs => "IPv6 for another address or group",
-            Drop::Ipv6BadSource => "IPv6 bad source address",
-            Drop::Icmpv6BadChecksum => "ICMPv6 bad checksum",
-            Drop::Icmpv6NotAnswered => "ICMPv6 not an echo request nor a solicitation",
-            Drop::Icmpv6EchoToGroup => "ICMPv6 echo request to a group",
-            Drop::NdiscHopLimit => "NDP hop limit not 255",
-            Drop::NdiscBadCode => "NDP code not 0",
-            Drop::NdiscTooShort => "NDP message too short",
-            Drop::NdiscMulticastTarget => "NDP multicast target",
-            Drop::NdiscBadOption => "NDP bad option length",
-            Drop::NdiscBadProbe => "NDP bad duplicate address probe",
-            Drop::NdiscNotForUs => "NDP for another address",
-            Drop::NoRoom => "no room for the reply",
-            Drop::UdpMalformed => "UDP bad length",
-            Drop::UdpBadChecksum => "UDP bad checksum",
-            Drop::UdpClosedPort => "UDP to a closed port",
-            Drop::UdpLoopPort => "UDP echo from port 0 or a looping service",
-            Drop::DhcpMalformed => "DHCP malformed",
-            Drop::DhcpRelayed => "DHCP through a relay",
-            Drop::DhcpNotForUs => "DHCP not for this server",
-            Drop::DhcpBadClient => "DHCP bad client address",
-            Drop::DhcpPoolExhausted => "DHCP pool exhausted",
+            DropReason::Truncated => "truncated",
+            DropReason::NotOurMac => "not our MAC",
+            DropReason::BadSourceMac => "group source MAC",
+            DropReason::VlanTagged => "VLAN tagged",
+            DropReason::OtherProtocol => "other protocol",
+            DropReason::ArpUnsupported => "ARP not Ethernet/IPv4",
+            DropReason::ArpNotRequest => "ARP not a request",
+            DropReason::ArpNotForUs => "ARP for another address",
+            DropReason::ArpBadSender => "ARP bad sender",
+            DropReason::Ipv4Malformed => "IPv4 malformed header",
+            DropReason::Ipv4BadOption => "IPv4 bad option, no error allowed",
+            DropReason::Ipv4BadChecksum => "IPv4 bad header checksum",
+            DropReason::Ipv4Fragment => "IPv4 fragment",
+            DropReason::Ipv4SourceRouted => "IPv4 source-routed",
+            DropReason::Ipv4OptionNoRoom => "IPv4 option without room to echo",
+            DropReason::Ipv4NotForUs => "IPv4 for another address",
+            DropReason::Ipv4BadSource => "IPv4 bad source address",
+            DropReason::IcmpBadChecksum => "ICMP bad checksum",
+            DropReason::IcmpNotEchoRequest => "ICMP not an echo request",
+            DropReason::Ipv6Malformed => "IPv6 malformed header",
+            DropReason::Ipv6Extension => "IPv6 extension header refused",
+            DropReason::Ipv6Fragment => "IPv6 fragment",
+            DropReason::Ipv6NotForUs => "IPv6 for another address or group",
+            DropReason::Ipv6BadSource => "IPv6 bad source address",
+            DropReason::Icmpv6BadChecksum => "ICMPv6 bad checksum",
+            DropReason::Icmpv6NotAnswered => "ICMPv6 not an echo request nor a solicitation",
+            DropReason::Icmpv6EchoToGroup => "ICMPv6 echo request to a group",
+            DropReason::NdiscHopLimit => "NDP hop limit not 255",
+            DropReason::NdiscBadCode => "NDP code not 0",
+            DropReason::NdiscTooShort => "NDP message too short",
+            DropReason::NdiscMulticastTarget => "NDP multicast target",
+            DropReason::NdiscBadOption => "NDP bad option length",
+            DropReason::NdiscBadProbe => "NDP bad duplicate address probe",
+            DropReason::NdiscNotForUs => "NDP for another address",
+            DropReason::NoRoom => "no room for the reply",
+            DropReason::UdpMalformed => "UDP bad length",
+            DropReason::UdpBadChecksum => "UDP bad checksum",
+            DropReason::UdpClosedPort => "UDP to a closed port",
+            DropReason::UdpLoopPort => "UDP echo from port 0 or a looping service",
+            DropReason::DhcpMalformed => "DHCP malformed",
+            DropReason::DhcpRelayed => "DHCP through a relay",
+            DropReason::DhcpNotForUs => "DHCP not for this server",
+            DropReason::DhcpBadClient => "DHCP bad client address",
+            DropReason::DhcpPoolExhausted => "DHCP pool exhausted",
         }
     }
 
-    /// The position of this reason in [`Drop::ALL`], for counter arrays: its place in the
+    /// The position of this reason in [`DropReason::ALL`], for counter arrays: its place in the
     /// declaration, which `ALL` follows (the tests check it).
     pub fn index(self) -> usize {
         self as usize
     }
 }
 
-impl fmt::Display for Drop {
+impl fmt::Display for DropReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.label())
     }
@@ -435,7 +435,7 @@ impl Reply {
 }
 
 /// The result of looking at one frame.
-pub type Outcome = Result<Reply, Drop>;
+pub type Outcome = Result<Reply, DropReason>;
 
 /// Which protocols to answer: chapter 3 answers ARP only, chapter 4 ARP and ping,
 /// chapter 8 IPv6 only (neighbour discovery and ping), chapter 5 all of them.
@@ -457,11 +457,11 @@ impl Services {
     pub const WITH_UDP: Services = Services { arp: true, echo: true, ipv6: true, udp_echo: true };
 }
 
-fn wire_drop(err: wire::Error) -> Drop {
+fn wire_drop(err: wire::Error) -> DropReason {
     match err {
-        wire::Error::Truncated => Drop::Truncated,
-        wire::Error::BadLength | wire::Error::Unsupported => Drop::Ipv4Malformed,
-        wire::Error::BadChecksum => Drop::Ipv4BadChecksum,
+        wire::Error::Truncated => DropReason::Truncated,
+        wire::Error::BadLength | wire::Error::Unsupported => DropReason::Ipv4Malformed,
+        wire::Error::BadChecksum => DropReason::Ipv4BadChecksum,
     }
 }
 
@@ -479,14 +479,14 @@ pub fn respond(
 ) -> Outcome {
     let eth = EthernetFrame::new_checked(frame).map_err(wire_drop)?;
     if eth.src_addr().is_multicast() {
-        return Err(Drop::BadSourceMac);
+        return Err(DropReason::BadSourceMac);
     }
     match eth.ethertype() {
         EtherType::Arp if services.arp => arp_reply(host, &eth, out),
         EtherType::Ipv4 if services.echo => ipv4_reply(host, services, idents, now, &eth, out),
         EtherType::Ipv6 if services.ipv6 => ipv6_reply::ipv6_reply(host, &eth, out),
-        tag if tag.is_vlan_tag() => Err(Drop::VlanTagged),
-        _ => Err(Drop::OtherProtocol),
+        tag if tag.is_vlan_tag() => Err(DropReason::VlanTagged),
+        _ => Err(DropReason::OtherProtocol),
     }
 }
 // ANCHOR_END: respond
@@ -497,18 +497,18 @@ pub fn arp_reply(host: &Host, eth: &EthernetFrame<&[u8]>, out: &mut [u8]) -> Out
     // Requests are broadcast; the kernel re-checks a neighbour with a unicast one.
     let dst = eth.dst_addr();
     if !(dst.is_broadcast() || dst == host.mac) {
-        return Err(Drop::NotOurMac);
+        return Err(DropReason::NotOurMac);
     }
     let request = ArpPacket::new_checked(eth.payload()).map_err(|err| match err {
-        wire::Error::Truncated => Drop::Truncated,
-        _ => Drop::ArpUnsupported,
+        wire::Error::Truncated => DropReason::Truncated,
+        _ => DropReason::ArpUnsupported,
     })?;
     let request = ArpRepr::parse(&request);
     if request.operation != ArpOperation::Request {
-        return Err(Drop::ArpNotRequest);
+        return Err(DropReason::ArpNotRequest);
     }
     if request.target_proto_addr != host.ip {
-        return Err(Drop::ArpNotForUs);
+        return Err(DropReason::ArpNotForUs);
     }
     // A sender claiming our own address is a conflict (or a gratuitous ARP), not a
     // question; a group sender address would make our reply a broadcast. A sender IP of
@@ -520,7 +520,7 @@ pub fn arp_reply(host: &Host, eth: &EthernetFrame<&[u8]>, out: &mut [u8]) -> Out
         || sender_ip.is_multicast()
         || sender_ip.is_loopback()
     {
-        return Err(Drop::ArpBadSender);
+        return Err(DropReason::ArpBadSender);
     }
 
     let reply = ArpRepr {
@@ -531,12 +531,14 @@ pub fn arp_reply(host: &Host, eth: &EthernetFrame<&[u8]>, out: &mut [u8]) -> Out
         target_proto_addr: request.sender_proto_addr,
     };
     let len = ethernet::HEADER_LEN + arp::PACKET_LEN;
-    let out = out.get_mut(..len).ok_or(Drop::NoRoom)?;
+    let out = out.get_mut(..len).ok_or(DropReason::NoRoom)?;
     let mut frame = EthernetFrame::new_unchecked(out);
     frame.set_dst_addr(request.sender_hw_addr);
     frame.set_src_addr(host.mac);
     frame.set_ethertype(EtherType::Arp);
-    reply.emit(&mut ArpPacket::new_unchecked(frame.payload_mut())).map_err(|_| Drop::NoRoom)?;
+    reply
+        .emit(&mut ArpPacket::new_unchecked(frame.payload_mut()))
+        .map_err(|_| DropReason::NoRoom)?;
     Ok(Reply::Arp(len))
 }
 // ANCHOR_END: arp_reply
@@ -548,16 +550,16 @@ fn ipv4_for_us<'a>(
     host: &Host,
     dst_mac: MacAddr,
     bytes: &'a [u8],
-) -> Result<Ipv4Packet<&'a [u8]>, Drop> {
+) -> Result<Ipv4Packet<&'a [u8]>, DropReason> {
     if dst_mac != host.mac {
-        return Err(Drop::NotOurMac);
+        return Err(DropReason::NotOurMac);
     }
     let ip = Ipv4Packet::new_checked(bytes).map_err(wire_drop)?;
     if !ip.verify_checksum() {
-        return Err(Drop::Ipv4BadChecksum);
+        return Err(DropReason::Ipv4BadChecksum);
     }
     if ip.dst_addr() != host.ip {
-        return Err(Drop::Ipv4NotForUs);
+        return Err(DropReason::Ipv4NotForUs);
     }
     // 0.0.0.0/8 means "this network": a source only while a host has no address yet.
     let src = ip.src_addr();
@@ -567,7 +569,7 @@ fn ipv4_for_us<'a>(
         || src.is_loopback()
         || src == host.ip
     {
-        return Err(Drop::Ipv4BadSource);
+        return Err(DropReason::Ipv4BadSource);
     }
     Ok(ip)
 }
@@ -591,12 +593,12 @@ fn ipv4_reply(
         Err(bad) => return parameter_problem(host, idents, eth, &ip, bad, out),
     };
     if ip.is_fragment() {
-        return Err(Drop::Ipv4Fragment);
+        return Err(DropReason::Ipv4Fragment);
     }
     // Linux accepts source routes only where `accept_source_route` is set, which it is
     // not by default; then it drops them without a word, as we do.
     if options.source_route.is_some() {
-        return Err(Drop::Ipv4SourceRouted);
+        return Err(DropReason::Ipv4SourceRouted);
     }
     if ip.protocol() == IpProtocol::Udp && services.udp_echo {
         return udp_echo::reply(host, idents, eth, &ip, out);
@@ -619,15 +621,15 @@ fn echo_reply(
     out: &mut [u8],
 ) -> Outcome {
     if ip.protocol() != IpProtocol::Icmp {
-        return Err(Drop::OtherProtocol);
+        return Err(DropReason::OtherProtocol);
     }
     // The IPv4 payload is cut by the total length, so Ethernet padding is not included.
     let request = Icmpv4Message::new_checked(ip.payload()).map_err(wire_drop)?;
     if !request.verify_checksum() {
-        return Err(Drop::IcmpBadChecksum);
+        return Err(DropReason::IcmpBadChecksum);
     }
     if request.msg_type() != Icmpv4Type::EchoRequest || request.msg_code() != 0 {
-        return Err(Drop::IcmpNotEchoRequest);
+        return Err(DropReason::IcmpNotEchoRequest);
     }
 
     // The reply's options are at most the request's Record Route and Timestamp, rounded
@@ -635,11 +637,11 @@ fn echo_reply(
     // the request.
     let mut reply_options = [0u8; MAX_HEADER_LEN - MIN_HEADER_LEN];
     let options_len = echo_options(host.ip, now, ip.header(), options, &mut reply_options)?;
-    let reply_options = reply_options.get(..options_len).ok_or(Drop::NoRoom)?;
+    let reply_options = reply_options.get(..options_len).ok_or(DropReason::NoRoom)?;
     let icmp_len = request.as_bytes().len();
     let ip_len = Ipv4Repr::HEADER_LEN + options_len + icmp_len;
     let len = ethernet::HEADER_LEN + ip_len;
-    let out = out.get_mut(..len).ok_or(Drop::NoRoom)?;
+    let out = out.get_mut(..len).ok_or(DropReason::NoRoom)?;
 
     let mut frame = EthernetFrame::new_unchecked(out);
     frame.set_dst_addr(eth.src_addr());
@@ -659,11 +661,11 @@ fn echo_reply(
         payload_len: icmp_len,
     }
     .emit_with_options(&mut packet, reply_options)
-    .map_err(|_| Drop::NoRoom)?;
+    .map_err(|_| DropReason::NoRoom)?;
 
     // The header we just wrote says the payload is `icmp_len` bytes: `get_mut` takes
     // exactly that many, so the copy has matching lengths.
-    let payload = packet.payload_mut().get_mut(..icmp_len).ok_or(Drop::NoRoom)?;
+    let payload = packet.payload_mut().get_mut(..icmp_len).ok_or(DropReason::NoRoom)?;
     payload.copy_from_slice(request.as_bytes());
     let mut reply = Icmpv4Message::new_unchecked(payload);
     reply.set_msg_type(Icmpv4Type::EchoReply);
@@ -696,16 +698,16 @@ fn echo_options(
     header: &[u8],
     found: &Ipv4Options,
     out: &mut [u8],
-) -> Result<usize, Drop> {
-    type Fill = fn(&mut SlotOption<&mut [u8]>, Ipv4Addr, Timestamp) -> Result<(), Drop>;
+) -> Result<usize, DropReason> {
+    type Fill = fn(&mut SlotOption<&mut [u8]>, Ipv4Addr, Timestamp) -> Result<(), DropReason>;
     let mut len = 0;
     for (at, fill) in
         [(found.record_route, record_route as Fill), (found.timestamp, timestamp as Fill)]
     {
         let Some(at) = at else { continue };
         let option_len = usize::from(header.get(at + 1).copied().unwrap_or(0));
-        let request_option = header.get(at..at + option_len).ok_or(Drop::Ipv4Malformed)?;
-        let option = out.get_mut(len..len + option_len).ok_or(Drop::NoRoom)?;
+        let request_option = header.get(at..at + option_len).ok_or(DropReason::Ipv4Malformed)?;
+        let option = out.get_mut(len..len + option_len).ok_or(DropReason::NoRoom)?;
         option.copy_from_slice(request_option);
         fill(&mut SlotOption::new(option), us, now)?;
         len += option_len;
@@ -720,7 +722,7 @@ fn record_route(
     option: &mut SlotOption<&mut [u8]>,
     us: Ipv4Addr,
     _now: Timestamp,
-) -> Result<(), Drop> {
+) -> Result<(), DropReason> {
     let mut pointer = option.pointer();
     // Ipv4Options::parse made sure that a pointer within the option names a whole slot.
     if pointer <= option.len() {
@@ -728,7 +730,7 @@ fn record_route(
         pointer += 4;
         if pointer <= option.len() {
             if !option.has_slot(pointer) {
-                return Err(Drop::Ipv4OptionNoRoom);
+                return Err(DropReason::Ipv4OptionNoRoom);
             }
             option.set_slot(pointer, us.octets());
             pointer += 4;
@@ -741,7 +743,11 @@ fn record_route(
 /// Timestamp (RFC 791): the time (and our address, for flag 1; for flag 3 only where the
 /// sender wrote our address), on arrival and on departure. A full option counts us in
 /// its overflow instead, once, as Linux does (not for flag 3).
-fn timestamp(option: &mut SlotOption<&mut [u8]>, us: Ipv4Addr, now: Timestamp) -> Result<(), Drop> {
+fn timestamp(
+    option: &mut SlotOption<&mut [u8]>,
+    us: Ipv4Addr,
+    now: Timestamp,
+) -> Result<(), DropReason> {
     let (flags, time) = (option.flags(), now.0.to_be_bytes());
     let mut pointer = option.pointer();
     if pointer > option.len() {
@@ -776,14 +782,14 @@ fn timestamp(option: &mut SlotOption<&mut [u8]>, us: Ipv4Addr, now: Timestamp) -
     if pointer <= option.len() {
         if need_addr {
             if !option.has_slot(pointer) {
-                return Err(Drop::Ipv4OptionNoRoom);
+                return Err(DropReason::Ipv4OptionNoRoom);
             }
             option.set_slot(pointer, us.octets());
             pointer += 4;
         }
         if need_time {
             if !option.has_slot(pointer) {
-                return Err(Drop::Ipv4OptionNoRoom);
+                return Err(DropReason::Ipv4OptionNoRoom);
             }
             if flags != TS_PRESPECIFIED {
                 option.set_slot(pointer, time);
@@ -822,28 +828,28 @@ fn parameter_problem(
     out: &mut [u8],
 ) -> Outcome {
     if ip.frag_offset() != 0 {
-        return Err(Drop::Ipv4BadOption);
+        return Err(DropReason::Ipv4BadOption);
     }
     if ip.protocol() == IpProtocol::Icmp {
         match ip.payload().first() {
             Some(&kind) if !Icmpv4Type::is_error(kind) && kind <= Icmpv4Type::HIGHEST_KNOWN => {}
-            _ => return Err(Drop::Ipv4BadOption),
+            _ => return Err(DropReason::Ipv4BadOption),
         }
     }
     if u32::from(ip.src_addr()) >> 28 == 0xf {
-        return Err(Drop::Ipv4BadOption);
+        return Err(DropReason::Ipv4BadOption);
     }
-    let request = eth.payload().get(..usize::from(ip.total_len())).ok_or(Drop::Truncated)?;
+    let request = eth.payload().get(..usize::from(ip.total_len())).ok_or(DropReason::Truncated)?;
     let room = eth.payload().len().saturating_sub(Ipv4Repr::HEADER_LEN + icmpv4::HEADER_LEN);
     let quote_len = request.len().min(MAX_QUOTE).min(room);
     if quote_len < request.len().min(ip.header_len() + 8) {
-        return Err(Drop::Ipv4BadOption);
+        return Err(DropReason::Ipv4BadOption);
     }
-    let quote = request.get(..quote_len).ok_or(Drop::Truncated)?;
+    let quote = request.get(..quote_len).ok_or(DropReason::Truncated)?;
 
     let icmp_len = icmpv4::HEADER_LEN + quote_len;
     let len = ethernet::HEADER_LEN + Ipv4Repr::HEADER_LEN + icmp_len;
-    let out = out.get_mut(..len).ok_or(Drop::NoRoom)?;
+    let out = out.get_mut(..len).ok_or(DropReason::NoRoom)?;
     let mut frame = EthernetFrame::new_unchecked(out);
     frame.set_dst_addr(eth.src_addr());
     frame.set_src_addr(host.mac);
@@ -861,8 +867,8 @@ fn parameter_problem(
         payload_len: icmp_len,
     }
     .emit(&mut packet)
-    .map_err(|_| Drop::NoRoom)?;
-    let payload = packet.payload_mut().get_mut(..icmp_len).ok_or(Drop::NoRoom)?;
+    .map_err(|_| DropReason::NoRoom)?;
+    let payload = packet.payload_mut().get_mut(..icmp_len).ok_or(DropReason::NoRoom)?;
     let mut error = Icmpv4Message::new_unchecked(payload);
     error.set_msg_type(Icmpv4Type::ParameterProblem);
     error.set_msg_code(0);
@@ -887,7 +893,7 @@ pub struct Counters {
     pub dhcp_replies: u64,
     /// Replies the kernel refused (the interface was down at that instant).
     pub send_failures: u64,
-    pub dropped: [u64; Drop::ALL.len()],
+    pub dropped: [u64; DropReason::ALL.len()],
 }
 
 impl Default for Counters {
@@ -902,7 +908,7 @@ impl Default for Counters {
             udp_echo_replies: 0,
             dhcp_replies: 0,
             send_failures: 0,
-            dropped: [0; Drop::ALL.len()],
+            dropped: [0; DropReason::ALL.len()],
         }
     }
 }
@@ -944,7 +950,7 @@ impl Counters {
     }
 
     /// How many frames were dropped for this reason.
-    pub fn dropped_for(&self, reason: Drop) -> u64 {
+    pub fn dropped_for(&self, reason: DropReason) -> u64 {
         self.dropped.get(reason.index()).copied().unwrap_or(0)
     }
 
@@ -976,7 +982,7 @@ impl fmt::Display for Counters {
             writeln!(f, "{:>10}  replies the kernel refused (interface down)", self.send_failures)?;
         }
         write!(f, "{:>10}  frames dropped", self.total_dropped())?;
-        for reason in Drop::ALL {
+        for reason in DropReason::ALL {
             let count = self.dropped_for(reason);
             if count > 0 {
                 write!(f, "\n{count:>10}    {reason}")?;
@@ -1006,11 +1012,11 @@ mod tests {
         respond(&US, services, &mut Idents::new(1), NOW, frame, out)
     }
 
-    fn reply_to(frame: &[u8]) -> Result<Vec<u8>, Drop> {
+    fn reply_to(frame: &[u8]) -> Result<Vec<u8>, DropReason> {
         reply_at(NOW, frame)
     }
 
-    fn reply_at(now: Timestamp, frame: &[u8]) -> Result<Vec<u8>, Drop> {
+    fn reply_at(now: Timestamp, frame: &[u8]) -> Result<Vec<u8>, DropReason> {
         let mut out = vec![0xa5u8; 65536];
         let reply = respond(&US, Services::ALL, &mut Idents::new(1), now, frame, &mut out)?;
         out.truncate(reply.len());
@@ -1031,7 +1037,7 @@ mod tests {
 
     #[test]
     fn every_drop_reason_is_listed_once() {
-        for (i, d) in Drop::ALL.iter().enumerate() {
+        for (i, d) in DropReason::ALL.iter().enumerate() {
             assert_eq!(d.index(), i, "{d}");
         }
     }
@@ -1142,7 +1148,7 @@ mod tests {
     }
 
     /// The options of a reply frame, or what it was dropped for.
-    fn reply_options(options: &[u8]) -> Result<Vec<u8>, Drop> {
+    fn reply_options(options: &[u8]) -> Result<Vec<u8>, DropReason> {
         let reply = reply_to(&with_options(&fixture!("icmp_echo_request_56"), options))?;
         let ip = Ipv4Packet::new_checked(&reply[14..]).unwrap();
         assert!(ip.verify_checksum());
@@ -1209,7 +1215,7 @@ mod tests {
             ("address and time, room for one pair", [&[68, 16, 5, 1][..], &[0; 12]].concat()),
             ("timestamps, pointer 6 of 10", [&[68, 10, 6, 0][..], &[0; 8]].concat()),
         ] {
-            assert_eq!(reply_options(&request), Err(Drop::Ipv4OptionNoRoom), "{what}");
+            assert_eq!(reply_options(&request), Err(DropReason::Ipv4OptionNoRoom), "{what}");
         }
     }
     // ANCHOR_END: echo_options_test
@@ -1271,7 +1277,7 @@ mod tests {
             ("too short to quote", with_options(&fixture!("icmp_echo_request_0"), &bad)),
             ("no ICMP type byte", with_ip(&with_options(&ping, &bad)[..38], |p| p[3] = 24)),
         ] {
-            assert_eq!(answered(&frame), Err(Err(Drop::Ipv4BadOption)), "{what}");
+            assert_eq!(answered(&frame), Err(Err(DropReason::Ipv4BadOption)), "{what}");
         }
         let reply = reply_to(&with_ip(&with_options(&ping, &bad), |p| p[1] = 0xff)).unwrap();
         assert_eq!(reply[15], 0xde, "precedence 6 and the request's TOS bits, as Linux");
@@ -1345,94 +1351,106 @@ mod tests {
             Icmpv4Message::new_unchecked(&mut f[38..]).fill_checksum();
             f
         };
-        let cases: Vec<(&str, Vec<u8>, Drop)> = vec![
-            ("ARP for another address", patch(&arp, 38, &[172, 16, 1, 9]), Drop::ArpNotForUs),
-            ("ARP reply", patch(&arp, 21, &[2]), Drop::ArpNotRequest),
-            ("ARP for IPv6", patch(&arp, 16, &[0x86, 0xdd]), Drop::ArpUnsupported),
-            ("ARP hardware type", patch(&arp, 15, &[6]), Drop::ArpUnsupported),
-            ("ARP gratuitous", patch(&arp, 28, &[172, 16, 1, 2]), Drop::ArpBadSender),
-            ("ARP to another MAC", patch(&arp, 0, &[0x02, 0, 0, 0, 0, 9]), Drop::NotOurMac),
-            ("group source MAC", patch(&ping, 6, &[0x01]), Drop::BadSourceMac),
-            ("VLAN", patch(&ping, 12, &[0x81, 0x00]), Drop::VlanTagged),
-            ("IPv4 bytes as IPv6", patch(&ping, 12, &[0x86, 0xdd]), Drop::Ipv6Malformed),
-            ("IPv4 version 5", patch(&ping, 14, &[0x55]), Drop::Ipv4Malformed),
-            ("IPv4 IHL 4", patch(&ping, 14, &[0x44]), Drop::Ipv4Malformed),
-            ("IPv4 bad checksum", patch(&ping, 22, &[0x3f]), Drop::Ipv4BadChecksum),
-            ("ICMP bad checksum", flip(&ping, 37), Drop::IcmpBadChecksum),
-            ("ICMP damaged data", flip(&ping, 60), Drop::IcmpBadChecksum),
-            ("echo to another MAC", patch(&ping, 0, &[0x02, 0, 0, 0, 0, 9]), Drop::NotOurMac),
-            ("echo to broadcast MAC", patch(&ping, 0, &[0xff; 6]), Drop::NotOurMac),
-            ("UDP", with_ip(&ping, |p| p[9] = 17), Drop::OtherProtocol),
-            ("fragment", with_ip(&ping, |p| p[6] |= 0x20), Drop::Ipv4Fragment),
-            ("later fragment", with_ip(&ping, |p| p[7] = 1), Drop::Ipv4Fragment),
-            ("loose source route", with_ip(&opts, |p| p[21] = 0x83), Drop::Ipv4SourceRouted),
-            ("strict source route", with_ip(&opts, |p| p[21] = 0x89), Drop::Ipv4SourceRouted),
-            ("bad option in an ICMP error", bad_option_in(&ping, 3), Drop::Ipv4BadOption),
-            ("bad option, too short to quote", bad_option_in(&ping0, 8), Drop::Ipv4BadOption),
+        let cases: Vec<(&str, Vec<u8>, DropReason)> = vec![
+            ("ARP for another address", patch(&arp, 38, &[172, 16, 1, 9]), DropReason::ArpNotForUs),
+            ("ARP reply", patch(&arp, 21, &[2]), DropReason::ArpNotRequest),
+            ("ARP for IPv6", patch(&arp, 16, &[0x86, 0xdd]), DropReason::ArpUnsupported),
+            ("ARP hardware type", patch(&arp, 15, &[6]), DropReason::ArpUnsupported),
+            ("ARP gratuitous", patch(&arp, 28, &[172, 16, 1, 2]), DropReason::ArpBadSender),
+            ("ARP to another MAC", patch(&arp, 0, &[0x02, 0, 0, 0, 0, 9]), DropReason::NotOurMac),
+            ("group source MAC", patch(&ping, 6, &[0x01]), DropReason::BadSourceMac),
+            ("VLAN", patch(&ping, 12, &[0x81, 0x00]), DropReason::VlanTagged),
+            ("IPv4 bytes as IPv6", patch(&ping, 12, &[0x86, 0xdd]), DropReason::Ipv6Malformed),
+            ("IPv4 version 5", patch(&ping, 14, &[0x55]), DropReason::Ipv4Malformed),
+            ("IPv4 IHL 4", patch(&ping, 14, &[0x44]), DropReason::Ipv4Malformed),
+            ("IPv4 bad checksum", patch(&ping, 22, &[0x3f]), DropReason::Ipv4BadChecksum),
+            ("ICMP bad checksum", flip(&ping, 37), DropReason::IcmpBadChecksum),
+            ("ICMP damaged data", flip(&ping, 60), DropReason::IcmpBadChecksum),
+            ("echo to another MAC", patch(&ping, 0, &[0x02, 0, 0, 0, 0, 9]), DropReason::NotOurMac),
+            ("echo to broadcast MAC", patch(&ping, 0, &[0xff; 6]), DropReason::NotOurMac),
+            ("UDP", with_ip(&ping, |p| p[9] = 17), DropReason::OtherProtocol),
+            ("fragment", with_ip(&ping, |p| p[6] |= 0x20), DropReason::Ipv4Fragment),
+            ("later fragment", with_ip(&ping, |p| p[7] = 1), DropReason::Ipv4Fragment),
+            ("loose source route", with_ip(&opts, |p| p[21] = 0x83), DropReason::Ipv4SourceRouted),
+            ("strict source route", with_ip(&opts, |p| p[21] = 0x89), DropReason::Ipv4SourceRouted),
+            ("bad option in an ICMP error", bad_option_in(&ping, 3), DropReason::Ipv4BadOption),
+            ("bad option, too short to quote", bad_option_in(&ping0, 8), DropReason::Ipv4BadOption),
             (
                 "Record Route, no room to echo",
                 with_options(&ping, &[7, 11, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
-                Drop::Ipv4OptionNoRoom,
+                DropReason::Ipv4OptionNoRoom,
             ),
-            ("to another host", with_ip(&ping, |p| p[19] = 9), Drop::Ipv4NotForUs),
-            ("to broadcast", with_ip(&ping, |p| p[16..20].fill(255)), Drop::Ipv4NotForUs),
-            ("from broadcast", with_ip(&ping, |p| p[12..16].fill(255)), Drop::Ipv4BadSource),
-            ("from multicast", with_ip(&ping, |p| p[12] = 224), Drop::Ipv4BadSource),
-            ("from ourselves", with_ip(&ping, |p| p[15] = 2), Drop::Ipv4BadSource),
-            ("echo reply", with_icmp(&ping, |m| m[0] = 0), Drop::IcmpNotEchoRequest),
-            ("echo code 1", with_icmp(&ping, |m| m[1] = 1), Drop::IcmpNotEchoRequest),
-            ("unreachable", with_icmp(&ping, |m| m[0] = 3), Drop::IcmpNotEchoRequest),
-            ("total length past the end", with_ip(&ping, |p| p[3] += 1), Drop::Truncated),
-            ("802.1ad Q-in-Q tag", patch(&ping, 12, &[0x88, 0xa8]), Drop::VlanTagged),
-            ("old Q-in-Q tag", patch(&ping, 12, &[0x91, 0x00]), Drop::VlanTagged),
-            ("ARP hardware length 8", patch(&arp, 18, &[8]), Drop::ArpUnsupported),
-            ("ARP protocol length 16", patch(&arp, 19, &[16]), Drop::ArpUnsupported),
-            ("ARP operation 3 (RARP)", patch(&arp, 21, &[3]), Drop::ArpNotRequest),
-            ("ARP to a multicast MAC", patch(&arp, 0, &[0x01, 0, 0x5e, 0, 0, 1]), Drop::NotOurMac),
-            ("ARP from a group MAC", patch(&arp, 22, &[0x01]), Drop::ArpBadSender),
-            ("ARP from 255.255.255.255", patch(&arp, 28, &[255; 4]), Drop::ArpBadSender),
-            ("ARP from 224.0.0.1", patch(&arp, 28, &[224, 0, 0, 1]), Drop::ArpBadSender),
-            ("ARP from 127.0.0.1", patch(&arp, 28, &[127, 0, 0, 1]), Drop::ArpBadSender),
-            ("ARP cut in the middle", arp[..41].to_vec(), Drop::Truncated),
+            ("to another host", with_ip(&ping, |p| p[19] = 9), DropReason::Ipv4NotForUs),
+            ("to broadcast", with_ip(&ping, |p| p[16..20].fill(255)), DropReason::Ipv4NotForUs),
+            ("from broadcast", with_ip(&ping, |p| p[12..16].fill(255)), DropReason::Ipv4BadSource),
+            ("from multicast", with_ip(&ping, |p| p[12] = 224), DropReason::Ipv4BadSource),
+            ("from ourselves", with_ip(&ping, |p| p[15] = 2), DropReason::Ipv4BadSource),
+            ("echo reply", with_icmp(&ping, |m| m[0] = 0), DropReason::IcmpNotEchoRequest),
+            ("echo code 1", with_icmp(&ping, |m| m[1] = 1), DropReason::IcmpNotEchoRequest),
+            ("unreachable", with_icmp(&ping, |m| m[0] = 3), DropReason::IcmpNotEchoRequest),
+            ("total length past the end", with_ip(&ping, |p| p[3] += 1), DropReason::Truncated),
+            ("802.1ad Q-in-Q tag", patch(&ping, 12, &[0x88, 0xa8]), DropReason::VlanTagged),
+            ("old Q-in-Q tag", patch(&ping, 12, &[0x91, 0x00]), DropReason::VlanTagged),
+            ("ARP hardware length 8", patch(&arp, 18, &[8]), DropReason::ArpUnsupported),
+            ("ARP protocol length 16", patch(&arp, 19, &[16]), DropReason::ArpUnsupported),
+            ("ARP operation 3 (RARP)", patch(&arp, 21, &[3]), DropReason::ArpNotRequest),
+            (
+                "ARP to a multicast MAC",
+                patch(&arp, 0, &[0x01, 0, 0x5e, 0, 0, 1]),
+                DropReason::NotOurMac,
+            ),
+            ("ARP from a group MAC", patch(&arp, 22, &[0x01]), DropReason::ArpBadSender),
+            ("ARP from 255.255.255.255", patch(&arp, 28, &[255; 4]), DropReason::ArpBadSender),
+            ("ARP from 224.0.0.1", patch(&arp, 28, &[224, 0, 0, 1]), DropReason::ArpBadSender),
+            ("ARP from 127.0.0.1", patch(&arp, 28, &[127, 0, 0, 1]), DropReason::ArpBadSender),
+            ("ARP cut in the middle", arp[..41].to_vec(), DropReason::Truncated),
             (
                 "IPv4 total length < header",
                 with_ip(&ping, |p| p[2..4].copy_from_slice(&[0, 19])),
-                Drop::Ipv4Malformed,
+                DropReason::Ipv4Malformed,
             ),
             (
                 "IPv4 IHL past the total length",
                 with_ip(&fixture!("icmp_echo_request_0"), |p| p[0] = 0x4f),
-                Drop::Ipv4Malformed,
+                DropReason::Ipv4Malformed,
             ),
-            ("IPv4 IHL past the frame", patch(&ping, 14, &[0x4f])[..60].to_vec(), Drop::Truncated),
-            ("IPv4 version 6", patch(&ping, 14, &[0x65]), Drop::Ipv4Malformed),
+            (
+                "IPv4 IHL past the frame",
+                patch(&ping, 14, &[0x4f])[..60].to_vec(),
+                DropReason::Truncated,
+            ),
+            ("IPv4 version 6", patch(&ping, 14, &[0x65]), DropReason::Ipv4Malformed),
             (
                 "to multicast",
                 with_ip(&ping, |p| p[16..20].copy_from_slice(&[224, 0, 0, 1])),
-                Drop::Ipv4NotForUs,
+                DropReason::Ipv4NotForUs,
             ),
-            ("to the subnet broadcast", with_ip(&ping, |p| p[19] = 255), Drop::Ipv4NotForUs),
-            ("from 0.0.0.0", with_ip(&ping, |p| p[12..16].fill(0)), Drop::Ipv4BadSource),
+            ("to the subnet broadcast", with_ip(&ping, |p| p[19] = 255), DropReason::Ipv4NotForUs),
+            ("from 0.0.0.0", with_ip(&ping, |p| p[12..16].fill(0)), DropReason::Ipv4BadSource),
             (
                 "from 0.1.2.3",
                 with_ip(&ping, |p| p[12..16].copy_from_slice(&[0, 1, 2, 3])),
-                Drop::Ipv4BadSource,
+                DropReason::Ipv4BadSource,
             ),
             (
                 "from loopback",
                 with_ip(&ping, |p| p[12..16].copy_from_slice(&[127, 0, 0, 1])),
-                Drop::Ipv4BadSource,
+                DropReason::Ipv4BadSource,
             ),
             (
                 "ICMP shorter than 8 bytes",
                 with_ip(&ping[..38], |p| p[2..4].copy_from_slice(&[0, 24])),
-                Drop::Truncated,
+                DropReason::Truncated,
             ),
-            ("timestamp request", with_icmp(&ping, |m| m[0] = 13), Drop::IcmpNotEchoRequest),
-            ("time exceeded", with_icmp(&ping, |m| m[0] = 11), Drop::IcmpNotEchoRequest),
-            ("TCP", with_ip(&ping, |p| p[9] = 6), Drop::OtherProtocol),
-            ("LLC (802.3 length field)", patch(&ping, 12, &[0x00, 0x54]), Drop::OtherProtocol),
-            ("source MAC broadcast", patch(&ping, 6, &[0xff; 6]), Drop::BadSourceMac),
+            ("timestamp request", with_icmp(&ping, |m| m[0] = 13), DropReason::IcmpNotEchoRequest),
+            ("time exceeded", with_icmp(&ping, |m| m[0] = 11), DropReason::IcmpNotEchoRequest),
+            ("TCP", with_ip(&ping, |p| p[9] = 6), DropReason::OtherProtocol),
+            (
+                "LLC (802.3 length field)",
+                patch(&ping, 12, &[0x00, 0x54]),
+                DropReason::OtherProtocol,
+            ),
+            ("source MAC broadcast", patch(&ping, 6, &[0xff; 6]), DropReason::BadSourceMac),
         ];
         for (what, frame, expected) in cases {
             assert_eq!(reply_to(&frame), Err(expected), "{what}");
@@ -1521,7 +1539,7 @@ mod tests {
         }
         assert_eq!((counters.frames_read, counters.arp_replies, counters.echo_replies), (5, 1, 1));
         assert_eq!((counters.neighbor_adverts, counters.echo6_replies), (1, 1));
-        assert_eq!(counters.dropped[Drop::Ipv6NotForUs.index()], 1);
+        assert_eq!(counters.dropped[DropReason::Ipv6NotForUs.index()], 1);
         let text = counters.to_string();
         assert!(
             text.contains("1  frames dropped")
@@ -1546,7 +1564,7 @@ mod tests {
     fn chapter_3_answers_arp_but_not_ping() {
         let mut out = [0u8; 1514];
         let ping = fixture!("icmp_echo_request_56");
-        assert_eq!(call(Services::ARP, &ping, &mut out), Err(Drop::OtherProtocol));
+        assert_eq!(call(Services::ARP, &ping, &mut out), Err(DropReason::OtherProtocol));
         let arp = fixture!("arp_request_arping");
         assert_eq!(call(Services::ARP, &arp, &mut out), Ok(Reply::Arp(42)));
     }
@@ -1555,7 +1573,7 @@ mod tests {
     fn a_small_output_buffer_is_reported_not_a_panic() {
         let ping = fixture!("icmp_echo_request_1472");
         let mut out = [0u8; 100];
-        assert_eq!(call(Services::ALL, &ping, &mut out), Err(Drop::NoRoom));
+        assert_eq!(call(Services::ALL, &ping, &mut out), Err(DropReason::NoRoom));
     }
 
     #[test]

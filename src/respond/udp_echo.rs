@@ -17,7 +17,7 @@
     )
 )]
 
-use super::{Drop, Host, Idents, Outcome, REPLY_TTL, Reply};
+use super::{DropReason, Host, Idents, Outcome, REPLY_TTL, Reply};
 use crate::wire::ethernet::{self, EtherType, EthernetFrame};
 use crate::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 use crate::wire::udp::{self, UdpPacket, UdpRepr};
@@ -43,23 +43,23 @@ pub(super) fn reply(
     out: &mut [u8],
 ) -> Outcome {
     let request = UdpPacket::new_checked(ip.payload()).map_err(|err| match err {
-        wire::Error::Truncated => Drop::Truncated,
-        _ => Drop::UdpMalformed,
+        wire::Error::Truncated => DropReason::Truncated,
+        _ => DropReason::UdpMalformed,
     })?;
     if !request.verify_checksum(ip.src_addr(), ip.dst_addr()) {
-        return Err(Drop::UdpBadChecksum);
+        return Err(DropReason::UdpBadChecksum);
     }
     if request.dst_port() != ECHO_PORT {
-        return Err(Drop::UdpClosedPort);
+        return Err(DropReason::UdpClosedPort);
     }
     if LOOPING_PORTS.contains(&request.src_port()) {
-        return Err(Drop::UdpLoopPort);
+        return Err(DropReason::UdpLoopPort);
     }
 
     let data = request.payload();
     let udp_len = udp::HEADER_LEN + data.len();
     let len = ethernet::HEADER_LEN + Ipv4Repr::HEADER_LEN + udp_len;
-    let out = out.get_mut(..len).ok_or(Drop::NoRoom)?;
+    let out = out.get_mut(..len).ok_or(DropReason::NoRoom)?;
     let mut frame = EthernetFrame::new_unchecked(out);
     frame.set_dst_addr(eth.src_addr());
     frame.set_src_addr(host.mac);
@@ -76,11 +76,11 @@ pub(super) fn reply(
         payload_len: udp_len,
     }
     .emit(&mut packet)
-    .map_err(|_| Drop::NoRoom)?;
+    .map_err(|_| DropReason::NoRoom)?;
     let mut reply = UdpPacket::new_unchecked(packet.payload_mut());
     UdpRepr { src_port: ECHO_PORT, dst_port: request.src_port(), payload_len: data.len() }
         .emit(&mut reply)
-        .map_err(|_| Drop::NoRoom)?;
+        .map_err(|_| DropReason::NoRoom)?;
     reply.payload_mut().copy_from_slice(data);
     // Always a checksum, even when the request came without one: Linux sends one too.
     reply.fill_checksum(host.ip, ip.src_addr());
@@ -103,7 +103,7 @@ mod tests {
         mac: MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x02]),
     };
 
-    fn call(services: Services, frame: &[u8]) -> Result<Vec<u8>, Drop> {
+    fn call(services: Services, frame: &[u8]) -> Result<Vec<u8>, DropReason> {
         let mut out = vec![0xa5u8; 2000];
         let reply = respond(&US, services, &mut Idents::new(1), Timestamp(0), frame, &mut out)?;
         out.truncate(reply.len());
@@ -157,14 +157,14 @@ mod tests {
     #[test]
     fn without_udp_echo_udp_is_another_protocol() {
         let request = fixture!("udp_echo_request_5");
-        assert_eq!(call(Services::ALL, &request), Err(Drop::OtherProtocol));
+        assert_eq!(call(Services::ALL, &request), Err(DropReason::OtherProtocol));
     }
 
     #[test]
     fn ignores_what_it_must() {
         let ping = fixture!("udp_echo_request_5");
-        let cases: Vec<(&str, Vec<u8>, Drop)> = vec![
-            ("broadcast destination", fixture!("udp_echo_broadcast"), Drop::NotOurMac),
+        let cases: Vec<(&str, Vec<u8>, DropReason)> = vec![
+            ("broadcast destination", fixture!("udp_echo_broadcast"), DropReason::NotOurMac),
             (
                 "damaged data",
                 {
@@ -172,33 +172,33 @@ mod tests {
                     f[46] ^= 1;
                     f
                 },
-                Drop::UdpBadChecksum,
+                DropReason::UdpBadChecksum,
             ),
             (
                 "closed port",
                 with_udp(&ping, |u| u[2..4].copy_from_slice(&9u16.to_be_bytes())),
-                Drop::UdpClosedPort,
+                DropReason::UdpClosedPort,
             ),
-            ("from port 0", with_udp(&ping, |u| u[0..2].fill(0)), Drop::UdpLoopPort),
+            ("from port 0", with_udp(&ping, |u| u[0..2].fill(0)), DropReason::UdpLoopPort),
             (
                 "from echo",
                 with_udp(&ping, |u| u[0..2].copy_from_slice(&7u16.to_be_bytes())),
-                Drop::UdpLoopPort,
+                DropReason::UdpLoopPort,
             ),
             (
                 "from chargen",
                 with_udp(&ping, |u| u[0..2].copy_from_slice(&19u16.to_be_bytes())),
-                Drop::UdpLoopPort,
+                DropReason::UdpLoopPort,
             ),
             (
                 "length 7",
                 with_udp(&ping, |u| u[4..6].copy_from_slice(&7u16.to_be_bytes())),
-                Drop::UdpMalformed,
+                DropReason::UdpMalformed,
             ),
             (
                 "length past the end",
                 with_udp(&ping, |u| u[4..6].copy_from_slice(&14u16.to_be_bytes())),
-                Drop::Truncated,
+                DropReason::Truncated,
             ),
         ];
         for (what, frame, reason) in cases {
@@ -207,7 +207,7 @@ mod tests {
         // The subnet broadcast with our MAC still is not our address.
         let mut to_bcast = fixture!("udp_echo_broadcast");
         to_bcast[..6].copy_from_slice(&US.mac.0);
-        assert_eq!(call(Services::WITH_UDP, &to_bcast), Err(Drop::Ipv4NotForUs));
+        assert_eq!(call(Services::WITH_UDP, &to_bcast), Err(DropReason::Ipv4NotForUs));
     }
 
     #[test]
