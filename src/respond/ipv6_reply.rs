@@ -234,28 +234,9 @@ fn start_reply<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::respond::{Idents, Services, Timestamp, respond};
+    use crate::respond::Services;
+    use crate::respond::testing::*;
     use crate::wire::fixtures::fixture;
-
-    /// The lab's addresses; the kernel of the captures' namespace B held the same.
-    const US: Host = Host {
-        ip: std::net::Ipv4Addr::new(172, 16, 1, 2),
-        ip6: crate::cli::DEFAULT_IP6,
-        mac: MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x02]),
-    };
-
-    fn call(frame: &[u8]) -> Outcome {
-        let mut out = [0xa5u8; 9100];
-        respond(&US, Services::ALL, &mut Idents::new(1), Timestamp(0), frame, &mut out)
-    }
-
-    fn reply_to(frame: &[u8]) -> Result<Vec<u8>, DropReason> {
-        let mut out = vec![0xa5u8; 9100];
-        let reply =
-            respond(&US, Services::ALL, &mut Idents::new(1), Timestamp(0), frame, &mut out)?;
-        out.truncate(reply.len());
-        Ok(out)
-    }
 
     // ANCHOR: as_linux_does
     #[test]
@@ -367,7 +348,7 @@ mod tests {
             ("another target", with_icmp6(&ns, |m| m[23] = 3), DropReason::NdiscNotForUs),
         ];
         for (what, frame, expected) in cases {
-            assert_eq!(call(&frame), Err(expected), "{what}");
+            assert_eq!(reply_to(&frame), Err(expected), "{what}");
         }
     }
     // ANCHOR_END: rfc4861_checks
@@ -427,7 +408,7 @@ mod tests {
             ("to another group's MAC", patch(&ns, 5, &[3]), DropReason::NotOurMac),
         ];
         for (what, frame, expected) in cases {
-            assert_eq!(call(&frame), Err(expected), "{what}");
+            assert_eq!(reply_to(&frame), Err(expected), "{what}");
         }
     }
 
@@ -464,16 +445,8 @@ mod tests {
 
     #[test]
     fn chapters_3_and_4_leave_ipv6_alone() {
-        let mut out = [0u8; 1514];
         for services in [Services::ARP, Services::IPV4] {
-            let outcome = respond(
-                &US,
-                services,
-                &mut Idents::new(1),
-                Timestamp(0),
-                &fixture!("ipv6_ns_multicast"),
-                &mut out,
-            );
+            let outcome = reply_with(services, &fixture!("ipv6_ns_multicast"));
             assert_eq!(outcome, Err(DropReason::OtherProtocol));
         }
     }
@@ -481,16 +454,10 @@ mod tests {
     #[test]
     fn every_truncation_of_a_real_frame_is_dropped() {
         for frame in [fixture!("ipv6_ns_multicast"), fixture!("ipv6_echo_request_56")] {
-            assert!(call(&frame).is_ok());
+            assert!(reply_to(&frame).is_ok());
             for len in 0..frame.len() {
-                assert!(call(&frame[..len]).is_err(), "{len} bytes");
+                assert!(reply_to(&frame[..len]).is_err(), "{len} bytes");
             }
         }
-    }
-
-    fn patch(frame: &[u8], offset: usize, bytes: &[u8]) -> Vec<u8> {
-        let mut f = frame.to_vec();
-        f[offset..offset + bytes.len()].copy_from_slice(bytes);
-        f
     }
 }

@@ -4,19 +4,6 @@
 //! broadcast or multicast echo request never reaches this code: it would make us an
 //! amplifier, as a broadcast ping would.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::indexing_slicing,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::unreachable,
-        clippy::todo,
-        clippy::unimplemented
-    )
-)]
-
 use super::{DropReason, Host, Idents, Outcome, REPLY_TTL, Reply};
 use crate::wire::ethernet::{self, EtherType, EthernetFrame};
 use crate::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
@@ -92,23 +79,10 @@ pub(super) fn reply(
 mod tests {
     use std::net::Ipv4Addr;
 
-    use super::super::{Services, Timestamp, respond};
     use super::*;
-    use crate::wire::MacAddr;
+    use crate::respond::Services;
+    use crate::respond::testing::*;
     use crate::wire::fixtures::fixture;
-
-    const US: Host = Host {
-        ip: Ipv4Addr::new(172, 16, 1, 2),
-        ip6: crate::cli::DEFAULT_IP6,
-        mac: MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x02]),
-    };
-
-    fn call(services: Services, frame: &[u8]) -> Result<Vec<u8>, DropReason> {
-        let mut out = vec![0xa5u8; 2000];
-        let reply = respond(&US, services, &mut Idents::new(1), Timestamp(0), frame, &mut out)?;
-        out.truncate(reply.len());
-        Ok(out)
-    }
 
     /// Changes the UDP datagram of a frame (no IPv4 options), then fixes its checksum.
     fn with_udp(frame: &[u8], change: impl FnOnce(&mut [u8])) -> Vec<u8> {
@@ -127,7 +101,7 @@ mod tests {
             fixture!("udp_echo_request_5"),
             fixture!("udp_echo_request_1472"),
         ] {
-            let reply = call(Services::WITH_UDP, &request).unwrap();
+            let reply = reply_with(Services::WITH_UDP, &request).unwrap();
             assert_eq!(reply.len(), request.len());
             // Ethernet addresses swapped, IPv4 addresses swapped, ports swapped.
             assert_eq!((&reply[0..6], &reply[6..12]), (&request[6..12], &request[0..6]));
@@ -150,14 +124,14 @@ mod tests {
         // sums of the same words, so the one's complement sum, and the checksum, agree
         // with the kernel's for the request.
         let request = fixture!("udp_echo_request_5");
-        let reply = call(Services::WITH_UDP, &request).unwrap();
+        let reply = reply_with(Services::WITH_UDP, &request).unwrap();
         assert_eq!(reply[40..42], request[40..42]);
     }
 
     #[test]
     fn without_udp_echo_udp_is_another_protocol() {
         let request = fixture!("udp_echo_request_5");
-        assert_eq!(call(Services::ALL, &request), Err(DropReason::OtherProtocol));
+        assert_eq!(reply_with(Services::ALL, &request), Err(DropReason::OtherProtocol));
     }
 
     #[test]
@@ -202,19 +176,19 @@ mod tests {
             ),
         ];
         for (what, frame, reason) in cases {
-            assert_eq!(call(Services::WITH_UDP, &frame), Err(reason), "{what}");
+            assert_eq!(reply_with(Services::WITH_UDP, &frame), Err(reason), "{what}");
         }
         // The subnet broadcast with our MAC still is not our address.
         let mut to_bcast = fixture!("udp_echo_broadcast");
         to_bcast[..6].copy_from_slice(&US.mac.0);
-        assert_eq!(call(Services::WITH_UDP, &to_bcast), Err(DropReason::Ipv4NotForUs));
+        assert_eq!(reply_with(Services::WITH_UDP, &to_bcast), Err(DropReason::Ipv4NotForUs));
     }
 
     #[test]
     fn a_request_without_checksum_gets_one() {
         let mut request = fixture!("udp_echo_request_5");
         request[40..42].fill(0);
-        let reply = call(Services::WITH_UDP, &request).unwrap();
+        let reply = reply_with(Services::WITH_UDP, &request).unwrap();
         assert_eq!(reply[40..42], fixture!("udp_echo_request_5")[40..42]);
     }
 
@@ -223,7 +197,7 @@ mod tests {
         // A 5-byte datagram padded to Ethernet's 60 bytes, as a NIC would.
         let mut request = fixture!("udp_echo_request_5");
         request.resize(60, 0);
-        let reply = call(Services::WITH_UDP, &request).unwrap();
+        let reply = reply_with(Services::WITH_UDP, &request).unwrap();
         assert_eq!(reply.len(), 47);
     }
 
@@ -231,7 +205,7 @@ mod tests {
     fn every_truncation_is_dropped() {
         let request = fixture!("udp_echo_request_5");
         for len in 0..request.len() {
-            assert!(call(Services::WITH_UDP, &request[..len]).is_err(), "{len} bytes");
+            assert!(reply_with(Services::WITH_UDP, &request[..len]).is_err(), "{len} bytes");
         }
     }
 }
