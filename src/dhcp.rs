@@ -35,11 +35,11 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use crate::respond::{DropReason, Host, Idents, REPLY_TTL, Reply};
+use crate::respond::{DropReason, Host, Idents, REPLY_TTL, Reply, start_frame};
 use crate::wire::dhcp::{
     self, BOOTREPLY, DhcpPacket, DhcpRequest, HTYPE_ETHERNET, MessageType, OptionsWriter, option,
 };
-use crate::wire::ethernet::{self, EtherType, EthernetFrame, MacAddr};
+use crate::wire::ethernet::{self, EtherType, EthernetFrame, EthernetRepr, MacAddr};
 use crate::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 use crate::wire::udp::{self, UdpPacket, UdpRepr};
 use crate::wire::{self};
@@ -419,11 +419,9 @@ impl Dhcp {
         let udp_len = udp::HEADER_LEN + message_len;
         let len = ethernet::HEADER_LEN + Ipv4Repr::HEADER_LEN + udp_len;
 
-        let out = out.get_mut(..len).ok_or(DropReason::NoRoom)?;
-        let mut frame = EthernetFrame::new_unchecked(out);
-        frame.set_dst_addr(dst_mac);
-        frame.set_src_addr(us.mac);
-        frame.set_ethertype(EtherType::Ipv4);
+        let header =
+            EthernetRepr { dst_addr: dst_mac, src_addr: us.mac, ethertype: EtherType::Ipv4 };
+        let mut frame = start_frame(out, len, header)?;
         let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
         Ipv4Repr {
             src_addr: us.ip,

@@ -1,9 +1,9 @@
 //! ARP (chapter 3): "who has 172.16.1.2?" answered with our MAC, and nothing else.
 
-use super::{DropReason, Host, Outcome, Reply};
+use super::{DropReason, Host, Outcome, Reply, start_frame};
 use crate::wire;
 use crate::wire::arp::{self, ArpOperation, ArpPacket, ArpRepr};
-use crate::wire::ethernet::{self, EtherType, EthernetFrame};
+use crate::wire::ethernet::{self, EtherType, EthernetFrame, EthernetRepr};
 
 // ANCHOR: arp_reply
 /// Answers "who has `host.ip`?" with "`host.ip` is at `host.mac`" (RFC 826).
@@ -45,11 +45,12 @@ pub fn arp_reply(host: &Host, eth: &EthernetFrame<&[u8]>, out: &mut [u8]) -> Out
         target_proto_addr: request.sender_proto_addr,
     };
     let len = ethernet::HEADER_LEN + arp::PACKET_LEN;
-    let out = out.get_mut(..len).ok_or(DropReason::NoRoom)?;
-    let mut frame = EthernetFrame::new_unchecked(out);
-    frame.set_dst_addr(request.sender_hw_addr);
-    frame.set_src_addr(host.mac);
-    frame.set_ethertype(EtherType::Arp);
+    let header = EthernetRepr {
+        dst_addr: request.sender_hw_addr,
+        src_addr: host.mac,
+        ethertype: EtherType::Arp,
+    };
+    let mut frame = start_frame(out, len, header)?;
     reply
         .emit(&mut ArpPacket::new_unchecked(frame.payload_mut()))
         .map_err(|_| DropReason::NoRoom)?;

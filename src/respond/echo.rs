@@ -4,9 +4,9 @@
 use std::net::Ipv4Addr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{DropReason, Host, Idents, Outcome, REPLY_TTL, Reply, wire_drop};
+use super::{DropReason, Host, Idents, Outcome, REPLY_TTL, Reply, start_frame, wire_drop};
 use crate::wire::checksum;
-use crate::wire::ethernet::{self, EtherType, EthernetFrame};
+use crate::wire::ethernet::{self, EtherType, EthernetFrame, EthernetRepr};
 use crate::wire::icmpv4::{Icmpv4Message, Icmpv4Type};
 use crate::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr, MAX_HEADER_LEN, MIN_HEADER_LEN};
 use crate::wire::ipv4_options::{
@@ -73,12 +73,9 @@ pub(super) fn echo_reply(
     let icmp_len = request.as_bytes().len();
     let ip_len = Ipv4Repr::HEADER_LEN + options_len + icmp_len;
     let len = ethernet::HEADER_LEN + ip_len;
-    let out = out.get_mut(..len).ok_or(DropReason::NoRoom)?;
-
-    let mut frame = EthernetFrame::new_unchecked(out);
-    frame.set_dst_addr(eth.src_addr());
-    frame.set_src_addr(host.mac);
-    frame.set_ethertype(EtherType::Ipv4);
+    let header =
+        EthernetRepr { dst_addr: eth.src_addr(), src_addr: host.mac, ethertype: EtherType::Ipv4 };
+    let mut frame = start_frame(out, len, header)?;
 
     let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
     Ipv4Repr {

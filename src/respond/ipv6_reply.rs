@@ -5,8 +5,8 @@
 
 use std::net::Ipv6Addr;
 
-use super::{DropReason, Host, Outcome, Reply};
-use crate::wire::ethernet::{self, EtherType, EthernetFrame, MacAddr};
+use super::{DropReason, Host, Outcome, Reply, start_frame};
+use crate::wire::ethernet::{self, EtherType, EthernetFrame, EthernetRepr, MacAddr};
 use crate::wire::icmpv6::{self, Icmpv6Message};
 use crate::wire::ipv6::{self, Extension, Ipv6Packet, Ipv6Repr};
 use crate::wire::ndisc::{self, NdiscMessage};
@@ -212,11 +212,8 @@ fn start_reply<'a>(
     out: &'a mut [u8],
 ) -> Result<&'a mut [u8], DropReason> {
     let len = ethernet::HEADER_LEN + ipv6::HEADER_LEN + icmp_len;
-    let out = out.get_mut(..len).ok_or(DropReason::NoRoom)?;
-    let mut frame = EthernetFrame::new_unchecked(out);
-    frame.set_dst_addr(dst_mac);
-    frame.set_src_addr(host.mac);
-    frame.set_ethertype(EtherType::Ipv6);
+    let header = EthernetRepr { dst_addr: dst_mac, src_addr: host.mac, ethertype: EtherType::Ipv6 };
+    let frame = start_frame(out, len, header)?;
     let repr = Ipv6Repr {
         src_addr: src,
         dst_addr: dst,

@@ -44,7 +44,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::wire::ethernet::{EtherType, EthernetFrame, MacAddr};
+use crate::wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
 use crate::wire::{self, ipv6};
 
 mod arp;
@@ -160,8 +160,19 @@ fn wire_drop(err: wire::Error) -> DropReason {
     match err {
         wire::Error::Truncated => DropReason::Truncated,
         wire::Error::BadLength | wire::Error::Unsupported => DropReason::Ipv4Malformed,
-        wire::Error::BadChecksum => DropReason::Ipv4BadChecksum,
     }
+}
+
+/// Starts a reply of `len` bytes at the front of `out`: checks that it fits, and writes
+/// its Ethernet header.
+pub(crate) fn start_frame(
+    out: &mut [u8],
+    len: usize,
+    header: EthernetRepr,
+) -> Result<EthernetFrame<&mut [u8]>, DropReason> {
+    let mut frame = EthernetFrame::new_unchecked(out.get_mut(..len).ok_or(DropReason::NoRoom)?);
+    header.emit(&mut frame).map_err(|_| DropReason::NoRoom)?;
+    Ok(frame)
 }
 
 // ANCHOR: respond

@@ -1,8 +1,8 @@
 //! ICMP Parameter Problem (chapter 4): what Linux sends about IPv4 options it refuses,
 //! and when RFC 1122 forbids sending anything.
 
-use super::{DropReason, Host, Idents, Outcome, REPLY_TTL, Reply};
-use crate::wire::ethernet::{self, EtherType, EthernetFrame};
+use super::{DropReason, Host, Idents, Outcome, REPLY_TTL, Reply, start_frame};
+use crate::wire::ethernet::{self, EtherType, EthernetFrame, EthernetRepr};
 use crate::wire::icmpv4::{self, Icmpv4Message, Icmpv4Type};
 use crate::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr, MIN_HEADER_LEN};
 use crate::wire::ipv4_options::BadOption;
@@ -51,11 +51,9 @@ pub(super) fn parameter_problem(
 
     let icmp_len = icmpv4::HEADER_LEN + quote_len;
     let len = ethernet::HEADER_LEN + Ipv4Repr::HEADER_LEN + icmp_len;
-    let out = out.get_mut(..len).ok_or(DropReason::NoRoom)?;
-    let mut frame = EthernetFrame::new_unchecked(out);
-    frame.set_dst_addr(eth.src_addr());
-    frame.set_src_addr(host.mac);
-    frame.set_ethertype(EtherType::Ipv4);
+    let header =
+        EthernetRepr { dst_addr: eth.src_addr(), src_addr: host.mac, ethertype: EtherType::Ipv4 };
+    let mut frame = start_frame(out, len, header)?;
     let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
     Ipv4Repr {
         src_addr: host.ip,

@@ -4,8 +4,8 @@
 //! broadcast or multicast echo request never reaches this code: it would make us an
 //! amplifier, as a broadcast ping would.
 
-use super::{DropReason, Host, Idents, Outcome, REPLY_TTL, Reply};
-use crate::wire::ethernet::{self, EtherType, EthernetFrame};
+use super::{DropReason, Host, Idents, Outcome, REPLY_TTL, Reply, start_frame};
+use crate::wire::ethernet::{self, EtherType, EthernetFrame, EthernetRepr};
 use crate::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 use crate::wire::udp::{self, UdpPacket, UdpRepr};
 use crate::wire::{self};
@@ -46,11 +46,9 @@ pub(super) fn reply(
     let data = request.payload();
     let udp_len = udp::HEADER_LEN + data.len();
     let len = ethernet::HEADER_LEN + Ipv4Repr::HEADER_LEN + udp_len;
-    let out = out.get_mut(..len).ok_or(DropReason::NoRoom)?;
-    let mut frame = EthernetFrame::new_unchecked(out);
-    frame.set_dst_addr(eth.src_addr());
-    frame.set_src_addr(host.mac);
-    frame.set_ethertype(EtherType::Ipv4);
+    let header =
+        EthernetRepr { dst_addr: eth.src_addr(), src_addr: host.mac, ethertype: EtherType::Ipv4 };
+    let mut frame = start_frame(out, len, header)?;
     let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
     Ipv4Repr {
         src_addr: host.ip,
