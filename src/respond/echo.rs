@@ -4,7 +4,8 @@
 use std::net::Ipv4Addr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{DropReason, Host, Idents, Outcome, REPLY_TTL, Reply, start_frame, wire_drop};
+use super::ipv4::reply_header;
+use super::{DropReason, Host, Idents, Outcome, Reply, start_frame, wire_drop};
 use crate::wire::checksum;
 use crate::wire::ethernet::{self, EtherType, EthernetFrame, EthernetRepr};
 use crate::wire::icmpv4::{Icmpv4Message, Icmpv4Type};
@@ -78,19 +79,9 @@ pub(super) fn echo_reply(
     let mut frame = start_frame(out, len, header)?;
 
     let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-    Ipv4Repr {
-        src_addr: host.ip,
-        dst_addr: ip.src_addr(),
-        protocol: IpProtocol::Icmp,
-        tos: ip.tos(),
-        ident: idents.next(ip.src_addr()),
-        // As Linux: DF clear, so that a narrower path back may fragment the reply.
-        dont_frag: false,
-        ttl: REPLY_TTL,
-        payload_len: icmp_len,
-    }
-    .emit_with_options(&mut packet, reply_options)
-    .map_err(|_| DropReason::NoRoom)?;
+    reply_header(host, idents, ip, IpProtocol::Icmp, ip.tos(), icmp_len)
+        .emit_with_options(&mut packet, reply_options)
+        .map_err(|_| DropReason::NoRoom)?;
 
     // The header we just wrote says the payload is `icmp_len` bytes: `get_mut` takes
     // exactly that many, so the copy has matching lengths.

@@ -10,7 +10,7 @@ use super::echo::{Timestamp, echo_reply};
 use super::parameter_problem::parameter_problem;
 use super::{DropReason, Host, Outcome, Services, udp_echo, wire_drop};
 use crate::wire::ethernet::{EthernetFrame, MacAddr};
-use crate::wire::ipv4::{IpProtocol, Ipv4Packet};
+use crate::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 use crate::wire::ipv4_options::Ipv4Options;
 
 /// The TTL of our echo replies: Linux's default (`net.ipv4.ip_default_ttl`).
@@ -136,6 +136,31 @@ pub(super) fn ipv4_reply(
     echo_reply(host, idents, now, eth, &ip, &options, out)
 }
 // ANCHOR_END: ipv4_reply
+
+// ANCHOR: reply_header
+/// The IPv4 header of our answer to `ip`, back to its sender: from our address, with the
+/// next identification for that host, TTL 64, and DF clear, as Linux's, so that a
+/// narrower path back may fragment it.
+pub(super) fn reply_header(
+    host: &Host,
+    idents: &mut Idents,
+    ip: &Ipv4Packet<&[u8]>,
+    protocol: IpProtocol,
+    tos: u8,
+    payload_len: usize,
+) -> Ipv4Repr {
+    Ipv4Repr {
+        src_addr: host.ip,
+        dst_addr: ip.src_addr(),
+        protocol,
+        tos,
+        ident: idents.next(ip.src_addr()),
+        dont_frag: false,
+        ttl: REPLY_TTL,
+        payload_len,
+    }
+}
+// ANCHOR_END: reply_header
 
 #[cfg(test)]
 mod tests {

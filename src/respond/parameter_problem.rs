@@ -1,7 +1,8 @@
 //! ICMP Parameter Problem (chapter 4): what Linux sends about IPv4 options it refuses,
 //! and when RFC 1122 forbids sending anything.
 
-use super::{DropReason, Host, Idents, Outcome, REPLY_TTL, Reply, start_frame};
+use super::ipv4::reply_header;
+use super::{DropReason, Host, Idents, Outcome, Reply, start_frame};
 use crate::wire::ethernet::{self, EtherType, EthernetFrame, EthernetRepr};
 use crate::wire::icmpv4::{self, Icmpv4Message, Icmpv4Type};
 use crate::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr, MIN_HEADER_LEN};
@@ -55,19 +56,11 @@ pub(super) fn parameter_problem(
         EthernetRepr { dst_addr: eth.src_addr(), src_addr: host.mac, ethertype: EtherType::Ipv4 };
     let mut frame = start_frame(out, len, header)?;
     let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-    Ipv4Repr {
-        src_addr: host.ip,
-        dst_addr: ip.src_addr(),
-        protocol: IpProtocol::Icmp,
-        // RFC 1349's four TOS bits of the request, under precedence 6 (0xc0).
-        tos: (ip.tos() & 0x1e) | 0xc0,
-        ident: idents.next(ip.src_addr()),
-        dont_frag: false,
-        ttl: REPLY_TTL,
-        payload_len: icmp_len,
-    }
-    .emit(&mut packet)
-    .map_err(|_| DropReason::NoRoom)?;
+    // RFC 1349's four TOS bits of the request, under precedence 6 (0xc0).
+    let tos = (ip.tos() & 0x1e) | 0xc0;
+    reply_header(host, idents, ip, IpProtocol::Icmp, tos, icmp_len)
+        .emit(&mut packet)
+        .map_err(|_| DropReason::NoRoom)?;
     let payload = packet.payload_mut().get_mut(..icmp_len).ok_or(DropReason::NoRoom)?;
     let mut error = Icmpv4Message::new_unchecked(payload);
     error.set_msg_type(Icmpv4Type::ParameterProblem);

@@ -4,7 +4,8 @@
 //! broadcast or multicast echo request never reaches this code: it would make us an
 //! amplifier, as a broadcast ping would.
 
-use super::{DropReason, Host, Idents, Outcome, REPLY_TTL, Reply, start_frame};
+use super::ipv4::reply_header;
+use super::{DropReason, Host, Idents, Outcome, Reply, start_frame};
 use crate::wire::ethernet::{self, EtherType, EthernetFrame, EthernetRepr};
 use crate::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 use crate::wire::udp::{self, UdpPacket, UdpRepr};
@@ -50,18 +51,9 @@ pub(super) fn reply(
         EthernetRepr { dst_addr: eth.src_addr(), src_addr: host.mac, ethertype: EtherType::Ipv4 };
     let mut frame = start_frame(out, len, header)?;
     let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-    Ipv4Repr {
-        src_addr: host.ip,
-        dst_addr: ip.src_addr(),
-        protocol: IpProtocol::Udp,
-        tos: ip.tos(),
-        ident: idents.next(ip.src_addr()),
-        dont_frag: false,
-        ttl: REPLY_TTL,
-        payload_len: udp_len,
-    }
-    .emit(&mut packet)
-    .map_err(|_| DropReason::NoRoom)?;
+    reply_header(host, idents, ip, IpProtocol::Udp, ip.tos(), udp_len)
+        .emit(&mut packet)
+        .map_err(|_| DropReason::NoRoom)?;
     let mut reply = UdpPacket::new_unchecked(packet.payload_mut());
     UdpRepr { src_port: ECHO_PORT, dst_port: request.src_port(), payload_len: data.len() }
         .emit(&mut reply)
