@@ -1,6 +1,6 @@
 //! A DHCP server (RFC 2131, options from RFC 2132) for the hosts on our link: chapter 10.
 //!
-//! Unlike [`crate::respond`], which answers every frame from the frame alone, a DHCP
+//! Unlike [`crate::respond`](mod@crate::respond), which answers every frame from the frame alone, a DHCP
 //! server remembers: which address it offered to which client, and until when a client
 //! holds its lease. That state lives in [`Dhcp`], and [`Dhcp::handle`] is the one way
 //! in: a frame and the time in, a reply frame (or the reason for silence) out. Still no
@@ -156,7 +156,7 @@ impl Dhcp {
     }
 
     /// Looks at one frame read from the TAP. `None` if it is not for a DHCP server (not
-    /// IPv4, not UDP to port 67): the caller passes it on to [`crate::respond`]. Otherwise
+    /// IPv4, not UDP to port 67): the caller passes it on to [`crate::respond()`]. Otherwise
     /// what was done (and the reply written into `out`), or why nothing was.
     pub fn handle(
         &mut self,
