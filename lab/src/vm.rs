@@ -308,7 +308,8 @@ fn section(title: impl std::fmt::Display) {
 }
 
 fn indent(text: &str, by: &str) -> String {
-    text.trim_end_matches('\n').lines().map(|l| format!("{by}{l}")).collect::<Vec<_>>().join("\n")
+    let lines = text.trim_end_matches('\n').lines();
+    lines.map(|l| format!("{by}{}", l.trim_end())).collect::<Vec<_>>().join("\n")
 }
 
 fn seconds(d: Duration) -> String {
@@ -1761,4 +1762,100 @@ pub fn record_vm_lab(out: &Path) -> Result<()> {
             .map_err(|e| format!("writing {}: {e}", out.join(name).display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first bytes QEMU's serial console gave (`-serial stdio`, TCG, Debian's 6.1
+    /// cloud kernel with our initramfs), as `od -c` showed them: SeaBIOS resets and clears
+    /// the terminal, twice.
+    const CONSOLE: &[u8] =
+        b"\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS (version 1.16.2-debian-1.16.2-1)\r\n\
+Booting from ROM...\r\n\x1bc\x1b[?7l\x1b[2J[guest] init started: Linux 6.1.0-57-cloud-amd64, \
+mode batch\r\n";
+
+    #[test]
+    fn the_console_loses_its_terminal_sequences() {
+        let text = clean_console(&String::from_utf8_lossy(CONSOLE));
+        assert_eq!(
+            text,
+            "SeaBIOS (version 1.16.2-debian-1.16.2-1)\nBooting from ROM...\n\n\
+             [guest] init started: Linux 6.1.0-57-cloud-amd64, mode batch\n"
+        );
+        assert_eq!(guest_state(&text), GuestState::Init);
+        assert_eq!(guest_state("SeaBIOS"), GuestState::Starting);
+        assert_eq!(guest_state("[guest] no eth0: this kernel"), GuestState::NoEth0);
+        let done = format!("{text}[guest] done; waiting for the host to say poweroff\n");
+        assert_eq!(guest_state(&done), GuestState::Finished);
+    }
+
+    /// Lines of `strace -f -s 26 -x -e trace=openat,ioctl,read,writev,close` on QEMU in a
+    /// run of `cargo lab vm --strace` (the frames' bytes cut short by -s 26); the pair
+    /// "<unfinished ...>" / "<... resumed>" is how strace -f prints a call that another
+    /// thread's call interrupted, and the EAGAIN read one that found nothing.
+    const TRACE: &str = r#"26945 openat(AT_FDCWD, "/etc/qemu/qemu.conf", O_RDONLY) = -1 ENOENT (No such file or directory)
+26945 openat(AT_FDCWD, "/dev/net/tun", O_RDWR) = 3
+26945 ioctl(3, TUNGETFEATURES, 0x7fff1f93d94c) = 0
+26945 ioctl(3, TUNSETIFF, 0x7fff1f93d950) = 0
+26951 ioctl(3, TUNSETOFFLOAD, 0x1f <unfinished ...>
+26945 read(3, "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x33\x33\x00\x00\x00\x16\x56\x78\xc5\x38\xdf\x2a\x86\xdd\x60\x00"..., 69632) = 100
+26951 <... ioctl resumed>)              = 0
+26945 read(3, "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x33\x33\xff\x38\xdf\x2a\x56\x78\xc5\x38\xdf\x2a\x86\xdd"..., 69632) = 98
+26945 read(3, "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x33\x33\x00\x00\x00\x16\x56\x78\xc5\x38\xdf\x2a\x86\xdd"..., 69632) = 110
+26945 read(3, 0x7f764d17a000, 69632)    = -1 EAGAIN (Resource temporarily unavailable)
+26945 writev(3, [{iov_base="\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff\x52\x54\x00\x12\x34\x56\x08\x06"..., iov_len=54}], 1) = 54
+26945 read(3, "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x52\x54\x00\x12\x34\x56\x02\x00\x00\x00\x00\x02\x08\x06"..., 69632) = 54
+26945 close(3)                          = 0
+26945 read(3, "\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03\x00\x3e\x00\x01\x00\x00\x00\x00\x00"..., 832) = 832
+"#;
+
+    #[test]
+    fn the_trace_keeps_the_taps_calls_and_the_first_unicast_frames() {
+        let kept = tap_syscalls(TRACE);
+        let lines: Vec<&str> = kept.lines().collect();
+        assert_eq!(lines[0], r#"26945 openat(AT_FDCWD, "/dev/net/tun", O_RDWR) = 3"#);
+        assert!(lines[1].contains("TUNGETFEATURES") && lines[2].contains("TUNSETIFF"));
+        // The first two frames, multicast or not; the interrupted call, put back together
+        // where it ended; then the unicast frames only.
+        assert!(lines[3].contains("= 100") && lines[5].contains("= 98"), "{kept}");
+        assert_eq!(lines[4], "26951 ioctl(3, TUNSETOFFLOAD, 0x1f)              = 0");
+        assert!(lines[6].starts_with("26945 writev(3, ") && lines[7].contains("\\x52\\x54"));
+        assert_eq!(lines[8], "   ... 1 more frames left out (multicast, or after the first 12)");
+        assert_eq!(lines[9], "26945 close(3)                          = 0");
+        assert_eq!(lines.len(), 10, "{kept}");
+    }
+
+    #[test]
+    fn tun_flags_read_as_the_lab_shows_them() {
+        // /sys/class/net/IFACE/tun_flags of tap4 (05 attached) and vnet0 (QEMU attached).
+        assert_eq!(describe_tun_flags("0x1802\n"), "tap no_pi persist (tun_flags 0x1802)");
+        assert_eq!(describe_tun_flags("0x7802"), "tap no_pi persist vnet_hdr (tun_flags 0x7802)");
+    }
+
+    /// The newc format of the kernel's Documentation/driver-api/early-userspace/
+    /// buffer-format.rst: "070701", thirteen 8-digit hex fields, the name with its NUL,
+    /// padded to 4 bytes, the data, padded to 4 bytes.
+    #[test]
+    fn an_initramfs_entry_is_newc() {
+        let mut archive = Vec::new();
+        cpio_entry(&mut archive, "dev/console", 0o020600, (5, 1), &[]);
+        cpio_entry(&mut archive, "init", 0o100755, (0, 0), b"#!/bin/sh\n");
+        let header = String::from_utf8_lossy(&archive[..110]).into_owned();
+        let fields: Vec<&str> = (0..13).map(|i| &header[6 + 8 * i..14 + 8 * i]).collect();
+        assert!(header.starts_with("070701"));
+        assert_eq!(fields[1], format!("{:08X}", 0o020600), "mode: a character device");
+        assert_eq!((fields[6], fields[9], fields[10]), ("00000000", "00000005", "00000001"));
+        assert_eq!(fields[11], "0000000C", "name length, with its NUL");
+        assert_eq!(&archive[110..122], b"dev/console\0");
+        // 110 + 12 = 122, padded to 124: the next header.
+        assert_eq!(&archive[122..124], b"\0\0");
+        assert_eq!(&archive[124..130], b"070701");
+        let second = String::from_utf8_lossy(&archive[124..234]).into_owned();
+        assert_eq!(&second[6 + 8 * 6..14 + 8 * 6], "0000000A", "file size");
+        // 124 + 110 + "init\0" = 239, padded to 240; then the 10 data bytes, padded to 252.
+        assert_eq!(&archive[240..250], b"#!/bin/sh\n");
+        assert_eq!(archive.len(), 252);
+    }
 }
