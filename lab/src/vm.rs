@@ -1023,6 +1023,135 @@ pub fn kvm_usable() -> bool {
     std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
 }
 
+/// What to boot, besides the kernel: the accelerator (`None`: KVM if it works, else
+/// TCG), what the guest does after its pings, and how many.
+#[derive(Debug, Clone)]
+pub struct GuestOptions {
+    pub accel: Option<Accel>,
+    pub mode: Mode,
+    pub count: u32,
+    /// Where another kernel's initramfs goes, if this one brings up no NIC.
+    pub cache: PathBuf,
+    /// The console is this terminal (`--shell`).
+    pub interactive: bool,
+}
+
+/// A guest that got as far as the end of its pings.
+pub struct Booted {
+    pub run: Boot,
+    pub accel: Accel,
+    /// The accelerator, and why that one, in words.
+    pub accel_note: String,
+    pub kernel: Kernel,
+    pub initramfs: Initramfs,
+    /// From QEMU's start to the guest's results.
+    pub boot_time: Duration,
+    /// QEMU's process ID file.
+    pub pidfile: PathBuf,
+}
+
+/// Boots `first` (a kernel and its initramfs) with QEMU as `qemu` makes it for a
+/// [`Guest`] (in a namespace, on some network, maybe under strace; its `-pidfile` is
+/// `log`/qemu.pid), its console into `log`, until the guest has done its pings: where
+/// KVM does not get the guest going it starts again with TCG, and where the kernel
+/// brings up no NIC it tries the next of `kernels`. Says what it did, for each retry.
+pub fn boot_guest(
+    wanted: &GuestOptions,
+    kernels: &mut Vec<KernelChoice>,
+    first: (Kernel, Initramfs),
+    log: &Path,
+    mut qemu: impl FnMut(&Guest) -> Command,
+) -> Result<Booted> {
+    let (mut kernel, mut initramfs) = first;
+    let pidfile = log.join("qemu.pid");
+    let mut accels = match wanted.accel {
+        Some(accel) => vec![accel],
+        None if kvm_usable() => vec![Accel::Kvm, Accel::Tcg],
+        None => vec![Accel::Tcg],
+    };
+    let mut accel_note = match wanted.accel {
+        None => "TCG (software emulation): /dev/kvm is not there or not usable".to_owned(),
+        Some(a) => format!("{}, as --accel {} asked", a.name().to_uppercase(), a.name()),
+    };
+    loop {
+        let accel = accels[0];
+        let guest = Guest {
+            kernel: kernel.image.clone(),
+            initramfs: initramfs.path.clone(),
+            accel,
+            mode: wanted.mode,
+            count: wanted.count,
+        };
+        let _ = std::fs::remove_file(&pidfile);
+        let console = log.join(format!("serial-{}.txt", accel.name()));
+        let mut run = boot(qemu(&guest), &console, wanted.interactive)?;
+        match watch_guest(&mut run, accel, accels.len() > 1) {
+            Verdict::Finished => {
+                if accel == Accel::Kvm {
+                    accel_note = "KVM (hardware virtualization)".into();
+                }
+                let boot_time = run.started.elapsed();
+                return Ok(Booted {
+                    run,
+                    accel,
+                    accel_note,
+                    kernel,
+                    initramfs,
+                    boot_time,
+                    pidfile,
+                });
+            }
+            Verdict::AccelFailed => {
+                run.stop(&pidfile);
+                say(format_args!(
+                    "    KVM did not get the guest to its init within {} s; the last console line:",
+                    KVM_WAIT.as_secs()
+                ));
+                let text = clean_console(&run.console_text());
+                let last = text
+                    .lines()
+                    .rfind(|l| !l.trim().is_empty() && !l.contains("terminating on signal"))
+                    .unwrap_or("");
+                say(format_args!("    {last}"));
+                say(
+                    "    (KVM inside a virtual machine often fails like this) -> falling back to TCG",
+                );
+                accel_note =
+                    "TCG (software emulation): /dev/kvm is there but KVM did not boot the guest"
+                        .into();
+                accels.remove(0);
+            }
+            Verdict::NoEth0 => {
+                run.stop(&pidfile);
+                say(format_args!(
+                    "    {} booted, but brought up no virtio-net NIC; trying the next kernel",
+                    kernel.description
+                ));
+                (kernel, initramfs) = pick_kernel(kernels, &wanted.cache)?;
+            }
+            Verdict::Stopped => {
+                run.stop(&pidfile);
+                return Err("stopped (signal); the lab is removed".into());
+            }
+            other => {
+                let took = run.started.elapsed();
+                run.stop(&pidfile);
+                let text = clean_console(&run.console_text());
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+                crate::tell(indent(&tail, "    "));
+                return Err(format!(
+                    "the guest did not finish its pings ({other:?} after {} s; console above)",
+                    seconds(took)
+                ));
+            }
+        }
+        if accels.is_empty() {
+            return Err("no accelerator left to try".into());
+        }
+    }
+}
+
 // ---- the bridge lab ------------------------------------------------------------------------
 
 // ANCHOR: lab
@@ -1161,7 +1290,7 @@ fn run_bridge(options: &Options) -> Result<ExitCode> {
     let mut kernels = kernel_order(options.kernel);
     std::fs::create_dir_all(&options.cache)
         .map_err(|e| format!("creating {}: {e}", options.cache.display()))?;
-    let (mut kernel, mut initramfs) = pick_kernel(&mut kernels, &options.cache)?;
+    let (kernel, initramfs) = pick_kernel(&mut kernels, &options.cache)?;
     check_stop()?;
 
     match &netns {
@@ -1232,29 +1361,18 @@ fn run_bridge(options: &Options) -> Result<ExitCode> {
             lab.enter_command()
         ));
     }
-    let mut accels = match options.accel {
-        Some(accel) => vec![accel],
-        None if kvm_usable() => vec![Accel::Kvm, Accel::Tcg],
-        None => vec![Accel::Tcg],
-    };
-    let mut accel_note = match options.accel {
-        None => "TCG (software emulation): /dev/kvm is not there or not usable".to_owned(),
-        Some(a) => format!("{}, as --accel {} asked", a.name().to_uppercase(), a.name()),
-    };
-
     section(format_args!("5. Booting the guest (QEMU {}) on {VM_TAP}", qemu_version()));
     let pidfile = log.0.join("qemu.pid");
     let strace_file = log.0.join("strace.txt");
     let netdev = format!("tap,id=net0,ifname={VM_TAP},script=no,downscript=no");
-    let (mut boot_run, accel) = loop {
-        let accel = accels[0];
-        let guest = Guest {
-            kernel: kernel.image.clone(),
-            initramfs: initramfs.path.clone(),
-            accel,
-            mode,
-            count: options.count,
-        };
+    let wanted = GuestOptions {
+        accel: options.accel,
+        mode,
+        count: options.count,
+        cache: options.cache.clone(),
+        interactive: options.shell,
+    };
+    let booted = boot_guest(&wanted, &mut kernels, (kernel, initramfs), &log.0, |guest| {
         let mut cmd = if options.strace.is_some() {
             let mut cmd = lab.command("strace");
             cmd.args(["-f", "-o"]).arg(&strace_file);
@@ -1264,66 +1382,10 @@ fn run_bridge(options: &Options) -> Result<ExitCode> {
         } else {
             lab.command("qemu-system-x86_64")
         };
-        cmd.args(qemu_args(&guest, &netdev, &pidfile));
-        let _ = std::fs::remove_file(&pidfile);
-        let console = log.0.join(format!("serial-{}.txt", accel.name()));
-        let mut run = boot(cmd, &console, options.shell)?;
-        let verdict = watch_guest(&mut run, accel, accels.len() > 1);
-        match verdict {
-            Verdict::Finished => break (run, accel),
-            Verdict::AccelFailed => {
-                run.stop(&pidfile);
-                say(format_args!(
-                    "    KVM did not get the guest to its init within {} s; the last console line:",
-                    KVM_WAIT.as_secs()
-                ));
-                let text = clean_console(&run.console_text());
-                let last = text
-                    .lines()
-                    .rfind(|l| !l.trim().is_empty() && !l.contains("terminating on signal"))
-                    .unwrap_or("");
-                say(format_args!("    {last}"));
-                say(
-                    "    (KVM inside a virtual machine often fails like this) -> falling back to TCG",
-                );
-                accel_note =
-                    "TCG (software emulation): /dev/kvm is there but KVM did not boot the guest"
-                        .into();
-                accels.remove(0);
-            }
-            Verdict::NoEth0 => {
-                run.stop(&pidfile);
-                say(format_args!(
-                    "    {} booted, but brought up no virtio-net NIC; trying the next kernel",
-                    kernel.description
-                ));
-                (kernel, initramfs) = pick_kernel(&mut kernels, &options.cache)?;
-            }
-            Verdict::Stopped => {
-                run.stop(&pidfile);
-                return Err("stopped (signal); the lab is removed".into());
-            }
-            other => {
-                let took = run.started.elapsed();
-                run.stop(&pidfile);
-                let text = clean_console(&run.console_text());
-                let lines: Vec<&str> = text.lines().collect();
-                let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-                crate::tell(indent(&tail, "    "));
-                return Err(format!(
-                    "the guest did not finish its pings ({other:?} after {} s; console above)",
-                    seconds(took)
-                ));
-            }
-        }
-        if accels.is_empty() {
-            return Err("no accelerator left to try".into());
-        }
-    };
-    let boot_time = boot_run.started.elapsed();
-    if accel == Accel::Kvm {
-        accel_note = "KVM (hardware virtualization)".into();
-    }
+        cmd.args(qemu_args(guest, &netdev, &pidfile));
+        cmd
+    })?;
+    let Booted { run: mut boot_run, accel_note, kernel, boot_time, .. } = booted;
 
     if options.shell {
         // The guest's console is this terminal until the guest powers off.
