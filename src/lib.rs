@@ -9,7 +9,7 @@
 //! | [`tap::diagnose`] | 1 | why opening failed, and the fix for this interface and namespace |
 //! | [`show`]      | 2 | one-line summaries and annotated hex dumps of frames |
 //! | [`wire`]      | 2-4, 8, 10 | Ethernet, ARP, IPv4, ICMPv4, the internet checksum; IPv6, ICMPv6, NDP; UDP, DHCP |
-//! | [`respond`]   | 3-5, 8, 10 | frame in, reply (or the reason for silence) out: pure functions |
+//! | [`respond`](mod@respond) | 3-5, 8, 10 | frame in, reply (or the reason for silence) out: pure functions |
 //! | [`signals`]   | 5 | Ctrl-C, SIGTERM and SIGHUP as a clean, race-free stop |
 //! | [`output`]    | all | printing that cannot panic nor hold up a stop behind a full pipe |
 //! | [`pcap`]      | 5 | a pcap writer for tshark and Wireshark |
@@ -41,5 +41,5 @@ pub mod vnet;
 pub mod wire;
 
 pub use cli::Args;
-pub use respond::{Drop, Host, Reply, Services, respond};
+pub use respond::{DropReason, Host, Reply, Services, respond};
 pub use tap::{FRAME_BUFFER_LEN, Tap, TapError};

@@ -3,6 +3,7 @@
 //!   cargo lab demo     build, make an isolated lab, run 05 as a user, ping it, clean up
 //!   cargo lab shell    a shell (or a command) inside a lab namespace with tap4
 //!   cargo lab test     every check the project has, as CI runs them
+//!   cargo lab vm       a Linux guest in QEMU pings our responder across a bridge (vm.rs)
 //!
 //! Not root, the lab is a user namespace of its own: no root and no sudo. As root it is a
 //! named network namespace, and the programs still run as an unprivileged user.
@@ -10,12 +11,10 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use tapbook_lab::{
-    Lab, RESPONDER_IP, can_sudo, ensure_clone_device, ensure_packages, is_root, repo_root, say,
-    tell,
+    Lab, RESPONDER_IP, can_sudo, cargo, catch_stop_signals, ensure_clone_device, ensure_packages,
+    is_root, lab_user, repo_root, say, stopped, target_dir, tell,
 };
 
 const USAGE: &str = "\
@@ -31,6 +30,8 @@ Commands:
           The namespace is removed when the shell or CMD ends.
   test    every check the project has: fmt, clippy, shellcheck, the unit and
           end-to-end tests, the book check and the benchmark's short run
+  vm      boot a small Linux guest with QEMU on a second TAP, bridged with tap4,
+          and let it ping 05_full_responder (cargo lab vm --help)
   install [GROUP...]  install what the groups of scripts/packages.txt need and is
           missing (lab, lint, test, book; default: all), as demo and test do first
 
@@ -104,23 +105,6 @@ Options:
   -h, --help    this help
 ";
 
-/// Set by SIGINT, SIGTERM or SIGHUP: the programs in the lab get Ctrl-C themselves; we
-/// stay, to clean up.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: std::ffi::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-fn catch_stop_signals() {
-    let action =
-        SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic.
-        let _ = unsafe { sigaction(signal, &action) };
-    }
-}
-
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     // Installed as cargo-lab, `cargo lab ...` passes "lab" first.
@@ -153,14 +137,15 @@ fn main() -> ExitCode {
         "shell" => shell(rest),
         "test" => test(rest),
         "install" => install(rest),
+        "vm" => tapbook_lab::vm::command(rest),
         "-h" | "--help" | "help" => {
             say(USAGE.trim_end());
             Ok(ExitCode::SUCCESS)
         }
-        "" => Err(format!("which command? demo, shell or test\n\n{USAGE}")),
-        other => {
-            Err(format!("unknown command '{other}'; one of demo, shell, test (cargo lab --help)"))
-        }
+        "" => Err(format!("which command? demo, shell, test or vm\n\n{USAGE}")),
+        other => Err(format!(
+            "unknown command '{other}'; one of demo, shell, test, vm (cargo lab --help)"
+        )),
     };
     result.unwrap_or_else(|e| {
         tell(format_args!("cargo lab: error: {}", e.trim_end()));
@@ -202,32 +187,8 @@ fn install(args: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cargo() -> Command {
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.current_dir(repo_root());
-    cmd
-}
-
-/// Cargo's target directory, as cargo itself says (CARGO_TARGET_DIR, config, default).
-fn target_dir() -> Result<PathBuf> {
-    let out = cargo()
-        .args(["metadata", "--no-deps", "--format-version", "1"])
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("running cargo metadata: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let key = "\"target_directory\":\"";
-    let start = text.find(key).ok_or("cargo metadata named no target directory")? + key.len();
-    let end = text[start..].find('"').ok_or("cargo metadata: bad target directory")? + start;
-    Ok(PathBuf::from(&text[start..end]))
-}
-
 fn check_stop() -> Result<()> {
-    if STOP.load(Ordering::SeqCst) {
-        Err("stopped (signal); the lab is removed".into())
-    } else {
-        Ok(())
-    }
+    if stopped() { Err("stopped (signal); the lab is removed".into()) } else { Ok(()) }
 }
 
 /// Runs CMD in the lab with its output shown; an error if it fails.
@@ -309,14 +270,7 @@ fn demo(args: &[String]) -> Result<ExitCode> {
     catch_stop_signals();
     // The responder never runs as root: as root, it runs as the user behind sudo, or else
     // as the system user nobody; not root, as the caller, without capabilities.
-    let run_as = match std::env::var("SUDO_USER") {
-        Ok(user) if root && !user.is_empty() && user != "root" => user,
-        _ if root => tapbook_lab::UNPRIVILEGED_USER.to_owned(),
-        _ => nix::unistd::User::from_uid(nix::unistd::getuid())
-            .ok()
-            .flatten()
-            .map_or_else(|| "you".to_owned(), |u| u.name),
-    };
+    let run_as = lab_user();
 
     let bin_dir = match bin_dir {
         Some(dir) => {
