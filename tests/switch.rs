@@ -4,9 +4,9 @@
 //! not with the library's framing) and answers ARP and ping with `tapbook::respond`;
 //! then real QEMU guests (TCG) booted on `-netdev stream` and `-netdev dgram`.
 //!
-//! The guests boot the kernel and initramfs that `scripts/vm-lab.sh` caches (in
-//! `$TAPBOOK_CACHE`, else `~/.cache/tapbook`), with `scripts/vm/switch-guest.sh` laid
-//! over it as `/init`; when the cache is empty, the test runs vm-lab.sh once to fill it.
+//! The guests boot the kernel and initramfs of `cargo lab vm` (`tapbook_lab::vm`, cached
+//! in `$TAPBOOK_CACHE`, else `~/.cache/tapbook`), with `scripts/vm/switch-guest.sh` laid
+//! over it as `/init`.
 
 use tapbook_lab as common;
 use tapbook_lab::require_lab;
@@ -343,76 +343,34 @@ fn the_switch_floods_until_it_learns_then_sends_to_one_port() {
 
 // ---- Real guests ----------------------------------------------------------------------
 
-/// The kernel and the initramfs scripts/vm-lab.sh caches, and ours laid over it.
+/// The guest's kernel, and `cargo lab vm`'s initramfs with our `/init` laid over it.
 struct GuestImage {
     kernel: PathBuf,
     initrd: PathBuf,
 }
 
-fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("TAPBOOK_CACHE") {
-        return dir.into();
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-    PathBuf::from(home).join(".cache/tapbook")
-}
-
-/// The cached Debian kernel and its initramfs, if vm-lab.sh made them.
-fn cached_image() -> Option<(PathBuf, PathBuf)> {
-    let cache = cache_dir();
-    for kernel_dir in std::fs::read_dir(cache.join("debian")).ok()?.flatten() {
-        let id = kernel_dir.file_name().to_string_lossy().into_owned();
-        let kernel = kernel_dir.path().join("vmlinuz");
-        let initrds = std::fs::read_dir(cache.join("initramfs")).ok()?;
-        for initrd in initrds.flatten() {
-            let name = initrd.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&format!("{id}-")) && name.ends_with(".cpio.gz") && kernel.exists()
-            {
-                return Some((kernel, initrd.path()));
-            }
-        }
-    }
-    None
-}
-
-/// The guest's kernel and an initramfs whose /init is scripts/vm/switch-guest.sh.
+/// The kernel and initramfs `cargo lab vm` uses (this machine's kernel if it will do,
+/// else Debian's cloud kernel, downloaded once into the cache), and a second archive
+/// holding only `/init` (scripts/vm/switch-guest.sh): the kernel unpacks both, in order,
+/// and the later `/init` wins.
 fn guest_image(dir: &Scratch) -> GuestImage {
-    if cached_image().is_none() {
-        // One run of the VM lab fills the cache (and shows that it works here).
-        let netns = format!("tb-vmprep-{}", std::process::id());
-        let out = Command::new(common::repo_root().join("scripts/vm-lab.sh"))
-            .args(["--netns", &netns, "--count", "1", "--kernel", "debian"])
-            .args(["--bin", env!("CARGO_BIN_EXE_05_full_responder")])
-            .env_remove("TAPBOOK_NETNS")
-            .output()
-            .expect("running scripts/vm-lab.sh");
-        let _ = Command::new("ip").args(["netns", "del", &netns]).output();
-        assert!(out.status.success(), "vm-lab.sh: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let (kernel, base) = cached_image().expect("vm-lab.sh cached a kernel and initramfs");
-    // Our /init as a second archive: the kernel unpacks them in order, the last wins.
-    let stage = dir.path("stage");
-    std::fs::create_dir_all(&stage).expect("staging directory");
-    let init = common::repo_root().join("scripts/vm/switch-guest.sh");
-    std::fs::copy(&init, stage.join("init")).expect("copying the guest's init");
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::Permissions::from_mode(0o755);
-    std::fs::set_permissions(stage.join("init"), mode).expect("making /init executable");
-    let overlay = dir.path("overlay.cpio");
-    let cpio = Command::new("sh")
-        .arg("-c")
-        .arg("cd \"$1\" && echo init | cpio --create --format=newc --owner=0:0 --quiet > \"$2\"")
-        .args(["sh", stage.to_str().unwrap(), overlay.to_str().unwrap()])
-        .status()
-        .expect("running cpio");
-    assert!(cpio.success(), "cpio failed");
-    let mut initrd = std::fs::read(&base).expect("reading the cached initramfs");
+    use tapbook_lab::vm;
+    let cache = vm::default_cache();
+    let mut order = vm::kernel_order(vm::KernelChoice::Auto);
+    let (kernel, initramfs) =
+        vm::pick_kernel(&mut order, &cache).unwrap_or_else(|e| panic!("no guest kernel: {e}"));
+    let init = std::fs::read(common::repo_root().join("scripts/vm/switch-guest.sh"))
+        .expect("reading scripts/vm/switch-guest.sh");
+    let mut overlay = Vec::new();
+    vm::cpio_entry(&mut overlay, "init", 0o100755, (0, 0), &init);
+    vm::cpio_entry(&mut overlay, "TRAILER!!!", 0, (0, 0), &[]);
+    let mut initrd = std::fs::read(&initramfs.path).expect("reading the initramfs");
     // The kernel looks for the next archive at a multiple of 4 bytes, skipping zeros.
     initrd.resize(initrd.len().next_multiple_of(4), 0);
-    initrd.extend(std::fs::read(&overlay).expect("reading our archive"));
+    initrd.extend(overlay);
     let path = dir.path("initrd.cpio");
     std::fs::write(&path, initrd).expect("writing the initramfs");
-    GuestImage { kernel, initrd: path }
+    GuestImage { kernel: kernel.image, initrd: path }
 }
 
 /// Boots a guest (TCG) in the lab with `netdev` (QEMU's -netdev value), MAC
@@ -479,7 +437,7 @@ fn wait_done(guest: &mut Responder, what: &str, program: &Responder) {
 
 #[test]
 fn a_qemu_guest_pings_the_kernel_through_the_relay() {
-    require_lab!("a_qemu_guest_pings_the_kernel_through_the_relay", "qemu-system-x86_64", "cpio");
+    require_lab!("a_qemu_guest_pings_the_kernel_through_the_relay", "qemu-system-x86_64");
     let dir = Scratch::new("relay-qemu");
     let image = guest_image(&dir);
     let sock = dir.path("guest.sock");
@@ -504,7 +462,7 @@ fn a_qemu_guest_pings_the_kernel_through_the_relay() {
 #[test]
 fn two_qemu_guests_ping_each_other_through_the_switch() {
     let test = "two_qemu_guests_ping_each_other_through_the_switch";
-    require_lab!(test, "qemu-system-x86_64", "cpio");
+    require_lab!(test, "qemu-system-x86_64", "busybox");
     let dir = Scratch::new("switch-qemu");
     let image = guest_image(&dir);
     let (g3, peer) = (dir.path("guest3.sock"), dir.path("peer2.sock"));
@@ -587,7 +545,7 @@ fn console(text: &str) -> String {
 #[test]
 #[ignore = "records the book's output; run on purpose with TAPBOOK_RECORD_DIR set"]
 fn record_book_output() {
-    require_lab!("record_book_output", "qemu-system-x86_64", "cpio", "strace");
+    require_lab!("record_book_output", "qemu-system-x86_64", "strace");
     let out_dir =
         PathBuf::from(std::env::var_os("TAPBOOK_RECORD_DIR").expect("TAPBOOK_RECORD_DIR"));
     let save = |name: &str, text: &str| {

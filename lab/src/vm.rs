@@ -615,8 +615,9 @@ pub struct Initramfs {
     pub note: &'static str,
 }
 
-/// One entry of a newc cpio archive (what the kernel unpacks into the initramfs).
-fn cpio_entry(archive: &mut Vec<u8>, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
+/// One entry of a newc cpio archive (what the kernel unpacks into the initramfs). Public
+/// for tests/switch.rs, which lays a second archive with its own `/init` over ours.
+pub fn cpio_entry(archive: &mut Vec<u8>, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
     let ino = archive.len() as u32 + 1;
     let fields = [ino, mode, 0, 0, 1, 0, data.len() as u32, 0, 0, rdev.0, rdev.1];
     archive.extend_from_slice(b"070701");

@@ -1,7 +1,7 @@
 #!/bin/busybox sh
 # shellcheck shell=sh
 # scripts/vm/switch-guest.sh -- PID 1 of a guest on our relay or switch (chapters 11
-# and 12). It is laid over the initramfs that scripts/vm-lab.sh builds (busybox, the
+# and 12). It is laid over the initramfs that cargo lab vm builds (busybox, the
 # virtio-net modules and their load-order) as a second cpio archive holding only /init:
 # the kernel unpacks both, and the later /init wins. Everything it needs comes from the
 # kernel command line, so that two guests can share one initramfs:
