@@ -1,4 +1,9 @@
-//! Property tests of the learning switch (`tapbook::switch`, chapter 12): random
+//! Property tests of chapter 11's stream framing (`tapbook::qemu_stream`): any frames,
+//! cut into reads of any sizes, come out whole and in order; any bytes at all never make
+//! the reader panic or hand out more than it was given; a writer facing a socket that
+//! takes random amounts never cuts a frame.
+//!
+//! And of the learning switch (`tapbook::switch`, chapter 12): random
 //! sequences of frames between a few stations, group addresses and the all-zero address
 //! among them, on random ports at random times, each decision judged against a model
 //! written here from 802.1D's rules (a list of "last heard from on port P at time T"),
@@ -7,9 +12,11 @@
 //! exactly its port, anything else is flooded to every other port or filtered for a
 //! stated reason.
 
+use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
+use tapbook::qemu_stream::{Fill, MAX_FRAME_LEN, Sent, StreamReader, StreamWriter};
 use tapbook::switch::{Filtered, Flood, Forward, Learnt, Switch};
 use tapbook::wire::MacAddr;
 
@@ -159,5 +166,126 @@ proptest! {
         let out: Vec<usize> = forward.ports(ports).collect();
         let expected: Vec<usize> = (0..ports).filter(|&p| p != ingress).collect();
         prop_assert_eq!(out, expected);
+    }
+}
+
+/// Hands out `bytes` in the given chunk sizes (cycled), then end of file.
+struct Chunks {
+    bytes: Vec<u8>,
+    at: usize,
+    sizes: Vec<usize>,
+    turn: usize,
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let size = self.sizes[self.turn % self.sizes.len()];
+        self.turn += 1;
+        if size == 0 && self.at < self.bytes.len() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = size.min(buf.len()).min(self.bytes.len() - self.at);
+        buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Every frame the reader hands out until the end, and whether it ended cleanly.
+fn read_all(src: &mut Chunks) -> (Vec<Vec<u8>>, bool) {
+    let mut reader = StreamReader::new();
+    let mut frames = Vec::new();
+    loop {
+        match reader.fill(src) {
+            Ok(Fill::Closed) => return (frames, true),
+            Ok(_) => {}
+            Err(_) => return (frames, false),
+        }
+        loop {
+            match reader.next_frame() {
+                Ok(Some(frame)) => frames.push(frame.to_vec()),
+                Ok(None) => break,
+                Err(_) => return (frames, false),
+            }
+        }
+    }
+}
+
+/// Takes the given amounts per call (cycled; 0 means "would block").
+struct Takes {
+    taken: Vec<u8>,
+    sizes: Vec<usize>,
+    turn: usize,
+}
+
+impl Write for Takes {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let size = self.sizes[self.turn % self.sizes.len()];
+        self.turn += 1;
+        if size == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = size.min(buf.len());
+        self.taken.extend(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    #[test]
+    fn frames_come_out_whole_whatever_the_cuts(
+        frames in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..1600), 0..8),
+        sizes in prop::collection::vec(0usize..2000, 1..6).prop_filter("progress", |s| s.iter().any(|&n| n > 0)),
+    ) {
+        let mut bytes = Vec::new();
+        for frame in &frames {
+            bytes.extend((frame.len() as u32).to_be_bytes());
+            bytes.extend(frame);
+        }
+        let (got, clean) = read_all(&mut Chunks { bytes, at: 0, sizes, turn: 0 });
+        prop_assert!(clean);
+        prop_assert_eq!(got, frames);
+    }
+
+    #[test]
+    fn any_bytes_at_all_never_panic_nor_invent_bytes(
+        bytes in prop::collection::vec(any::<u8>(), 0..3000),
+        sizes in prop::collection::vec(1usize..700, 1..4),
+    ) {
+        let total = bytes.len();
+        let (got, _) = read_all(&mut Chunks { bytes, at: 0, sizes, turn: 0 });
+        let handed_out: usize = got.iter().map(|f| f.len() + 4).sum();
+        prop_assert!(handed_out <= total);
+        prop_assert!(got.iter().all(|f| !f.is_empty() && f.len() <= MAX_FRAME_LEN));
+    }
+
+    #[test]
+    fn a_writer_never_cuts_a_frame(
+        frames in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..1600), 1..10),
+        sizes in prop::collection::vec(0usize..700, 1..6),
+    ) {
+        let mut sock = Takes { taken: Vec::new(), sizes, turn: 0 };
+        let mut writer = StreamWriter::new();
+        let mut sent = Vec::new();
+        for frame in &frames {
+            match writer.send(&mut sock, frame).unwrap() {
+                Sent::Whole | Sent::Queued => sent.push(frame.clone()),
+                Sent::Dropped => {}
+            }
+        }
+        // Let the socket take everything that is pending.
+        sock.sizes = vec![10_000];
+        prop_assert!(writer.flush(&mut sock).unwrap());
+        let (got, clean) =
+            read_all(&mut Chunks { bytes: sock.taken, at: 0, sizes: vec![333], turn: 0 });
+        prop_assert!(clean);
+        // Empty frames are sent (as QEMU would) and skipped by the reader.
+        let sent: Vec<Vec<u8>> = sent.into_iter().filter(|f| !f.is_empty()).collect();
+        prop_assert_eq!(got, sent);
     }
 }
