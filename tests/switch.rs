@@ -71,11 +71,20 @@ fn host(last: u8) -> Host {
 struct Peer {
     seen: Arc<Mutex<Vec<String>>>,
     thread: Option<JoinHandle<()>>,
+    /// A stream peer's socket, to hang up with.
+    sock: Option<UnixStream>,
 }
 
 impl Peer {
     fn seen(&self) -> Vec<String> {
         self.seen.lock().expect("the peer's log").clone()
+    }
+
+    /// Hangs up, as a QEMU that exits does.
+    fn hang_up(&self) {
+        if let Some(sock) = &self.sock {
+            let _ = sock.shutdown(std::net::Shutdown::Both);
+        }
     }
 
     /// Connects to `path` as QEMU's `-netdev stream,server=off` does, and from then on
@@ -84,6 +93,7 @@ impl Peer {
         let connected = wait_until(Duration::from_secs(10), || path.exists());
         assert!(connected, "no socket at {}", path.display());
         let mut sock = UnixStream::connect(path).expect("connecting like QEMU");
+        let ours = sock.try_clone().expect("a second handle on the socket");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
         let thread = std::thread::spawn(move || {
@@ -112,7 +122,7 @@ impl Peer {
                 }
             }
         });
-        Peer { seen, thread: Some(thread) }
+        Peer { seen, thread: Some(thread), sock: Some(ours) }
     }
 
     /// Binds `ours` and exchanges one datagram per frame with `theirs`, as QEMU's
@@ -137,7 +147,7 @@ impl Peer {
                 }
             }
         });
-        Peer { seen, thread: Some(thread) }
+        Peer { seen, thread: Some(thread), sock: None }
     }
 }
 
@@ -328,10 +338,20 @@ fn the_switch_floods_until_it_learns_then_sends_to_one_port() {
     switch.signal(Signal::SIGUSR1);
     let shown = wait_until(Duration::from_secs(5), || switch.output().contains("MAC table"));
     assert!(shown, "no table after SIGUSR1:\n{}", switch.output());
+    let first_table = switch.output();
+    assert_eq!(table_port(&first_table, "02:00:00:00:00:04").as_deref(), Some("peer4"));
+
+    // peer4 hangs up: the switch forgets the station behind that port.
+    peer4.hang_up();
+    let forgot = wait_until(Duration::from_secs(5), || {
+        switch.output().contains("[peer4] forgot 1 station\n")
+    });
+    assert!(forgot, "{}", switch.output());
     let (status, out) = switch.stop();
     assert!(status.is_some_and(|s| s.success()), "{out}");
+    assert!(out.contains("[peer4] QEMU disconnected: "), "{out}");
     assert_eq!(table_port(&out, "02:00:00:00:00:02").as_deref(), Some("peer2"), "{out}");
-    assert_eq!(table_port(&out, "02:00:00:00:00:04").as_deref(), Some("peer4"), "{out}");
+    assert_eq!(table_port(&out, "02:00:00:00:00:04"), None, "forgotten:\n{out}");
     let kernel_mac = lab.ip(&["-br", "link", "show", "tap4"]);
     let kernel_mac = kernel_mac.split_whitespace().nth(2).expect("tap4's MAC");
     assert_eq!(table_port(&out, kernel_mac).as_deref(), Some("tap4"), "{out}");

@@ -89,8 +89,9 @@ fn switch_frames(
                     Received::Event(event) => {
                         writeln!(out, "[{}] {event}", names[ingress])?;
                         if !ports[ingress].connected() {
-                            let forgotten = switch.forget_port(ingress);
-                            writeln!(out, "[{}] forgot {forgotten} stations", names[ingress])?;
+                            let n = switch.forget_port(ingress);
+                            let s = if n == 1 { "" } else { "s" };
+                            writeln!(out, "[{}] forgot {n} station{s}", names[ingress])?;
                         }
                         continue;
                     }
