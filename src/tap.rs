@@ -21,6 +21,27 @@ use crate::signals;
 /// The clone device: opening it hands out a fresh, unattached TUN/TAP file descriptor.
 pub const CLONE_DEVICE: &str = "/dev/net/tun";
 
+/// The kernel's names for the `IFF_*` bits (`include/uapi/linux/if_tun.h`), as
+/// `ip -d link` prints some of them: what `TUNGETFEATURES` offers and what
+/// `/sys/class/net/NAME/tun_flags` shows.
+pub const IFF_NAMES: [(u32, &str); 10] = [
+    (0x0001, "tun"),
+    (0x0002, "tap"),
+    (0x0010, "napi"),
+    (0x0020, "napi_frags"),
+    (0x0040, "no_carrier"),
+    (0x0100, "multi_queue"),
+    (0x0800, "persist"),
+    (0x1000, "no_pi"),
+    (0x2000, "one_queue"),
+    (0x4000, "vnet_hdr"),
+];
+
+/// The names of the `IFF_*` bits set in `flags`, in the kernel's order.
+pub fn iff_names(flags: u32) -> Vec<&'static str> {
+    IFF_NAMES.iter().filter(|(bit, _)| flags & bit != 0).map(|(_, name)| *name).collect()
+}
+
 /// The largest MTU the kernel lets a TAP have: `ip -d link show tap4` says `maxmtu 65521`,
 /// which is 65535 less the 14-byte Ethernet header.
 pub const MAX_MTU: usize = 65521;

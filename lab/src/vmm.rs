@@ -20,22 +20,10 @@ type Result<T> = std::result::Result<T, String>;
 /// How long QEMU runs before it is stopped.
 const SECONDS_TO_RUN: u64 = 2;
 
-/// The kernel's names for the `tun_flags` bits (include/uapi/linux/if_tun.h), all of
-/// them: `tap persist no_pi one_queue vnet_hdr`.
+/// The kernel's names for the `tun_flags` bits set in `flags`:
+/// `tap persist no_pi one_queue vnet_hdr`.
 pub fn decode_tun_flags(flags: u32) -> String {
-    const NAMES: [(u32, &str); 10] = [
-        (0x0001, "tun"),
-        (0x0002, "tap"),
-        (0x0010, "napi"),
-        (0x0020, "napi_frags"),
-        (0x0040, "no_carrier"),
-        (0x0100, "multi_queue"),
-        (0x0800, "persist"),
-        (0x1000, "no_pi"),
-        (0x2000, "one_queue"),
-        (0x4000, "vnet_hdr"),
-    ];
-    NAMES.iter().filter(|(bit, _)| flags & bit != 0).map(|(_, n)| *n).collect::<Vec<_>>().join(" ")
+    tapbook::tap::iff_names(flags).join(" ")
 }
 
 fn hex(text: &str) -> u32 {
