@@ -15,7 +15,6 @@
 use std::os::fd::AsFd;
 
 use anyhow::Context;
-use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use tapbook::tap::{FRAME_BUFFER_LEN, Tap};
 
 const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
@@ -25,12 +24,9 @@ const ICMP_ECHO_REPLY: u8 = 0;
 
 fn main() -> anyhow::Result<()> {
     let iface = std::env::args().nth(1).unwrap_or_else(|| "tap4".to_owned());
-    let tap = Tap::open(&iface)?;
     // Tap::open makes reads non-blocking (chapter 5 sleeps in ppoll); the bare loop
     // sleeps inside read(2) instead, as the simplest C program would.
-    let flags = fcntl(tap.as_fd(), FcntlArg::F_GETFL).context("F_GETFL")?;
-    let flags = OFlag::from_bits_retain(flags) - OFlag::O_NONBLOCK;
-    fcntl(tap.as_fd(), FcntlArg::F_SETFL(flags)).context("F_SETFL")?;
+    let (tap, _) = Tap::options().blocking(true).open(&iface)?;
     eprintln!("bare_loop: answering ping on {} (no ARP). Ctrl-C to stop.", tap.name());
 
     // ANCHOR: bare_loop

@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use nix::errno::Errno;
 use nix::sys::socket::{setsockopt, sockopt};
+use tapbook::Tap;
 use tapbook::segment::{self, UdpFlow};
 use tapbook::vnet::{self, TapOptions};
 use tapbook::wire::MacAddr;
@@ -158,7 +159,7 @@ impl Row {
 
 /// kernel -> us. `cut`: also cut the superframes (and complete the checksums) ourselves.
 fn rx(options: &TapOptions, cut: bool, seconds: f64) -> anyhow::Result<Row> {
-    let (tap, negotiated) = vnet::open_with("tap4", &TapOptions { blocking: true, ..*options })?;
+    let (tap, negotiated) = options.blocking(true).open("tap4")?;
     let hdr = negotiated.vnet_hdr_len;
     let stop = Arc::new(AtomicBool::new(false));
     let sender = {
@@ -222,7 +223,7 @@ fn rx(options: &TapOptions, cut: bool, seconds: f64) -> anyhow::Result<Row> {
 
 /// us -> kernel.
 fn tx(options: &TapOptions, seconds: f64) -> anyhow::Result<Row> {
-    let (tap, negotiated) = vnet::open_with("tap4", &TapOptions { blocking: true, ..*options })?;
+    let (tap, negotiated) = options.blocking(true).open("tap4")?;
     let hdr = negotiated.vnet_hdr_len;
     let socket = UdpSocket::bind("172.16.1.1:9001")?;
     setsockopt(&socket, sockopt::RcvBufForce, &(64 << 20))?;
@@ -290,7 +291,7 @@ fn run(seconds: f64, prefix: &str) -> anyhow::Result<()> {
     let _netns = lab(prefix)?;
     let plain = TapOptions::default();
     let offloading = TapOptions::offloading();
-    let (_, negotiated) = vnet::open_with("tap4", &offloading)?;
+    let (_, negotiated) = offloading.open("tap4")?;
     println!("kernel {}", std::fs::read_to_string("/proc/sys/kernel/osrelease")?.trim());
     println!("{negotiated}");
     println!(
@@ -637,8 +638,7 @@ fn udp_payload(frame: &[u8]) -> u64 {
 /// hands back every read that completed and re-queues as many.
 fn rx_uring(seconds: f64) -> anyhow::Result<Row> {
     const BATCH: usize = 32;
-    let (tap, _) =
-        vnet::open_with("tap4", &TapOptions { blocking: true, ..TapOptions::default() })?;
+    let (tap, _) = Tap::options().blocking(true).open("tap4")?;
     let stop = Arc::new(AtomicBool::new(false));
     let sender = spawn_sender(&stop, vec![0]);
     let mut ring = Ring::new(BATCH as u32)?;
@@ -687,8 +687,7 @@ fn rx_uring(seconds: f64) -> anyhow::Result<Row> {
 /// `io_uring_enter`, which returns when all of them are written.
 fn tx_uring(seconds: f64) -> anyhow::Result<Row> {
     const BATCH: usize = 32;
-    let (tap, _) =
-        vnet::open_with("tap4", &TapOptions { blocking: true, ..TapOptions::default() })?;
+    let (tap, _) = Tap::options().blocking(true).open("tap4")?;
     let socket = UdpSocket::bind("172.16.1.1:9001")?;
     setsockopt(&socket, sockopt::RcvBufForce, &(64 << 20))?;
     socket.set_read_timeout(Some(Duration::from_millis(200)))?;
@@ -766,7 +765,7 @@ fn tx_uring(seconds: f64) -> anyhow::Result<Row> {
 /// kernel -> us on a plain multi-queue tap4: 8 flows (two sender threads of four sockets
 /// each), read by one thread per queue.
 fn rx_queues(queues: usize, seconds: f64) -> anyhow::Result<Row> {
-    let (taps, _) = vnet::open_queues("tap4", &TapOptions::default(), queues)?;
+    let (taps, _) = vnet::open_queues("tap4", &Tap::options(), queues)?;
     let stop = Arc::new(AtomicBool::new(false));
     let senders = [
         spawn_sender(&stop, (41000..41004).collect()),

@@ -1,6 +1,6 @@
 //! A DHCP server (RFC 2131, options from RFC 2132) for the hosts on our link: chapter 10.
 //!
-//! Unlike [`crate::respond`], which answers every frame from the frame alone, a DHCP
+//! Unlike [`crate::respond`](mod@crate::respond), which answers every frame from the frame alone, a DHCP
 //! server remembers: which address it offered to which client, and until when a client
 //! holds its lease. That state lives in [`Dhcp`], and [`Dhcp::handle`] is the one way
 //! in: a frame and the time in, a reply frame (or the reason for silence) out. Still no
@@ -35,11 +35,11 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use crate::respond::{Drop, Host, Idents, REPLY_TTL, Reply};
+use crate::respond::{DropReason, Host, Idents, REPLY_TTL, Reply, start_frame};
 use crate::wire::dhcp::{
     self, BOOTREPLY, DhcpPacket, DhcpRequest, HTYPE_ETHERNET, MessageType, OptionsWriter, option,
 };
-use crate::wire::ethernet::{self, EtherType, EthernetFrame, MacAddr};
+use crate::wire::ethernet::{self, EtherType, EthernetFrame, EthernetRepr, MacAddr};
 use crate::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 use crate::wire::udp::{self, UdpPacket, UdpRepr};
 use crate::wire::{self};
@@ -156,7 +156,7 @@ impl Dhcp {
     }
 
     /// Looks at one frame read from the TAP. `None` if it is not for a DHCP server (not
-    /// IPv4, not UDP to port 67): the caller passes it on to [`crate::respond`]. Otherwise
+    /// IPv4, not UDP to port 67): the caller passes it on to [`crate::respond()`]. Otherwise
     /// what was done (and the reply written into `out`), or why nothing was.
     pub fn handle(
         &mut self,
@@ -164,7 +164,7 @@ impl Dhcp {
         idents: &mut Idents,
         frame: &[u8],
         out: &mut [u8],
-    ) -> Option<Result<Handled, Drop>> {
+    ) -> Option<Result<Handled, DropReason>> {
         let eth = EthernetFrame::new_checked(frame).ok()?;
         if eth.ethertype() != EtherType::Ipv4 {
             return None;
@@ -189,46 +189,46 @@ impl Dhcp {
         eth: &EthernetFrame<&[u8]>,
         ip: &Ipv4Packet<&[u8]>,
         out: &mut [u8],
-    ) -> Result<Handled, Drop> {
+    ) -> Result<Handled, DropReason> {
         let us = self.config.server;
         if eth.src_addr().is_multicast() {
-            return Err(Drop::BadSourceMac);
+            return Err(DropReason::BadSourceMac);
         }
         if !(eth.dst_addr().is_broadcast() || eth.dst_addr() == us.mac) {
-            return Err(Drop::NotOurMac);
+            return Err(DropReason::NotOurMac);
         }
         if !ip.verify_checksum() {
-            return Err(Drop::Ipv4BadChecksum);
+            return Err(DropReason::Ipv4BadChecksum);
         }
         if ip.is_fragment() {
-            return Err(Drop::Ipv4Fragment);
+            return Err(DropReason::Ipv4Fragment);
         }
         if !(ip.dst_addr().is_broadcast() || ip.dst_addr() == us.ip) {
-            return Err(Drop::Ipv4NotForUs);
+            return Err(DropReason::Ipv4NotForUs);
         }
         let src = ip.src_addr();
         if !(src.is_unspecified() || self.config.on_our_subnet(src)) || src == us.ip {
-            return Err(Drop::Ipv4BadSource);
+            return Err(DropReason::Ipv4BadSource);
         }
         let datagram = UdpPacket::new_checked(ip.payload()).map_err(|err| match err {
-            wire::Error::Truncated => Drop::Truncated,
-            _ => Drop::UdpMalformed,
+            wire::Error::Truncated => DropReason::Truncated,
+            _ => DropReason::UdpMalformed,
         })?;
         if !datagram.verify_checksum(src, ip.dst_addr()) {
-            return Err(Drop::UdpBadChecksum);
+            return Err(DropReason::UdpBadChecksum);
         }
         let request = DhcpPacket::new_checked(datagram.payload())
             .and_then(|packet| DhcpRequest::parse(&packet))
-            .map_err(|_| Drop::DhcpMalformed)?;
+            .map_err(|_| DropReason::DhcpMalformed)?;
         if !request.giaddr.is_unspecified() {
-            return Err(Drop::DhcpRelayed);
+            return Err(DropReason::DhcpRelayed);
         }
         if datagram.src_port() != dhcp::CLIENT_PORT {
-            return Err(Drop::DhcpMalformed);
+            return Err(DropReason::DhcpMalformed);
         }
         let mac = request.client_mac;
         if !mac.is_unicast() || mac == DECLINED || mac != eth.src_addr() {
-            return Err(Drop::DhcpBadClient);
+            return Err(DropReason::DhcpBadClient);
         }
         self.expire(now);
         let (event, lease) = self.decide(now, &request)?;
@@ -262,7 +262,11 @@ impl Dhcp {
 
     // ANCHOR: decide
     /// RFC 2131 section 4.3: what to do with each message type, and the lease it is about.
-    fn decide(&mut self, now: Instant, request: &DhcpRequest) -> Result<(Event, Duration), Drop> {
+    fn decide(
+        &mut self,
+        now: Instant,
+        request: &DhcpRequest,
+    ) -> Result<(Event, Duration), DropReason> {
         let (us, mac) = (self.config.server.ip, request.client_mac);
         let lease = self.lease_for(request);
         match request.message_type {
@@ -275,7 +279,7 @@ impl Dhcp {
                         .requested_ip
                         .filter(|ip| self.free(*ip))
                         .or_else(|| self.first_free())
-                        .ok_or(Drop::DhcpPoolExhausted)?,
+                        .ok_or(DropReason::DhcpPoolExhausted)?,
                 };
                 if !self.lease_of(mac).is_some_and(|held| held.bound) {
                     self.put(Lease {
@@ -293,10 +297,10 @@ impl Dhcp {
                     // SELECTING: the client chose another server's offer, ours is free.
                     (Some(server), _) if server != us => {
                         self.leases.retain(|l| l.mac != mac || l.bound);
-                        return Err(Drop::DhcpNotForUs);
+                        return Err(DropReason::DhcpNotForUs);
                     }
                     (Some(_), Some(ip)) => ip,
-                    (Some(_), None) => return Err(Drop::DhcpMalformed),
+                    (Some(_), None) => return Err(DropReason::DhcpMalformed),
                     // INIT-REBOOT: an address on another network gets a NAK (4.3.2).
                     (None, Some(ip)) if !self.config.on_our_subnet(ip) => {
                         return Ok((Event::Naked, lease));
@@ -304,7 +308,7 @@ impl Dhcp {
                     (None, Some(ip)) => ip,
                     // RENEWING or REBINDING: the client's address is in ciaddr.
                     (None, None) if !request.ciaddr.is_unspecified() => request.ciaddr,
-                    (None, None) => return Err(Drop::DhcpMalformed),
+                    (None, None) => return Err(DropReason::DhcpMalformed),
                 };
                 match held {
                     Some(ip) if ip == asked => {
@@ -315,34 +319,34 @@ impl Dhcp {
                     Some(_) => Ok((Event::Naked, lease)),
                     None if request.server_id.is_some() => Ok((Event::Naked, lease)),
                     // 4.3.2: no record of this client, so another server may have one.
-                    None => Err(Drop::DhcpNotForUs),
+                    None => Err(DropReason::DhcpNotForUs),
                 }
             }
             // 4.3.4: the client gives its address back; no reply.
             MessageType::Release => {
                 if request.server_id.is_some_and(|server| server != us) {
-                    return Err(Drop::DhcpNotForUs);
+                    return Err(DropReason::DhcpNotForUs);
                 }
                 let ip = request.ciaddr;
                 let before = self.leases.len();
                 self.leases.retain(|l| !(l.mac == mac && l.ip == ip));
                 if self.leases.len() == before {
-                    return Err(Drop::DhcpNotForUs);
+                    return Err(DropReason::DhcpNotForUs);
                 }
                 Ok((Event::Released(ip), lease))
             }
             // 4.3.3: the client found the address in use: nobody gets it for a while.
             MessageType::Decline => {
-                let ip = request.requested_ip.ok_or(Drop::DhcpMalformed)?;
+                let ip = request.requested_ip.ok_or(DropReason::DhcpMalformed)?;
                 if request.server_id != Some(us) || self.lease_of(mac).map(|l| l.ip) != Some(ip) {
-                    return Err(Drop::DhcpNotForUs);
+                    return Err(DropReason::DhcpNotForUs);
                 }
                 self.leases.retain(|l| l.mac != mac);
                 let expires = now + self.config.lease_time;
                 self.leases.push(Lease { mac: DECLINED, ip, bound: false, expires });
                 Ok((Event::Declined(ip), lease))
             }
-            _ => Err(Drop::DhcpNotForUs),
+            _ => Err(DropReason::DhcpNotForUs),
         }
     }
     // ANCHOR_END: decide
@@ -376,7 +380,7 @@ impl Dhcp {
         event: Event,
         lease: Duration,
         out: &mut [u8],
-    ) -> Result<Reply, Drop> {
+    ) -> Result<Reply, DropReason> {
         let us = self.config.server;
         let (kind, yiaddr) = match event {
             Event::Offered(ip) => (MessageType::Offer, ip),
@@ -396,8 +400,8 @@ impl Dhcp {
         let mut options = [0u8; 64];
         let mut writer = OptionsWriter::new(&mut options);
         let secs = u32::try_from(lease.as_secs()).unwrap_or(u32::MAX);
-        writer.put(option::MESSAGE_TYPE, &[kind.into()]).map_err(|_| Drop::NoRoom)?;
-        writer.put(option::SERVER_ID, &us.ip.octets()).map_err(|_| Drop::NoRoom)?;
+        writer.put(option::MESSAGE_TYPE, &[kind.into()]).map_err(|_| DropReason::NoRoom)?;
+        writer.put(option::SERVER_ID, &us.ip.octets()).map_err(|_| DropReason::NoRoom)?;
         if kind != MessageType::Nak {
             for (code, value) in [
                 (option::LEASE_TIME, secs.to_be_bytes()),
@@ -407,19 +411,17 @@ impl Dhcp {
                 (option::SUBNET_MASK, self.config.subnet_mask.octets()),
                 (option::ROUTER, self.config.router.octets()),
             ] {
-                writer.put(code, &value).map_err(|_| Drop::NoRoom)?;
+                writer.put(code, &value).map_err(|_| DropReason::NoRoom)?;
             }
         }
-        let options_len = writer.finish().map_err(|_| Drop::NoRoom)?;
+        let options_len = writer.finish().map_err(|_| DropReason::NoRoom)?;
         let message_len = (dhcp::HEADER_LEN + options_len).max(dhcp::MIN_MESSAGE_LEN);
         let udp_len = udp::HEADER_LEN + message_len;
         let len = ethernet::HEADER_LEN + Ipv4Repr::HEADER_LEN + udp_len;
 
-        let out = out.get_mut(..len).ok_or(Drop::NoRoom)?;
-        let mut frame = EthernetFrame::new_unchecked(out);
-        frame.set_dst_addr(dst_mac);
-        frame.set_src_addr(us.mac);
-        frame.set_ethertype(EtherType::Ipv4);
+        let header =
+            EthernetRepr { dst_addr: dst_mac, src_addr: us.mac, ethertype: EtherType::Ipv4 };
+        let mut frame = start_frame(out, len, header)?;
         let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
         Ipv4Repr {
             src_addr: us.ip,
@@ -432,7 +434,7 @@ impl Dhcp {
             payload_len: udp_len,
         }
         .emit(&mut packet)
-        .map_err(|_| Drop::NoRoom)?;
+        .map_err(|_| DropReason::NoRoom)?;
         let mut datagram = UdpPacket::new_unchecked(packet.payload_mut());
         UdpRepr {
             src_port: dhcp::SERVER_PORT,
@@ -440,7 +442,7 @@ impl Dhcp {
             payload_len: message_len,
         }
         .emit(&mut datagram)
-        .map_err(|_| Drop::NoRoom)?;
+        .map_err(|_| DropReason::NoRoom)?;
         let mut message = DhcpPacket::new_unchecked(datagram.payload_mut());
         message.clear_header();
         message.set_op(BOOTREPLY);
@@ -455,8 +457,8 @@ impl Dhcp {
         message.set_client_mac(request.client_mac);
         let written = message.options_mut();
         written.fill(0); // Pad options up to BOOTP's 300 bytes
-        let options = options.get(..options_len).ok_or(Drop::NoRoom)?;
-        written.get_mut(..options_len).ok_or(Drop::NoRoom)?.copy_from_slice(options);
+        let options = options.get(..options_len).ok_or(DropReason::NoRoom)?;
+        written.get_mut(..options_len).ok_or(DropReason::NoRoom)?.copy_from_slice(options);
         datagram.fill_checksum(us.ip, dst_ip);
         Ok(Reply::Dhcp(len))
     }

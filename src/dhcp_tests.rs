@@ -30,7 +30,7 @@ impl Lab {
         Lab { dhcp: Dhcp::new(DhcpConfig::lab(US)), start, now: start, idents: Idents::new(5) }
     }
 
-    fn send(&mut self, frame: &[u8]) -> Result<(Event, Option<Vec<u8>>), Drop> {
+    fn send(&mut self, frame: &[u8]) -> Result<(Event, Option<Vec<u8>>), DropReason> {
         let mut out = vec![0xa5u8; 1514];
         let handled = self
             .dhcp
@@ -216,7 +216,10 @@ fn init_reboot_on_another_subnet_gets_a_nak_and_without_record_silence() {
     };
     let mut lab = Lab::new();
     assert_eq!(lab.send(&with_options(&request, &elsewhere)).unwrap().0, Event::Naked);
-    assert_eq!(lab.send(&with_options(&request, &without_server_id)), Err(Drop::DhcpNotForUs));
+    assert_eq!(
+        lab.send(&with_options(&request, &without_server_id)),
+        Err(DropReason::DhcpNotForUs)
+    );
     // With a record of the client (a lease), INIT-REBOOT for its address is ACKed.
     lab.send(&fixture!("dhcp_exchange_discover")).unwrap();
     lab.send(&request).unwrap();
@@ -231,7 +234,7 @@ fn a_request_for_another_server_frees_our_offer() {
     let request = fixture!("dhcp_request_selecting");
     let mut options = options_of(&request[42..]);
     options[11..15].copy_from_slice(&[172, 16, 1, 3]);
-    assert_eq!(lab.send(&with_options(&request, &options)), Err(Drop::DhcpNotForUs));
+    assert_eq!(lab.send(&with_options(&request, &options)), Err(DropReason::DhcpNotForUs));
     assert!(lab.dhcp.leases().is_empty());
 }
 
@@ -276,7 +279,7 @@ fn the_pool_runs_out() {
         frame[6..12].copy_from_slice(&mac);
         assert_eq!(lab.send(&frame).unwrap().0, Event::Offered(Ipv4Addr::new(172, 16, 1, 100 + i)));
     }
-    assert_eq!(lab.send(&discover), Err(Drop::DhcpPoolExhausted));
+    assert_eq!(lab.send(&discover), Err(DropReason::DhcpPoolExhausted));
     assert_eq!(lab.dhcp.leases().len(), 100);
 }
 
@@ -285,15 +288,15 @@ fn hostile_messages_are_dropped_with_a_reason() {
     let discover = fixture!("dhcp_exchange_discover");
     let options = options_of(&discover[42..]);
     let mut lab = Lab::new();
-    let cases: Vec<(&str, Vec<u8>, Drop)> = vec![
-        ("wrong magic cookie", with_dhcp(&discover, |m| m[236] = 0x64), Drop::DhcpMalformed),
+    let cases: Vec<(&str, Vec<u8>, DropReason)> = vec![
+        ("wrong magic cookie", with_dhcp(&discover, |m| m[236] = 0x64), DropReason::DhcpMalformed),
         (
             "no End option",
             with_dhcp(&discover, |m| {
                 m.truncate(240);
                 m.extend_from_slice(&options);
             }),
-            Drop::DhcpMalformed,
+            DropReason::DhcpMalformed,
         ),
         (
             "an option past the end",
@@ -301,35 +304,51 @@ fn hostile_messages_are_dropped_with_a_reason() {
                 m.truncate(240);
                 m.extend_from_slice(&[53, 1, 1, 12, 9, b'x']);
             }),
-            Drop::DhcpMalformed,
+            DropReason::DhcpMalformed,
         ),
         (
             "option overload",
             with_options(&discover, &[&options[..], &[52, 1, 3]].concat()),
-            Drop::DhcpMalformed,
+            DropReason::DhcpMalformed,
         ),
         (
             "requested IP of 3 bytes",
             with_options(&discover, &[&options[..], &[50, 3, 1, 2, 3]].concat()),
-            Drop::DhcpMalformed,
+            DropReason::DhcpMalformed,
         ),
-        ("message type of 2 bytes", with_options(&discover, &[53, 2, 1, 1]), Drop::DhcpMalformed),
-        ("no message type (BOOTP)", with_options(&discover, &[]), Drop::DhcpMalformed),
-        ("fixed part cut short", with_dhcp(&discover, |m| m.truncate(200)), Drop::DhcpMalformed),
-        ("a BOOTREPLY to the server", with_dhcp(&discover, |m| m[0] = 2), Drop::DhcpMalformed),
+        (
+            "message type of 2 bytes",
+            with_options(&discover, &[53, 2, 1, 1]),
+            DropReason::DhcpMalformed,
+        ),
+        ("no message type (BOOTP)", with_options(&discover, &[]), DropReason::DhcpMalformed),
+        (
+            "fixed part cut short",
+            with_dhcp(&discover, |m| m.truncate(200)),
+            DropReason::DhcpMalformed,
+        ),
+        (
+            "a BOOTREPLY to the server",
+            with_dhcp(&discover, |m| m[0] = 2),
+            DropReason::DhcpMalformed,
+        ),
         (
             "through a relay",
             with_dhcp(&discover, |m| m[24..28].copy_from_slice(&[10, 0, 0, 1])),
-            Drop::DhcpRelayed,
+            DropReason::DhcpRelayed,
         ),
         (
             "chaddr not the frame's source",
             with_dhcp(&discover, |m| m[33] ^= 1),
-            Drop::DhcpBadClient,
+            DropReason::DhcpBadClient,
         ),
-        ("chaddr multicast", with_dhcp(&discover, |m| m[28] = 1), Drop::DhcpBadClient),
-        ("an OFFER sent to the server", with_options(&discover, &[53, 1, 2]), Drop::DhcpNotForUs),
-        ("an INFORM", with_options(&discover, &[53, 1, 8]), Drop::DhcpNotForUs),
+        ("chaddr multicast", with_dhcp(&discover, |m| m[28] = 1), DropReason::DhcpBadClient),
+        (
+            "an OFFER sent to the server",
+            with_options(&discover, &[53, 1, 2]),
+            DropReason::DhcpNotForUs,
+        ),
+        ("an INFORM", with_options(&discover, &[53, 1, 8]), DropReason::DhcpNotForUs),
         (
             "bad UDP checksum",
             {
@@ -337,7 +356,7 @@ fn hostile_messages_are_dropped_with_a_reason() {
                 f[300] ^= 1;
                 f
             },
-            Drop::UdpBadChecksum,
+            DropReason::UdpBadChecksum,
         ),
         (
             "bad IPv4 checksum",
@@ -346,7 +365,7 @@ fn hostile_messages_are_dropped_with_a_reason() {
                 f[24] ^= 1;
                 f
             },
-            Drop::Ipv4BadChecksum,
+            DropReason::Ipv4BadChecksum,
         ),
         (
             "from a group MAC",
@@ -355,7 +374,7 @@ fn hostile_messages_are_dropped_with_a_reason() {
                 f[6] |= 1;
                 f
             },
-            Drop::BadSourceMac,
+            DropReason::BadSourceMac,
         ),
         (
             "to another host's MAC",
@@ -364,10 +383,10 @@ fn hostile_messages_are_dropped_with_a_reason() {
                 f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 9]);
                 f
             },
-            Drop::NotOurMac,
+            DropReason::NotOurMac,
         ),
-        ("a RELEASE of nothing", fixture!("dhcp_release"), Drop::DhcpNotForUs),
-        ("a RENEW without a lease", fixture!("dhcp_request_renewing"), Drop::DhcpNotForUs),
+        ("a RELEASE of nothing", fixture!("dhcp_release"), DropReason::DhcpNotForUs),
+        ("a RENEW without a lease", fixture!("dhcp_request_renewing"), DropReason::DhcpNotForUs),
     ];
     for (what, frame, reason) in cases {
         assert_eq!(lab.send(&frame), Err(reason), "{what}");
@@ -390,17 +409,17 @@ fn from_the_wrong_addresses_or_ports_is_dropped() {
     let mut lab = Lab::new();
     assert_eq!(
         lab.send(&ip(|h| h[12..16].copy_from_slice(&[10, 0, 0, 7]))),
-        Err(Drop::Ipv4BadSource)
+        Err(DropReason::Ipv4BadSource)
     );
     assert_eq!(
         lab.send(&ip(|h| h[16..20].copy_from_slice(&[172, 16, 1, 255]))),
-        Err(Drop::Ipv4NotForUs)
+        Err(DropReason::Ipv4NotForUs)
     );
-    assert_eq!(lab.send(&ip(|h| h[6] = 0x20)), Err(Drop::Ipv4Fragment));
+    assert_eq!(lab.send(&ip(|h| h[6] = 0x20)), Err(DropReason::Ipv4Fragment));
     let mut from_67 = discover.clone();
     from_67[34..36].copy_from_slice(&67u16.to_be_bytes());
     from_67[40..42].copy_from_slice(&[0, 0]);
-    assert_eq!(lab.send(&from_67), Err(Drop::DhcpMalformed));
+    assert_eq!(lab.send(&from_67), Err(DropReason::DhcpMalformed));
 }
 
 #[test]
@@ -438,7 +457,7 @@ fn a_small_output_buffer_is_reported_not_a_panic() {
     let frame = fixture!("dhcp_exchange_discover");
     assert_eq!(
         dhcp.handle(Instant::now(), &mut Idents::new(1), &frame, &mut out),
-        Some(Err(Drop::NoRoom))
+        Some(Err(DropReason::NoRoom))
     );
 }
 

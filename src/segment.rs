@@ -335,10 +335,12 @@ pub fn build_udp_superframe(
     };
     let (header, frame) = out.split_at_mut(hdr_size);
     repr.emit(&mut VirtioNetHeader::new_unchecked(header));
-    let mut eth = ethernet::EthernetFrame::new_unchecked(&mut *frame);
-    eth.set_dst_addr(flow.dst_mac);
-    eth.set_src_addr(flow.src_mac);
-    eth.set_ethertype(EtherType::Ipv4);
+    ethernet::EthernetRepr {
+        dst_addr: flow.dst_mac,
+        src_addr: flow.src_mac,
+        ethertype: EtherType::Ipv4,
+    }
+    .emit(&mut ethernet::EthernetFrame::new_unchecked(&mut *frame))?;
     let mut ip =
         Ipv4Packet::new_unchecked(frame.get_mut(ethernet::HEADER_LEN..).ok_or(Error::Truncated)?);
     ip.set_version_and_header_len(ipv4::MIN_HEADER_LEN);

@@ -17,6 +17,7 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signa
 use nix::sys::signal::{pthread_sigmask, sigaction};
 
 static STOP: AtomicBool = AtomicBool::new(false);
+static REPORT: AtomicBool = AtomicBool::new(false);
 
 /// Ctrl-C, `kill` (and `systemctl stop`), and the terminal or ssh session going away.
 const STOP_SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
@@ -24,6 +25,10 @@ const STOP_SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGH
 extern "C" fn request_stop(_signal: libc::c_int) {
     // Only async-signal-safe work in a handler: an atomic store is.
     STOP.store(true, Ordering::SeqCst);
+}
+
+extern "C" fn request_report(_signal: libc::c_int) {
+    REPORT.store(true, Ordering::SeqCst);
 }
 
 fn stop_signals() -> SigSet {
@@ -94,3 +99,49 @@ fn wait_until_ready(fd: BorrowedFd<'_>, events: PollFlags) -> nix::Result<()> {
     result
 }
 // ANCHOR_END: wait_readable
+
+// ANCHOR: report_signal
+/// Makes SIGUSR1 a request for a report (chapter 12: the switch prints its table), with
+/// the same care as the stop signals: the handler sets a flag, and [`wait_any`] sleeps
+/// with SIGUSR1 unblocked only inside `ppoll`.
+///
+/// Also ignores SIGPIPE, which [`stop_on_signals`] gave its default action: a program
+/// that writes to sockets (a QEMU that went away) must get EPIPE, not be killed.
+pub fn report_on_sigusr1() -> nix::Result<()> {
+    let action =
+        SigAction::new(SigHandler::Handler(request_report), SaFlags::empty(), SigSet::empty());
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe { sigaction(Signal::SIGUSR1, &action) }?;
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGUSR1);
+    pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None)?;
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // SAFETY: ignoring a signal installs no code of ours.
+    unsafe { sigaction(Signal::SIGPIPE, &ignore) }?;
+    Ok(())
+}
+
+/// Whether SIGUSR1 arrived since the last call (the request is taken).
+pub fn take_report_request() -> bool {
+    REPORT.swap(false, Ordering::SeqCst)
+}
+
+/// Sleeps until one of `fds` is ready, or a stop signal or SIGUSR1 arrives (then
+/// every `revents` is empty). Returns at once if a stop or a report is already due.
+pub fn wait_any(fds: &mut [PollFd<'_>]) -> nix::Result<()> {
+    let mut blocked = stop_signals();
+    blocked.add(Signal::SIGUSR1);
+    let mut previous = SigSet::empty();
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&blocked), Some(&mut previous))?;
+    let result = if stop_requested() || REPORT.load(Ordering::SeqCst) {
+        Ok(())
+    } else {
+        match ppoll(fds, None, Some(previous)) {
+            Ok(_) | Err(Errno::EINTR) => Ok(()),
+            Err(errno) => Err(errno),
+        }
+    };
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None)?;
+    result
+}
+// ANCHOR_END: report_signal

@@ -21,6 +21,27 @@ use crate::signals;
 /// The clone device: opening it hands out a fresh, unattached TUN/TAP file descriptor.
 pub const CLONE_DEVICE: &str = "/dev/net/tun";
 
+/// The kernel's names for the `IFF_*` bits (`include/uapi/linux/if_tun.h`), as
+/// `ip -d link` prints some of them: what `TUNGETFEATURES` offers and what
+/// `/sys/class/net/NAME/tun_flags` shows.
+pub const IFF_NAMES: [(u32, &str); 10] = [
+    (0x0001, "tun"),
+    (0x0002, "tap"),
+    (0x0010, "napi"),
+    (0x0020, "napi_frags"),
+    (0x0040, "no_carrier"),
+    (0x0100, "multi_queue"),
+    (0x0800, "persist"),
+    (0x1000, "no_pi"),
+    (0x2000, "one_queue"),
+    (0x4000, "vnet_hdr"),
+];
+
+/// The names of the `IFF_*` bits set in `flags`, in the kernel's order.
+pub fn iff_names(flags: u32) -> Vec<&'static str> {
+    IFF_NAMES.iter().filter(|(bit, _)| flags & bit != 0).map(|(_, name)| *name).collect()
+}
+
 /// The largest MTU the kernel lets a TAP have: `ip -d link show tap4` says `maxmtu 65521`,
 /// which is 65535 less the 14-byte Ethernet header.
 pub const MAX_MTU: usize = 65521;
@@ -47,6 +68,22 @@ nix::ioctl_readwrite_bad!(
     libc::ifreq
 );
 // ANCHOR_END: ioctl
+
+// ANCHOR: tungetfeatures
+// `TUNGETFEATURES` is `_IOR('T', 207, unsigned int)`: the kernel writes the `IFF_*` flags
+// its TUN driver knows into one unsigned int. It works on a descriptor not yet attached.
+nix::ioctl_read_bad!(
+    tungetfeatures,
+    nix::request_code_read!(b'T', 207, std::mem::size_of::<libc::c_uint>()),
+    libc::c_uint
+);
+// ANCHOR_END: tungetfeatures
+
+/// `IFF_*` flags of `TUNSETIFF` and `TUNGETFEATURES` (<linux/if_tun.h>).
+pub const IFF_TAP: u32 = 0x0002;
+pub const IFF_MULTI_QUEUE: u32 = 0x0100;
+pub const IFF_NO_PI: u32 = 0x1000;
+pub const IFF_VNET_HDR: u32 = 0x4000;
 
 /// The longest interface name: `IFNAMSIZ` (16) less the terminating NUL.
 pub const MAX_NAME_LEN: usize = libc::IFNAMSIZ - 1;
@@ -88,8 +125,6 @@ pub enum TapError {
         name: String,
         errno: Errno,
     },
-    /// Writing the program's own output (the terminal, a log or pcap file) failed.
-    Output(io::Error),
 }
 
 // ANCHOR: tap_error_display
@@ -145,7 +180,6 @@ impl fmt::Display for TapError {
             TapError::Io { what, name, errno } => {
                 write!(f, "{what} {name} failed: {} ({errno})", errno.desc())
             }
-            TapError::Output(err) => write!(f, "writing our output failed: {err}"),
         }
     }
 }
@@ -216,32 +250,27 @@ impl Tap {
         let place = Place::here(name);
         let existed = interface_exists(name);
         let fd = diagnose::open_clone_device()?;
-
-        // SAFETY: ifreq is a plain C struct (a byte array and a union of integers and
-        // byte arrays), for which all zeroes is a valid value.
-        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
-            *dst = src as libc::c_char;
-        }
         // IFF_TAP: Ethernet frames, not bare IP packets (that would be IFF_TUN).
         // IFF_NO_PI: no 4-byte "packet information" header before each frame.
-        ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
-
-        // SAFETY: fd is an open descriptor of the clone device and ifr a complete,
-        // initialised struct ifreq that outlives the call; the kernel reads and writes
-        // exactly sizeof(struct ifreq) bytes of it.
-        unsafe { tunsetiff(fd.as_raw_fd(), &mut ifr) }
-            .map_err(|errno| diagnose::tunsetiff_error(errno, &fd, &place))?;
-
-        // The kernel wrote back the name it used (it would fill in a "tap%d" pattern).
-        // SAFETY: the kernel always NUL-terminates ifr_name within its 16 bytes.
-        let got = unsafe { CStr::from_ptr(ifr.ifr_name.as_ptr()) };
-        let got = got.to_string_lossy().into_owned();
+        let got = attach(&fd, &place, IFF_TAP | IFF_NO_PI)?;
         let tap = Tap::from_attached(fd, Place { name: got, ..place }, !existed);
         tap.set_nonblocking()?;
         Ok(tap)
     }
     // ANCHOR_END: open
+
+    /// The options of chapter 9 and of the book's examples, from chapter 1's defaults:
+    /// `Tap::options().packet_info(true).open("tap4")`, for example. See
+    /// [`TapOptions`](crate::vnet::TapOptions).
+    pub fn options() -> crate::vnet::TapOptions {
+        crate::vnet::TapOptions::default()
+    }
+
+    /// `TUNGETFEATURES`: the `IFF_*` flags this kernel's TUN driver supports, asked on a
+    /// descriptor of the clone device that is attached to nothing.
+    pub fn features() -> Result<u32, TapError> {
+        features_of(&diagnose::open_clone_device()?)
+    }
 
     /// Reads never block inside `read(2)`: when no frame is waiting we sleep in `ppoll`,
     /// which is where a Ctrl-C can interrupt us without a race (see [`signals`]).
@@ -282,17 +311,18 @@ impl Tap {
     /// signal (Ctrl-C, SIGTERM) has arrived. `buf` should be [`FRAME_BUFFER_LEN`] long:
     /// the kernel silently cuts a frame that does not fit. Interrupted reads are retried.
     pub fn read_frame(&self, buf: &mut [u8]) -> Result<Option<usize>, TapError> {
-        self.read_frame_or_idle(buf, || Ok(()))
+        self.read_frame_or_idle(buf, || Ok::<(), TapError>(()))
     }
 
     /// Like [`Tap::read_frame`], but when no frame is waiting, calls `idle` before going
     /// to sleep: the place to flush buffered output, so that a busy program writes in
-    /// large blocks and an idle one shows everything at once.
-    pub fn read_frame_or_idle(
+    /// large blocks and an idle one shows everything at once. An error of `idle` (the
+    /// output's, an `io::Error`) comes back as it is, and ours in the same type.
+    pub fn read_frame_or_idle<E: From<TapError>>(
         &self,
         buf: &mut [u8],
-        mut idle: impl FnMut() -> io::Result<()>,
-    ) -> Result<Option<usize>, TapError> {
+        mut idle: impl FnMut() -> Result<(), E>,
+    ) -> Result<Option<usize>, E> {
         loop {
             if signals::stop_requested() {
                 return Ok(None);
@@ -300,16 +330,30 @@ impl Tap {
             match nix::unistd::read(&self.fd, buf) {
                 Ok(len) => return Ok(Some(len)),
                 Err(Errno::EAGAIN) => {
-                    idle().map_err(TapError::Output)?;
+                    idle()?;
                     signals::wait_readable(self.fd.as_fd())
                         .map_err(|errno| self.io_error("waiting on", errno))?;
                 }
+                Err(Errno::EINTR) => continue,
+                Err(errno) => return Err(self.io_error("reading from", errno).into()),
+            }
+        }
+    }
+    // ANCHOR_END: read_frame
+
+    /// Reads one frame if one is waiting, `None` if not: for a program that waits on
+    /// several descriptors at once (chapter 11's relay, chapter 12's switch) in its own
+    /// `ppoll`.
+    pub fn try_read_frame(&self, buf: &mut [u8]) -> Result<Option<usize>, TapError> {
+        loop {
+            match nix::unistd::read(&self.fd, buf) {
+                Ok(len) => return Ok(Some(len)),
+                Err(Errno::EAGAIN) => return Ok(None),
                 Err(Errno::EINTR) => continue,
                 Err(errno) => return Err(self.io_error("reading from", errno)),
             }
         }
     }
-    // ANCHOR_END: read_frame
 
     // ANCHOR: write_frame
     /// Writes one whole frame: the kernel takes it as if it had arrived on the wire.
@@ -360,6 +404,49 @@ impl Tap {
         }
     }
     // ANCHOR_END: report
+}
+
+// ANCHOR: attach
+/// `TUNSETIFF`: attaches `fd`, a fresh descriptor of the clone device, to the interface
+/// `place` with `flags`, creating the interface if it does not exist. Returns the name
+/// the kernel used (it fills in a `tap%d` pattern).
+pub(crate) fn attach(fd: &OwnedFd, place: &Place, flags: u32) -> Result<String, TapError> {
+    // SAFETY: ifreq is a plain C struct (a byte array and a union of integers and byte
+    // arrays), for which all zeroes is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(place.name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // In C, `ifr.ifr_flags`: a macro for this member of the union.
+    ifr.ifr_ifru.ifru_flags = flags as libc::c_short;
+
+    // SAFETY: fd is an open descriptor of the clone device and ifr a complete,
+    // initialised struct ifreq that outlives the call; the kernel reads and writes
+    // exactly sizeof(struct ifreq) bytes of it.
+    unsafe { tunsetiff(fd.as_raw_fd(), &mut ifr) }
+        .map_err(|errno| diagnose::tunsetiff_error(errno, fd, place))?;
+
+    // The kernel wrote back the name it used.
+    // SAFETY: the kernel always NUL-terminates ifr_name within its 16 bytes.
+    let got = unsafe { CStr::from_ptr(ifr.ifr_name.as_ptr()) };
+    Ok(got.to_string_lossy().into_owned())
+}
+// ANCHOR_END: attach
+
+/// `TUNGETFEATURES` on `fd`, a descriptor of the clone device.
+pub(crate) fn features_of(fd: &OwnedFd) -> Result<u32, TapError> {
+    let mut features: libc::c_uint = 0;
+    // SAFETY: fd is an open descriptor; the kernel writes one unsigned int to `features`.
+    unsafe { tungetfeatures(fd.as_raw_fd(), &mut features) }.map_err(|errno| {
+        // ENOTTY: what we opened is not the clone device (see tap::diagnose).
+        match (errno, diagnose::clone_device(Some(fd))) {
+            (Errno::ENOTTY, Some(problem)) => TapError::CloneDevice(problem),
+            (errno, _) => {
+                TapError::Io { what: "TUNGETFEATURES on", name: CLONE_DEVICE.to_owned(), errno }
+            }
+        }
+    })?;
+    Ok(features)
 }
 
 impl AsFd for Tap {

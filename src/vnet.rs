@@ -12,30 +12,19 @@
 //!    turns on the matching device features (`ethtool -k tap4` shows them) and starts
 //!    handing us partial checksums and superframes.
 
-use std::ffi::CStr;
 use std::fmt;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
-use crate::tap::{Place, Tap, TapError, check_name, diagnose};
+use crate::tap::{Place, Tap, TapError, attach, check_name, diagnose, features_of};
 use crate::wire::virtio_net;
 
 // ANCHOR: ioctls
-// From <linux/if_tun.h>. Like TUNSETIFF, some are declared with an argument type that is
-// not what the kernel really takes, so each is spelled out with its true argument.
-nix::ioctl_readwrite_bad!(
-    tunsetiff,
-    nix::request_code_write!(b'T', 202, std::mem::size_of::<libc::c_int>()),
-    libc::ifreq
-);
-// _IOR('T', 207, unsigned int): the kernel writes the supported IFF_* flags.
-nix::ioctl_read_bad!(
-    tungetfeatures,
-    nix::request_code_read!(b'T', 207, std::mem::size_of::<libc::c_uint>()),
-    libc::c_uint
-);
+// From <linux/if_tun.h> (TUNSETIFF and TUNGETFEATURES are in src/tap.rs). Like
+// TUNSETIFF, some are declared with an argument type that is not what the kernel really
+// takes, so each is spelled out with its true argument.
 // _IOW('T', 208, unsigned int), but the flags are passed *by value*, not by pointer.
 nix::ioctl_write_int_bad!(
     tunsetoffload,
@@ -59,11 +48,7 @@ nix::ioctl_write_ptr_bad!(
 /// to 64 KiB of IPv4 packet behind an Ethernet header (and room for a VLAN tag).
 pub const READ_BUFFER_LEN: usize = virtio_net::HEADER_LEN_MRG_RXBUF + 14 + 4 + 65535;
 
-/// `IFF_*` flags of `TUNSETIFF` and `TUNGETFEATURES` (<linux/if_tun.h>).
-pub const IFF_TAP: u32 = 0x0002;
-pub const IFF_NO_PI: u32 = 0x1000;
-pub const IFF_MULTI_QUEUE: u32 = 0x0100;
-pub const IFF_VNET_HDR: u32 = 0x4000;
+pub use crate::tap::{IFF_MULTI_QUEUE, IFF_NO_PI, IFF_TAP, IFF_VNET_HDR};
 
 // ANCHOR: offloads
 /// `TUN_F_*` flags of `TUNSETOFFLOAD`: what the reader of the TAP can take.
@@ -143,31 +128,34 @@ impl fmt::Display for Offloads {
 // ANCHOR_END: offloads
 
 // ANCHOR: options
-/// How to open a TAP. The default is chapter 1's: no header, one queue, non-blocking
-/// reads, no offloads.
+/// How to open a TAP, built from chapter 1's defaults (no header, one queue, non-blocking
+/// reads, no offloads) by what differs: `Tap::options().vnet_hdr(12).blocking(true)`,
+/// then [`TapOptions::open`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TapOptions {
-    /// `IFF_VNET_HDR`: a virtio-net header before every frame, both ways.
-    pub vnet_hdr: bool,
-    /// `TUNSETVNETHDRSZ`: 10 or 12 bytes.
-    pub vnet_hdr_len: usize,
+    /// `IFF_VNET_HDR` and `TUNSETVNETHDRSZ`: a virtio-net header of this many bytes (10
+    /// or 12) before every frame, both ways; 0 for none.
+    vnet_hdr_len: usize,
     /// `IFF_MULTI_QUEUE`: this descriptor is one queue of several.
-    pub multi_queue: bool,
+    multi_queue: bool,
     /// Whether `read` may block; otherwise the descriptor is `O_NONBLOCK` and waits in
     /// `ppoll`, as in chapter 1.
-    pub blocking: bool,
-    /// `TUNSETOFFLOAD` (needs `vnet_hdr`: without the header there is nowhere to say
-    /// that a checksum is partial).
-    pub offloads: Offloads,
+    blocking: bool,
+    /// No `IFF_NO_PI`: the kernel's 4-byte packet information header before every frame
+    /// (chapter 2 shows what it holds, and why we never want it).
+    packet_info: bool,
+    /// `TUNSETOFFLOAD` (needs the header: without it there is nowhere to say that a
+    /// checksum is partial).
+    offloads: Offloads,
 }
 
 impl Default for TapOptions {
     fn default() -> Self {
         TapOptions {
-            vnet_hdr: false,
-            vnet_hdr_len: virtio_net::HEADER_LEN_MRG_RXBUF,
+            vnet_hdr_len: 0,
             multi_queue: false,
             blocking: false,
+            packet_info: false,
             offloads: Offloads::NONE,
         }
     }
@@ -176,7 +164,34 @@ impl Default for TapOptions {
 impl TapOptions {
     /// What a VMM asks for, limited to what this course's segmenter handles.
     pub fn offloading() -> TapOptions {
-        TapOptions { vnet_hdr: true, offloads: Offloads::SEGMENTABLE, ..TapOptions::default() }
+        TapOptions::default()
+            .vnet_hdr(virtio_net::HEADER_LEN_MRG_RXBUF)
+            .offloads(Offloads::SEGMENTABLE)
+    }
+
+    pub fn vnet_hdr(self, len: usize) -> TapOptions {
+        TapOptions { vnet_hdr_len: len, ..self }
+    }
+
+    pub fn multi_queue(self, on: bool) -> TapOptions {
+        TapOptions { multi_queue: on, ..self }
+    }
+
+    pub fn blocking(self, on: bool) -> TapOptions {
+        TapOptions { blocking: on, ..self }
+    }
+
+    pub fn packet_info(self, on: bool) -> TapOptions {
+        TapOptions { packet_info: on, ..self }
+    }
+
+    pub fn offloads(self, offloads: Offloads) -> TapOptions {
+        TapOptions { offloads, ..self }
+    }
+
+    /// Opens the TAP `name` so: [`open_with`].
+    pub fn open(&self, name: &str) -> Result<(Tap, Negotiated), TapError> {
+        open_with(name, self)
     }
 }
 // ANCHOR_END: options
@@ -222,18 +237,10 @@ pub fn open_with(name: &str, options: &TapOptions) -> Result<(Tap, Negotiated), 
     let existed = crate::tap::interface_exists(name);
     let fd = diagnose::open_clone_device()?;
 
-    let mut features: libc::c_uint = 0;
-    // SAFETY: fd is the clone device; the kernel writes one unsigned int to `features`.
-    unsafe { tungetfeatures(fd.as_raw_fd(), &mut features) }.map_err(|errno| {
-        // ENOTTY: what we opened is not the clone device (see tap::diagnose).
-        match (errno, diagnose::clone_device(Some(&fd))) {
-            (Errno::ENOTTY, Some(problem)) => TapError::CloneDevice(problem),
-            (errno, _) => io("TUNGETFEATURES for")(errno),
-        }
-    })?;
-    let mut flags = IFF_TAP | IFF_NO_PI;
-    for (wanted, flag) in [(options.vnet_hdr, IFF_VNET_HDR), (options.multi_queue, IFF_MULTI_QUEUE)]
-    {
+    let features = features_of(&fd)?;
+    let mut flags = if options.packet_info { IFF_TAP } else { IFF_TAP | IFF_NO_PI };
+    let vnet_hdr = options.vnet_hdr_len > 0;
+    for (wanted, flag) in [(vnet_hdr, IFF_VNET_HDR), (options.multi_queue, IFF_MULTI_QUEUE)] {
         if wanted {
             if features & flag == 0 {
                 return Err(TapError::Io {
@@ -246,21 +253,11 @@ pub fn open_with(name: &str, options: &TapOptions) -> Result<(Tap, Negotiated), 
         }
     }
 
-    // SAFETY: all zeroes is a valid struct ifreq (a byte array and a union of integers).
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
-        *dst = src as libc::c_char;
-    }
-    ifr.ifr_ifru.ifru_flags = flags as libc::c_short;
-    // SAFETY: fd is the clone device and ifr a complete struct ifreq that outlives the call.
     // (EINVAL is also what a persistent TAP made without IFF_MULTI_QUEUE says to a queue.)
-    unsafe { tunsetiff(fd.as_raw_fd(), &mut ifr) }
-        .map_err(|errno| diagnose::tunsetiff_error(errno, &fd, &place))?;
-    // SAFETY: the kernel NUL-terminates ifr_name within its 16 bytes.
-    let attached = unsafe { CStr::from_ptr(ifr.ifr_name.as_ptr()) }.to_string_lossy().into_owned();
+    let attached = attach(&fd, &place, flags)?;
 
     let mut vnet_hdr_len = 0;
-    if options.vnet_hdr {
+    if vnet_hdr {
         let size = libc::c_int::try_from(options.vnet_hdr_len).unwrap_or(libc::c_int::MAX);
         // SAFETY: the kernel reads one int through the pointer, which outlives the call.
         unsafe { tunsetvnethdrsz(fd.as_raw_fd(), &size) }.map_err(io("TUNSETVNETHDRSZ on"))?;
@@ -297,7 +294,7 @@ pub fn open_queues(
     options: &TapOptions,
     queues: usize,
 ) -> Result<(Vec<Tap>, Negotiated), TapError> {
-    let options = TapOptions { multi_queue: true, ..*options };
+    let options = options.multi_queue(true);
     let (first, negotiated) = open_with(name, &options)?;
     let mut taps = vec![first];
     for _ in 1..queues {

@@ -426,6 +426,15 @@ fn after_a_rename_the_programs_use_the_new_name() {
     // lab0, in this namespace, and the fix works.
     let responder = lab.start(BIN_04, &[], NOBODY);
     responder.signal(Signal::SIGSTOP);
+    // kill() returns before the stop takes effect: wait until the process is stopped
+    // (state T in /proc/PID/stat), or on a loaded machine it may still answer after the
+    // interface went down and before it was renamed.
+    let stat = format!("/proc/{}/stat", responder.pid());
+    let stopped = common::wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&stat)
+            .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T')))
+    });
+    assert!(stopped, "04 did not stop");
     let _ = lab.ping(&["-c", "1", "-W", "0.3", RESPONDER_IP]);
     lab.ip(&["link", "set", "tap4", "down"]);
     lab.ip(&["link", "set", "tap4", "name", "lab0"]);

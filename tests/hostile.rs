@@ -26,7 +26,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use common::{Lab, RESPONDER_IP, UNPRIVILEGED_USER, ping_counts};
-use tapbook::respond::{Drop, Timestamp};
+use tapbook::respond::{DropReason, Timestamp};
 
 const BIN_05: &str = env!("CARGO_BIN_EXE_05_full_responder");
 
@@ -214,7 +214,7 @@ fn is_marker_reply(seen: &Seen, seq: u16) -> bool {
 }
 
 /// Frames that must get no reply, each with the reason 05 must count it under.
-fn hostile_frames() -> Vec<(&'static str, Vec<u8>, Drop)> {
+fn hostile_frames() -> Vec<(&'static str, Vec<u8>, DropReason)> {
     let arp = fixture("arp_request_arping");
     let ping = fixture("icmp_echo_request_56");
     let ping0 = fixture("icmp_echo_request_0");
@@ -223,90 +223,118 @@ fn hostile_frames() -> Vec<(&'static str, Vec<u8>, Drop)> {
     let qinq =
         [&ping[..12], &[0x88, 0xa8, 0x00, 0x07, 0x81, 0x00, 0x00, 0x07], &ping[12..]].concat();
     vec![
-        ("Ethernet header only", ping[..14].to_vec(), Drop::Truncated),
-        ("ARP cut at 41 bytes", arp[..41].to_vec(), Drop::Truncated),
-        ("IPv4 header cut at 33 bytes", ping[..33].to_vec(), Drop::Truncated),
-        ("ping cut one byte short", ping[..97].to_vec(), Drop::Truncated),
-        ("total length past the frame", patch_fixed(&ping, 16, &[0x05, 0xdc]), Drop::Truncated),
-        ("ICMP shorter than its header", patch_fixed(&ping0[..40], 16, &[0, 26]), Drop::Truncated),
-        ("echo to another MAC", patch(&ping, 0, &[2, 0, 0, 0, 0, 9]), Drop::NotOurMac),
-        ("echo to the broadcast MAC", patch(&ping, 0, &[0xff; 6]), Drop::NotOurMac),
-        ("ARP to a multicast MAC", patch(&arp, 0, &[1, 0, 0x5e, 0, 0, 1]), Drop::NotOurMac),
-        ("from a group MAC", patch(&ping, 6, &[0x01]), Drop::BadSourceMac),
-        ("from the broadcast MAC", patch(&arp, 6, &[0xff; 6]), Drop::BadSourceMac),
-        ("802.1Q tagged echo", vlan, Drop::VlanTagged),
-        ("802.1ad Q-in-Q echo", qinq, Drop::VlanTagged),
-        ("IPv6 router solicitation", fixture("ipv6_router_solicitation"), Drop::Ipv6NotForUs),
-        ("UDP", patch_fixed(&ping, 23, &[17]), Drop::OtherProtocol),
-        ("802.3 length, not an EtherType", patch(&ping, 12, &[0x00, 0x54]), Drop::OtherProtocol),
-        ("ARP for token ring", patch(&arp, 15, &[6]), Drop::ArpUnsupported),
-        ("ARP for IPv6", patch(&arp, 16, &[0x86, 0xdd]), Drop::ArpUnsupported),
-        ("ARP hardware length 8", patch(&arp, 18, &[8]), Drop::ArpUnsupported),
-        ("ARP reply", patch(&arp, 21, &[2]), Drop::ArpNotRequest),
-        ("RARP request (operation 3)", patch(&arp, 21, &[3]), Drop::ArpNotRequest),
-        ("ARP for 172.16.1.9", patch(&arp, 38, &[172, 16, 1, 9]), Drop::ArpNotForUs),
-        ("gratuitous ARP for our address", patch(&arp, 28, &[172, 16, 1, 2]), Drop::ArpBadSender),
-        ("ARP from a group sender MAC", patch(&arp, 22, &[0x01]), Drop::ArpBadSender),
-        ("ARP from 224.0.0.1", patch(&arp, 28, &[224, 0, 0, 1]), Drop::ArpBadSender),
-        ("IPv4 version 5", patch_fixed(&ping, 14, &[0x55]), Drop::Ipv4Malformed),
-        ("IPv4 IHL 4 (16 bytes)", patch_fixed(&ping, 14, &[0x44]), Drop::Ipv4Malformed),
-        ("total length < header", patch_fixed(&ping, 16, &[0, 19]), Drop::Ipv4Malformed),
-        ("IHL past total length", patch_fixed(&ping0, 14, &[0x4f]), Drop::Ipv4Malformed),
-        ("bad header checksum", patch(&ping, 24, &[0x00, 0x00]), Drop::Ipv4BadChecksum),
-        ("TTL changed, checksum not", patch(&ping, 22, &[0x3f]), Drop::Ipv4BadChecksum),
-        ("first fragment", patch_fixed(&ping, 20, &[0x20, 0x00]), Drop::Ipv4Fragment),
-        ("later fragment", patch_fixed(&ping, 20, &[0x00, 0x10]), Drop::Ipv4Fragment),
-        ("loose source route", patch_fixed(&opts, 35, &[0x83]), Drop::Ipv4SourceRouted),
-        ("strict source route", patch_fixed(&opts, 35, &[0x89]), Drop::Ipv4SourceRouted),
+        ("Ethernet header only", ping[..14].to_vec(), DropReason::Truncated),
+        ("ARP cut at 41 bytes", arp[..41].to_vec(), DropReason::Truncated),
+        ("IPv4 header cut at 33 bytes", ping[..33].to_vec(), DropReason::Truncated),
+        ("ping cut one byte short", ping[..97].to_vec(), DropReason::Truncated),
+        (
+            "total length past the frame",
+            patch_fixed(&ping, 16, &[0x05, 0xdc]),
+            DropReason::Truncated,
+        ),
+        (
+            "ICMP shorter than its header",
+            patch_fixed(&ping0[..40], 16, &[0, 26]),
+            DropReason::Truncated,
+        ),
+        ("echo to another MAC", patch(&ping, 0, &[2, 0, 0, 0, 0, 9]), DropReason::NotOurMac),
+        ("echo to the broadcast MAC", patch(&ping, 0, &[0xff; 6]), DropReason::NotOurMac),
+        ("ARP to a multicast MAC", patch(&arp, 0, &[1, 0, 0x5e, 0, 0, 1]), DropReason::NotOurMac),
+        ("from a group MAC", patch(&ping, 6, &[0x01]), DropReason::BadSourceMac),
+        ("from the broadcast MAC", patch(&arp, 6, &[0xff; 6]), DropReason::BadSourceMac),
+        ("802.1Q tagged echo", vlan, DropReason::VlanTagged),
+        ("802.1ad Q-in-Q echo", qinq, DropReason::VlanTagged),
+        ("IPv6 router solicitation", fixture("ipv6_router_solicitation"), DropReason::Ipv6NotForUs),
+        ("UDP", patch_fixed(&ping, 23, &[17]), DropReason::OtherProtocol),
+        (
+            "802.3 length, not an EtherType",
+            patch(&ping, 12, &[0x00, 0x54]),
+            DropReason::OtherProtocol,
+        ),
+        ("ARP for token ring", patch(&arp, 15, &[6]), DropReason::ArpUnsupported),
+        ("ARP for IPv6", patch(&arp, 16, &[0x86, 0xdd]), DropReason::ArpUnsupported),
+        ("ARP hardware length 8", patch(&arp, 18, &[8]), DropReason::ArpUnsupported),
+        ("ARP reply", patch(&arp, 21, &[2]), DropReason::ArpNotRequest),
+        ("RARP request (operation 3)", patch(&arp, 21, &[3]), DropReason::ArpNotRequest),
+        ("ARP for 172.16.1.9", patch(&arp, 38, &[172, 16, 1, 9]), DropReason::ArpNotForUs),
+        (
+            "gratuitous ARP for our address",
+            patch(&arp, 28, &[172, 16, 1, 2]),
+            DropReason::ArpBadSender,
+        ),
+        ("ARP from a group sender MAC", patch(&arp, 22, &[0x01]), DropReason::ArpBadSender),
+        ("ARP from 224.0.0.1", patch(&arp, 28, &[224, 0, 0, 1]), DropReason::ArpBadSender),
+        ("IPv4 version 5", patch_fixed(&ping, 14, &[0x55]), DropReason::Ipv4Malformed),
+        ("IPv4 IHL 4 (16 bytes)", patch_fixed(&ping, 14, &[0x44]), DropReason::Ipv4Malformed),
+        ("total length < header", patch_fixed(&ping, 16, &[0, 19]), DropReason::Ipv4Malformed),
+        ("IHL past total length", patch_fixed(&ping0, 14, &[0x4f]), DropReason::Ipv4Malformed),
+        ("bad header checksum", patch(&ping, 24, &[0x00, 0x00]), DropReason::Ipv4BadChecksum),
+        ("TTL changed, checksum not", patch(&ping, 22, &[0x3f]), DropReason::Ipv4BadChecksum),
+        ("first fragment", patch_fixed(&ping, 20, &[0x20, 0x00]), DropReason::Ipv4Fragment),
+        ("later fragment", patch_fixed(&ping, 20, &[0x00, 0x10]), DropReason::Ipv4Fragment),
+        ("loose source route", patch_fixed(&opts, 35, &[0x83]), DropReason::Ipv4SourceRouted),
+        ("strict source route", patch_fixed(&opts, 35, &[0x89]), DropReason::Ipv4SourceRouted),
         // Malformed options where RFC 1122 forbids an error, or it could not be shorter
         // than the request; options with room for our arrival entry only (Linux, too,
         // then sends nothing).
         (
             "bad option in a destination unreachable",
             patch_fixed(&with_options(&ping, &BAD_OPTION), 38, &[3, 3]),
-            Drop::Ipv4BadOption,
+            DropReason::Ipv4BadOption,
         ),
         (
             "bad option in a later fragment",
             patch_fixed(&with_options(&ping, &BAD_OPTION), 20, &[0x00, 0x10]),
-            Drop::Ipv4BadOption,
+            DropReason::Ipv4BadOption,
         ),
         (
             "bad option from 240.0.0.1 (class E)",
             patch_fixed(&with_options(&ping, &BAD_OPTION), 26, &[240, 0, 0, 1]),
-            Drop::Ipv4BadOption,
+            DropReason::Ipv4BadOption,
         ),
-        ("bad option in a 4-byte ping", with_options(&ping0, &BAD_OPTION), Drop::Ipv4BadOption),
+        (
+            "bad option in a 4-byte ping",
+            with_options(&ping0, &BAD_OPTION),
+            DropReason::Ipv4BadOption,
+        ),
         (
             "bad option to 172.16.1.9",
             patch_fixed(&with_options(&ping, &BAD_OPTION), 33, &[9]),
-            Drop::Ipv4NotForUs,
+            DropReason::Ipv4NotForUs,
         ),
         (
             "Record Route, pointer 5 of 11",
             with_options(&ping, &[7, 11, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
-            Drop::Ipv4OptionNoRoom,
+            DropReason::Ipv4OptionNoRoom,
         ),
         (
             "addresses and times, room for one pair",
             with_options(&ping, &[68, 16, 5, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
-            Drop::Ipv4OptionNoRoom,
+            DropReason::Ipv4OptionNoRoom,
         ),
-        ("to 172.16.1.9", patch_fixed(&ping, 33, &[9]), Drop::Ipv4NotForUs),
-        ("to the subnet broadcast", patch_fixed(&ping, 33, &[255]), Drop::Ipv4NotForUs),
-        ("to 255.255.255.255", patch_fixed(&ping, 30, &[255; 4]), Drop::Ipv4NotForUs),
-        ("to 224.0.0.1", patch_fixed(&ping, 30, &[224, 0, 0, 1]), Drop::Ipv4NotForUs),
-        ("from 255.255.255.255 (smurf)", patch_fixed(&ping, 26, &[255; 4]), Drop::Ipv4BadSource),
-        ("from 224.0.0.1", patch_fixed(&ping, 26, &[224, 0, 0, 1]), Drop::Ipv4BadSource),
-        ("from 0.0.0.0", patch_fixed(&ping, 26, &[0; 4]), Drop::Ipv4BadSource),
-        ("from 127.0.0.1", patch_fixed(&ping, 26, &[127, 0, 0, 1]), Drop::Ipv4BadSource),
-        ("from ourselves", patch_fixed(&ping, 26, &[172, 16, 1, 2]), Drop::Ipv4BadSource),
-        ("ICMP checksum wrong", patch(&ping, 36, &[0, 0]), Drop::IcmpBadChecksum),
-        ("ICMP data damaged", patch(&ping, 97, &[!ping[97]]), Drop::IcmpBadChecksum),
-        ("echo reply (no ping-pong)", patch_fixed(&ping, 34, &[0]), Drop::IcmpNotEchoRequest),
-        ("echo request code 1", patch_fixed(&ping, 35, &[1]), Drop::IcmpNotEchoRequest),
-        ("destination unreachable", patch_fixed(&ping, 34, &[3, 3]), Drop::IcmpNotEchoRequest),
-        ("timestamp request", patch_fixed(&ping, 34, &[13]), Drop::IcmpNotEchoRequest),
+        ("to 172.16.1.9", patch_fixed(&ping, 33, &[9]), DropReason::Ipv4NotForUs),
+        ("to the subnet broadcast", patch_fixed(&ping, 33, &[255]), DropReason::Ipv4NotForUs),
+        ("to 255.255.255.255", patch_fixed(&ping, 30, &[255; 4]), DropReason::Ipv4NotForUs),
+        ("to 224.0.0.1", patch_fixed(&ping, 30, &[224, 0, 0, 1]), DropReason::Ipv4NotForUs),
+        (
+            "from 255.255.255.255 (smurf)",
+            patch_fixed(&ping, 26, &[255; 4]),
+            DropReason::Ipv4BadSource,
+        ),
+        ("from 224.0.0.1", patch_fixed(&ping, 26, &[224, 0, 0, 1]), DropReason::Ipv4BadSource),
+        ("from 0.0.0.0", patch_fixed(&ping, 26, &[0; 4]), DropReason::Ipv4BadSource),
+        ("from 127.0.0.1", patch_fixed(&ping, 26, &[127, 0, 0, 1]), DropReason::Ipv4BadSource),
+        ("from ourselves", patch_fixed(&ping, 26, &[172, 16, 1, 2]), DropReason::Ipv4BadSource),
+        ("ICMP checksum wrong", patch(&ping, 36, &[0, 0]), DropReason::IcmpBadChecksum),
+        ("ICMP data damaged", patch(&ping, 97, &[!ping[97]]), DropReason::IcmpBadChecksum),
+        ("echo reply (no ping-pong)", patch_fixed(&ping, 34, &[0]), DropReason::IcmpNotEchoRequest),
+        ("echo request code 1", patch_fixed(&ping, 35, &[1]), DropReason::IcmpNotEchoRequest),
+        (
+            "destination unreachable",
+            patch_fixed(&ping, 34, &[3, 3]),
+            DropReason::IcmpNotEchoRequest,
+        ),
+        ("timestamp request", patch_fixed(&ping, 34, &[13]), DropReason::IcmpNotEchoRequest),
     ]
 }
 
@@ -506,10 +534,10 @@ fn hostile_frames_get_no_reply_and_are_counted_by_reason() {
     arping(&["-t", "02:00:00:00:00:09"], RESPONDER_IP); // to another host's MAC
     arping(&[], "172.16.1.9"); // for another address
     for (label, count) in [
-        (Drop::ArpBadSender, 2),
-        (Drop::ArpNotRequest, 1),
-        (Drop::NotOurMac, 1),
-        (Drop::ArpNotForUs, 1),
+        (DropReason::ArpBadSender, 2),
+        (DropReason::ArpNotRequest, 1),
+        (DropReason::NotOurMac, 1),
+        (DropReason::ArpNotForUs, 1),
     ] {
         *expected.entry(label.label().to_owned()).or_default() += count;
     }
@@ -519,8 +547,8 @@ fn hostile_frames_get_no_reply_and_are_counted_by_reason() {
     assert_eq!(ping_counts(&out), (1, 0), "{out:?}");
     let out = lab.ping(&["-c", "1", "-W", "0.3", "-s", "3000", RESPONDER_IP]);
     assert_eq!(ping_counts(&out), (1, 0), "a reply to fragments: {out:?}");
-    *expected.entry(Drop::NotOurMac.label().to_owned()).or_default() += 1;
-    *expected.entry(Drop::Ipv4Fragment.label().to_owned()).or_default() += 3;
+    *expected.entry(DropReason::NotOurMac.label().to_owned()).or_default() += 1;
+    *expected.entry(DropReason::Ipv4Fragment.label().to_owned()).or_default() += 3;
 
     let marker = end_marker(1);
     sender.send(&marker);
@@ -533,7 +561,7 @@ fn hostile_frames_get_no_reply_and_are_counted_by_reason() {
     let (status, output) = responder.stop();
     assert!(status.is_some_and(|s| s.success()), "{status:?}\n{output}");
     let counts = counters(&output);
-    for reason in Drop::ALL {
+    for reason in DropReason::ALL {
         let want = expected.get(reason.label()).copied().unwrap_or(0);
         assert_eq!(
             counts.get(reason.label()).copied().unwrap_or(0),
@@ -658,7 +686,7 @@ fn patch6(frame: &[u8], at: usize, bytes: &[u8]) -> Vec<u8> {
 
 /// IPv6 frames that must get no reply: one for each validity check of RFC 4861 7.1.1 on a
 /// neighbour solicitation, and the echo requests and addresses no host answers.
-fn hostile_ipv6_frames() -> Vec<(&'static str, Vec<u8>, Drop)> {
+fn hostile_ipv6_frames() -> Vec<(&'static str, Vec<u8>, DropReason)> {
     let ns = fixture("ipv6_ns_multicast");
     let dad = fixture("ipv6_ns_dad");
     let ping = fixture("ipv6_echo_request_56");
@@ -678,37 +706,37 @@ fn hostile_ipv6_frames() -> Vec<(&'static str, Vec<u8>, Drop)> {
         f
     };
     vec![
-        ("NS with hop limit 254", patch6(&ns, 21, &[254]), Drop::NdiscHopLimit),
-        ("NS with code 1", patch6(&ns, 55, &[1]), Drop::NdiscBadCode),
-        ("NS of 16 bytes", short_ns, Drop::NdiscTooShort),
-        ("NS for ff02::1", patch6(&ns, 62, &all_nodes), Drop::NdiscMulticastTarget),
-        ("NS with an option of length 0", patch6(&ns, 79, &[0]), Drop::NdiscBadOption),
-        ("NS with an option past its end", patch6(&ns, 79, &[2]), Drop::NdiscBadOption),
+        ("NS with hop limit 254", patch6(&ns, 21, &[254]), DropReason::NdiscHopLimit),
+        ("NS with code 1", patch6(&ns, 55, &[1]), DropReason::NdiscBadCode),
+        ("NS of 16 bytes", short_ns, DropReason::NdiscTooShort),
+        ("NS for ff02::1", patch6(&ns, 62, &all_nodes), DropReason::NdiscMulticastTarget),
+        ("NS with an option of length 0", patch6(&ns, 79, &[0]), DropReason::NdiscBadOption),
+        ("NS with an option past its end", patch6(&ns, 79, &[2]), DropReason::NdiscBadOption),
         (
             "probe with a source link-layer address",
             patch6(&dad, 78, &[1, 1, 2, 0, 0, 0, 0, 1]),
-            Drop::NdiscBadProbe,
+            DropReason::NdiscBadProbe,
         ),
         (
             "probe to all nodes",
             patch6(&patch(&dad, 0, &[0x33, 0x33, 0, 0, 0, 1]), 38, &all_nodes),
-            Drop::NdiscBadProbe,
+            DropReason::NdiscBadProbe,
         ),
-        ("NS for another address", patch6(&ns, 77, &[3]), Drop::NdiscNotForUs),
+        ("NS for another address", patch6(&ns, 77, &[3]), DropReason::NdiscNotForUs),
         (
             "echo request to all nodes",
             patch6(&patch(&ping, 0, &[0x33, 0x33, 0, 0, 0, 1]), 38, &all_nodes),
-            Drop::Icmpv6EchoToGroup,
+            DropReason::Icmpv6EchoToGroup,
         ),
-        ("echo request, bad checksum", patch(&ping, 56, &[0, 0]), Drop::Icmpv6BadChecksum),
-        ("echo request from ::", patch6(&ping, 22, &[0; 16]), Drop::Ipv6BadSource),
-        ("echo request in a fragment", fragment, Drop::Ipv6Fragment),
-        ("echo reply", patch6(&ping, 54, &[129]), Drop::Icmpv6NotAnswered),
-        ("the kernel's MLD report", fixture("ipv6_mld_report"), Drop::Ipv6NotForUs),
+        ("echo request, bad checksum", patch(&ping, 56, &[0, 0]), DropReason::Icmpv6BadChecksum),
+        ("echo request from ::", patch6(&ping, 22, &[0; 16]), DropReason::Ipv6BadSource),
+        ("echo request in a fragment", fragment, DropReason::Ipv6Fragment),
+        ("echo reply", patch6(&ping, 54, &[129]), DropReason::Icmpv6NotAnswered),
+        ("the kernel's MLD report", fixture("ipv6_mld_report"), DropReason::Ipv6NotForUs),
         (
             "the kernel's router solicitation",
             fixture("ipv6_router_solicitation"),
-            Drop::Ipv6NotForUs,
+            DropReason::Ipv6NotForUs,
         ),
     ]
 }
@@ -753,7 +781,7 @@ fn hostile_ipv6_frames_get_no_reply_and_legal_ones_exact_replies() {
     let (status, output) = responder.stop();
     assert!(status.is_some_and(|s| s.success()), "{status:?}\n{output}");
     let counts = counters(&output);
-    for reason in Drop::ALL {
+    for reason in DropReason::ALL {
         let want = expected.get(reason.label()).copied().unwrap_or(0);
         assert_eq!(
             counts.get(reason.label()).copied().unwrap_or(0),

@@ -25,7 +25,7 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
-use tapbook::respond::{Drop, Host, Idents, Reply, Services, Timestamp, respond};
+use tapbook::respond::{DropReason, Host, Idents, Reply, Services, Timestamp, respond};
 use tapbook::show::{Dump, Summary};
 use tapbook::wire::MacAddr;
 
@@ -39,7 +39,7 @@ const US: Host = Host {
 const NOW: u32 = 86_399_999;
 
 /// `respond` as the binaries call it, with counters from a fixed key and the fixed time.
-fn call(services: Services, frame: &[u8], out: &mut [u8]) -> Result<Reply, Drop> {
+fn call(services: Services, frame: &[u8], out: &mut [u8]) -> Result<Reply, DropReason> {
     respond(&US, services, &mut Idents::new(3), Timestamp(NOW), frame, out)
 }
 
@@ -357,8 +357,10 @@ fn the_damage_reaches_every_decision() {
         }));
     }
     // UDP echo and DHCP are chapter 10's (tests/udp_dhcp_properties.rs), not Services::ALL's.
-    let chapter_10 = |d: Drop| d.index() >= Drop::UdpMalformed.index();
-    for reason in Drop::ALL.into_iter().filter(|d| *d != Drop::NoRoom && !chapter_10(*d)) {
+    let chapter_10 = |d: DropReason| d.index() >= DropReason::UdpMalformed.index();
+    for reason in
+        DropReason::ALL.into_iter().filter(|d| *d != DropReason::NoRoom && !chapter_10(*d))
+    {
         assert!(seen.contains(&Err(reason)), "no damaged frame was dropped as {reason}");
     }
     for reply in ["ARP", "echo", "parameter problem", "neighbour advertisement", "echo6"] {
@@ -639,7 +641,11 @@ fn only_an_echo_request_with_code_0_is_answered() {
             if (icmp_type, code) == (8, 0) {
                 assert!(outcome.is_ok(), "{outcome:?}");
             } else {
-                assert_eq!(outcome, Err(Drop::IcmpNotEchoRequest), "type {icmp_type} code {code}");
+                assert_eq!(
+                    outcome,
+                    Err(DropReason::IcmpNotEchoRequest),
+                    "type {icmp_type} code {code}"
+                );
             }
         }
     }

@@ -26,11 +26,14 @@ use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sigaction};
 use nix::unistd::Pid;
+
+pub mod vm;
+pub mod vmm;
 
 pub const KERNEL_IP: &str = "172.16.1.1";
 pub const RESPONDER_IP: &str = "172.16.1.2";
@@ -41,15 +44,6 @@ pub const UNPRIVILEGED_USER: &str = "nobody";
 pub const IFACE: &str = "tap4";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// Set when `cargo lab` is asked to stop (SIGINT, SIGTERM, SIGHUP): a long run (the
-/// recordings, the benchmark) ends at its next step, and cleans up.
-pub static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Whether [`STOP`] is set.
-pub fn stopped() -> bool {
-    STOP.load(Ordering::SeqCst)
-}
 
 /// The one list of the packages tapbook uses (`cargo lab demo` and `cargo lab test`
 /// install from it): lines of `package command for why...`, `#` starts a comment.
@@ -225,6 +219,65 @@ pub fn ensure_clone_device(who: &str) -> Result<(), String> {
     ));
     let _ = Command::new("sudo").args(["chmod", "0666", "/dev/net/tun"]).status();
     open_clone_device().map(drop).map_err(|e| clone_device_closed(&e))
+}
+
+/// Set by SIGINT, SIGTERM or SIGHUP once [`catch_stop_signals`] ran: the programs in the
+/// lab get Ctrl-C themselves; we stay, to clean up.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: std::ffi::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// From now on SIGINT, SIGTERM and SIGHUP only set a flag ([`stopped`]), so that the lab
+/// is removed (its `Drop`) rather than left behind.
+pub fn catch_stop_signals() {
+    let action =
+        SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic.
+        let _ = unsafe { sigaction(signal, &action) };
+    }
+}
+
+/// Whether a stop signal came since [`catch_stop_signals`].
+pub fn stopped() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// `cargo` (the one that runs us, `$CARGO`), in the repository.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(repo_root());
+    cmd
+}
+
+/// Cargo's target directory, as cargo itself says (CARGO_TARGET_DIR, config, default).
+pub fn target_dir() -> Result<PathBuf, String> {
+    let out = cargo()
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running cargo metadata: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let key = "\"target_directory\":\"";
+    let start = text.find(key).ok_or("cargo metadata named no target directory")? + key.len();
+    let end = text[start..].find('"').ok_or("cargo metadata: bad target directory")? + start;
+    Ok(PathBuf::from(&text[start..end]))
+}
+
+/// Who runs the chapter programs in a lab: never root. As root, the user behind sudo, or
+/// else the system user nobody; not root, the caller (with no capabilities, in a rootless
+/// lab).
+pub fn lab_user() -> String {
+    match std::env::var("SUDO_USER") {
+        Ok(user) if is_root() && !user.is_empty() && user != "root" => user,
+        _ if is_root() => UNPRIVILEGED_USER.to_owned(),
+        _ => nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map_or_else(|| "you".to_owned(), |u| u.name),
+    }
 }
 
 /// Writes a line to standard output; an output that fails is not worth a panic.
@@ -443,7 +496,7 @@ impl Lab {
         Ok(lab)
     }
 
-    /// The namespace alone, with `lo` up: named `name` (root), or rootless with `None`.
+    /// The namespace alone (named as root, else rootless), with `lo` up and no TAP.
     pub fn namespace(name: Option<String>) -> Result<Lab, String> {
         let lab = match name {
             Some(name) => {
@@ -566,6 +619,18 @@ impl Lab {
         Ok(())
     }
 
+    /// How to run a command in this lab from another terminal while it exists, e.g.
+    /// `sudo ip netns exec tapbook-vm-42`, to be followed by the command.
+    pub fn enter_command(&self) -> String {
+        match &self.place {
+            Place::Named => format!("sudo ip netns exec {}", self.netns),
+            Place::Rootless { holder } => format!(
+                "nsenter --target {} --user --net --mount --preserve-credentials",
+                holder.id()
+            ),
+        }
+    }
+
     /// A command run inside the namespace.
     pub fn command(&self, program: &str) -> Command {
         if let Some(mounts) = &self.mounts {
@@ -614,7 +679,12 @@ impl Lab {
     /// Whether a program holds the lab's interface: a TAP has carrier (LOWER_UP) exactly
     /// while a program has it open.
     pub fn attached(&self) -> bool {
-        self.command("ip").args(["-o", "link", "show", &self.iface]).output().is_ok_and(|out| {
+        self.attached_iface(&self.iface)
+    }
+
+    /// Whether a program holds `iface`, another TAP in the lab.
+    pub fn attached_iface(&self, iface: &str) -> bool {
+        self.command("ip").args(["-o", "link", "show", iface]).output().is_ok_and(|out| {
             out.status.success() && String::from_utf8_lossy(&out.stdout).contains("LOWER_UP")
         })
     }

@@ -5,6 +5,7 @@
 //!   cargo lab test     every check the project has, as CI runs them
 //!   cargo lab record   re-record every program output the book shows (src/record.rs)
 //!   cargo lab bench    the flood-ping benchmark, and `bench offload` (src/bench.rs)
+//!   cargo lab vm       a Linux guest in QEMU pings our responder across a bridge (vm.rs)
 //!
 //! Not root, the lab is a user namespace of its own: no root and no sudo. As root it is a
 //! named network namespace, and the programs still run as an unprivileged user.
@@ -14,12 +15,10 @@ mod bench;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::atomic::Ordering;
 
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use tapbook_lab::{
-    Lab, RESPONDER_IP, can_sudo, ensure_clone_device, ensure_packages, is_root, repo_root, say,
-    tell,
+    Lab, RESPONDER_IP, can_sudo, cargo, catch_stop_signals, ensure_clone_device, ensure_packages,
+    is_root, lab_user, repo_root, say, stopped, target_dir, tell,
 };
 
 const USAGE: &str = "\
@@ -39,6 +38,8 @@ Commands:
           from the one list in lab/src/record.rs (--list names them)
   bench   flood-ping the kernel, the bare loop and 05 (--short: the quick check);
           bench offload: the offloads' bulk UDP table (examples/offload_bench.rs)
+  vm      boot a small Linux guest with QEMU on a second TAP, bridged with tap4,
+          and let it ping 05_full_responder (cargo lab vm --help)
   install [GROUP...]  install what the groups of scripts/packages.txt need and is
           missing (lab, lint, test, book; default: all), as demo and test do first
 
@@ -91,7 +92,7 @@ namespace with tap4, removed afterwards) the commands the book shows, as the boo
 them: `sudo ...` as the lab's root, anything else as an unprivileged user (the student),
 `cargo run --bin NAME` as target/release/NAME. A recording's files are replaced only when
 its checks pass (the replies came back, the counters are there). Builds the programs
-first (cargo build --release --bins --example offload_bench). Needs root (a second user,
+first (cargo build --release --bins, and two examples). Needs root (a second user,
 device nodes): run as a user, it goes through sudo after the build. About 3 minutes.
 
 Options:
@@ -132,21 +133,6 @@ Options:
   -h, --help    this help
 ";
 
-/// SIGINT, SIGTERM or SIGHUP set tapbook_lab::STOP: the programs in the lab get Ctrl-C
-/// themselves; we stay, to clean up.
-extern "C" fn on_signal(_: std::ffi::c_int) {
-    tapbook_lab::STOP.store(true, Ordering::SeqCst);
-}
-
-fn catch_stop_signals() {
-    let action =
-        SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic.
-        let _ = unsafe { sigaction(signal, &action) };
-    }
-}
-
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     // Installed as cargo-lab, `cargo lab ...` passes "lab" first.
@@ -181,13 +167,14 @@ fn main() -> ExitCode {
         "install" => install(rest),
         "record" => record(rest),
         "bench" => bench::main(rest),
+        "vm" => tapbook_lab::vm::command(rest),
         "-h" | "--help" | "help" => {
             say(USAGE.trim_end());
             Ok(ExitCode::SUCCESS)
         }
-        "" => Err(format!("which command? demo, shell, test, record or bench\n\n{USAGE}")),
+        "" => Err(format!("which command? demo, shell, test, record, bench or vm\n\n{USAGE}")),
         other => Err(format!(
-            "unknown command '{other}'; one of demo, shell, test, record, bench (cargo lab --help)"
+            "unknown command '{other}'; one of demo, shell, test, record, bench, vm (cargo lab --help)"
         )),
     };
     result.unwrap_or_else(|e| {
@@ -263,8 +250,10 @@ fn record(args: &[String]) -> Result<ExitCode> {
     let bin_dir = match bin_dir {
         Some(dir) => dir,
         None => {
-            say("Building the programs (cargo build --release --bins --example offload_bench)");
-            build(&["--bins", "--example", "offload_bench"])?;
+            say(
+                "Building the programs (cargo build --release --bins --examples offload_bench, read_one_frame)",
+            );
+            build(&["--bins", "--example", "offload_bench", "--example", "read_one_frame"])?;
             target_dir()?.join("release")
         }
     };
@@ -349,28 +338,8 @@ fn through_sudo(why: &str, args: &[String]) -> Result<ExitCode> {
     })
 }
 
-fn cargo() -> Command {
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.current_dir(repo_root());
-    cmd
-}
-
-/// Cargo's target directory, as cargo itself says (CARGO_TARGET_DIR, config, default).
-fn target_dir() -> Result<PathBuf> {
-    let out = cargo()
-        .args(["metadata", "--no-deps", "--format-version", "1"])
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("running cargo metadata: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let key = "\"target_directory\":\"";
-    let start = text.find(key).ok_or("cargo metadata named no target directory")? + key.len();
-    let end = text[start..].find('"').ok_or("cargo metadata: bad target directory")? + start;
-    Ok(PathBuf::from(&text[start..end]))
-}
-
 fn check_stop() -> Result<()> {
-    if tapbook_lab::stopped() { Err("stopped (signal); the lab is removed".into()) } else { Ok(()) }
+    if stopped() { Err("stopped (signal); the lab is removed".into()) } else { Ok(()) }
 }
 
 /// Runs CMD in the lab with its output shown; an error if it fails.
@@ -452,14 +421,7 @@ fn demo(args: &[String]) -> Result<ExitCode> {
     catch_stop_signals();
     // The responder never runs as root: as root, it runs as the user behind sudo, or else
     // as the system user nobody; not root, as the caller, without capabilities.
-    let run_as = match std::env::var("SUDO_USER") {
-        Ok(user) if root && !user.is_empty() && user != "root" => user,
-        _ if root => tapbook_lab::UNPRIVILEGED_USER.to_owned(),
-        _ => nix::unistd::User::from_uid(nix::unistd::getuid())
-            .ok()
-            .flatten()
-            .map_or_else(|| "you".to_owned(), |u| u.name),
-    };
+    let run_as = lab_user();
 
     let bin_dir = match bin_dir {
         Some(dir) => {

@@ -11,8 +11,9 @@
 //!   `SUDO_USER` to the student, as sudo does, and execs the rest); any other runs as the
 //!   student, an unprivileged user (`$SUDO_USER`, else `nobody`);
 //! - `cargo` is the lab's, in the student's `~/.cargo/bin` (the home is the working
-//!   directory): `cargo run [-q] --bin NAME [-- ARGS]` runs `target/release/NAME ARGS`
-//!   (cargo itself would build again, as another user);
+//!   directory): `cargo run [-q] --bin NAME [-- ARGS]` runs `target/release/NAME ARGS`,
+//!   `--example NAME` `target/release/examples/NAME` (cargo itself would build again,
+//!   as another user);
 //! - `pgrep` and `pkill` look only at the lab's own network namespace (`--ns`), so that
 //!   a recording never signals a process someone else runs as the same user;
 //! - `$?` is the status of the file's previous command, as in a terminal.
@@ -143,7 +144,7 @@ pub const PROGRAMS: &[&str] = &[
     "10_dhcp_server",
 ];
 /// The examples it builds too (into `target/release/examples/`).
-pub const EXAMPLES: &[&str] = &["offload_bench"];
+pub const EXAMPLES: &[&str] = &["offload_bench", "read_one_frame"];
 
 /// Every recording the book shows, in the order `cargo lab record` makes them.
 pub static RECORDINGS: &[Recording] = &[
@@ -443,7 +444,11 @@ const RESPONDER: &[Step] = &[
     // ---- what the descriptor gives without IFF_NO_PI: 2 bytes of flags and the 2-byte
     // protocol (the EtherType) before the frame; wait for the kernel's ARP request.
     Do("ip neigh flush dev tap4"),
-    Start("faults-no-pi.txt", "python3 scripts/read-frame.py 0x0002 2048 2 0806", ""),
+    Start(
+        "faults-no-pi.txt",
+        "cargo run -q --example read_one_frame -- --packet-info --buffer 2048 --want 0806",
+        "",
+    ),
     Attached,
     Sleep(500),
     Note("faults-no-pi.txt", "# meanwhile: ping -c 1 172.16.1.2"),
@@ -453,7 +458,11 @@ const RESPONDER: &[Step] = &[
     // A 1500-byte buffer, as a C program might have, and a ping whose frame is 1514
     // bytes. The kernel needs our MAC first: a static entry, as nobody answers ARP here.
     Do("ip neigh replace 172.16.1.2 lladdr 02:00:00:00:00:02 dev tap4 nud permanent"),
-    Start("faults-truncated.txt", "python3 scripts/read-frame.py 0x1002 1500 12 0800 ip", ""),
+    Start(
+        "faults-truncated.txt",
+        "cargo run -q --example read_one_frame -- --buffer 1500 --want 0800",
+        "",
+    ),
     Attached,
     Sleep(500),
     Note("faults-truncated.txt", "# meanwhile: ping -c 1 -s 1472 172.16.1.2"),
@@ -725,15 +734,19 @@ pkill() { command pkill --ns $$ --nslist net "$@"; }
 /// before the recording began (cargo itself would build again, as another user).
 const CARGO: &str = r#"#!/bin/sh
 # cargo in the lab of cargo lab record: cargo run [-q] --bin NAME [-- ARGS] runs
-# target/release/NAME ARGS, built before the recording began (lab/src/record.rs).
+# target/release/NAME ARGS, --example NAME target/release/examples/NAME, both built
+# before the recording began (lab/src/record.rs).
 if [ "$1" != run ]; then echo "cargo lab record: only cargo run runs in the lab" >&2; exit 101; fi
 shift
 if [ "$1" = -q ]; then shift; fi
-if [ "$1" != --bin ]; then echo "cargo lab record: cargo run --bin NAME" >&2; exit 101; fi
-bin=$2
+case $1 in
+    --bin) program=target/release/$2 ;;
+    --example) program=target/release/examples/$2 ;;
+    *) echo "cargo lab record: cargo run --bin NAME or --example NAME" >&2; exit 101 ;;
+esac
 shift 2
 if [ "$1" = -- ]; then shift; fi
-exec "target/release/$bin" "$@"
+exec "$program" "$@"
 "#;
 
 /// Where `cargo lab record` works, and for whom.
@@ -758,9 +771,16 @@ impl Recorder {
         let n = MADE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let work = std::env::temp_dir().join(format!("tapbook-record-{}-{n}", std::process::id()));
         let release = work.join("target/release");
+        // Made first, so that its Drop removes the directory if anything below fails.
+        let recorder = Recorder {
+            work,
+            out: out.to_path_buf(),
+            student: student.to_owned(),
+            root: root.into(),
+        };
         std::fs::create_dir_all(release.join("examples"))
-            .and_then(|()| std::fs::create_dir_all(work.join("out")))
-            .map_err(|e| format!("creating {}: {e}", work.display()))?;
+            .and_then(|()| std::fs::create_dir_all(recorder.work.join("out")))
+            .map_err(|e| format!("creating {}: {e}", recorder.work.display()))?;
         let programs = PROGRAMS.iter().map(|p| (bin_dir.join(p), release.join(p)));
         let examples = EXAMPLES
             .iter()
@@ -776,19 +796,14 @@ impl Recorder {
         let copied = Command::new("cp")
             .arg("-R")
             .arg(root.join("scripts"))
-            .arg(&work)
+            .arg(&recorder.work)
             .status()
             .map_err(|e| format!("running cp: {e}"))?;
         if !copied.success() {
             return Err("copying scripts/ failed".into());
         }
-        chmod_tree(&work)?;
-        Ok(Recorder {
-            work,
-            out: out.to_path_buf(),
-            student: student.to_owned(),
-            root: root.into(),
-        })
+        chmod_tree(&recorder.work)?;
+        Ok(recorder)
     }
 
     /// Makes `recording`, checks it, and only then copies its files into `out`; the
@@ -1283,11 +1298,16 @@ mod tests {
                 for include in text.split("{{#include ").skip(1) {
                     let target = include.split("}}").next().unwrap_or("");
                     let Some(file) = target.split("output/").nth(1) else { continue };
-                    // Made elsewhere, for now: the VM lab's (scripts/vm-lab.sh and the
-                    // book-output VM scripts, until they join this list) and the
+                    // Made elsewhere, for now: the VM chapters' (cargo lab vm record,
+                    // lab/src/vm.rs), chapters 11 and 12's (tests/switch.rs,
+                    // record_book_output), until they join this list; and the
                     // benchmarks' tables (cargo lab bench --save, cargo bench).
-                    let elsewhere = ["vm-", "vmm-", "bench", "per-frame"];
-                    if !made.contains(&file) && !elsewhere.iter().any(|p| file.starts_with(p)) {
+                    let vm = crate::vm::recordings().iter().any(|r| r.files.contains(&file));
+                    let elsewhere = ["11-", "12-", "bench", "per-frame"];
+                    if !made.contains(&file)
+                        && !vm
+                        && !elsewhere.iter().any(|p| file.starts_with(p))
+                    {
                         missing.push(format!("{}: {file}", path.display()));
                     }
                 }

@@ -196,12 +196,25 @@ pub fn fit(text: &str, width: usize) -> String {
     out
 }
 
+/// Fits each of `files` in place (those already fitted are left untouched).
+pub fn fit_files(files: &[std::path::PathBuf]) -> Result<(), String> {
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("reading {}: {e}", file.display()))?;
+        let fitted = fit(&text, WIDTH);
+        if fitted != text {
+            std::fs::write(file, fitted).map_err(|e| format!("writing {}: {e}", file.display()))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Every recording of the book is already fitted (by this code, or by the VM lab's
-    /// scripts/book-output-wrap.py, which must agree with it): fitting changes nothing.
+    /// Every recording of the book is already fitted (by cargo lab record or cargo lab vm
+    /// record, both with this code): fitting changes nothing.
     #[test]
     fn the_books_recordings_are_fitted() {
         let dir = crate::repo_root().join("book/src/output");

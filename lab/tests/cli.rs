@@ -219,6 +219,9 @@ fn demo_as_root_and_as_a_user_and_a_shell_command_as_a_user() {
             .args(["demo", "--netns", &netns, "--count", "2"])
             .env("PATH", format!("{}:{}", fakes.dir.display(), std::env::var("PATH").unwrap()))
             .env("FAKE_MISSING", "arping")
+            // Run through sudo (cargo lab test as a user), the demo would run the
+            // responder as that user; this test checks the default, nobody.
+            .env_remove("SUDO_USER")
             .stdin(Stdio::null()),
     );
     let said = String::from_utf8_lossy(&out.stdout);
@@ -353,4 +356,60 @@ fn bench_refuses_bad_options_first() {
     }
     let out = output(Command::new(CARGO_LAB).args(["bench", "--help"]));
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("--short"));
+}
+
+/// Not root, where /dev/net/tun is closed to users (mode 0600, as on some images): without
+/// sudo, `cargo lab shell` and `cargo lab demo` stop before doing anything and name the
+/// fix; with sudo, they say why and run `sudo chmod 0666 /dev/net/tun`. The closed node is
+/// a stand-in, bound over /dev/net/tun in a private mount namespace: the machine's own
+/// node is not touched.
+#[test]
+fn a_clone_device_closed_to_users_is_opened_through_sudo_or_named_with_its_fix() {
+    require_lab!("a_clone_device_closed_to_users_is_opened_through_sudo_or_named_with_its_fix");
+    let fakes = Fakes::new("closedtun");
+    let node_dir = std::env::temp_dir().join(format!("tb-cli-node-{}", std::process::id()));
+    std::fs::create_dir_all(&node_dir).expect("creating the node's directory");
+    let node = node_dir.display();
+    let closed = |args: &[&str], sudo: &str| -> Output {
+        fakes.add("sudo", sudo);
+        let user = as_user(&fakes.path(), args);
+        let argv: Vec<String> = std::iter::once(user.get_program())
+            .chain(user.get_args())
+            .map(|a| format!("'{}'", a.to_string_lossy()))
+            .collect();
+        let script = format!(
+            "mount -t tmpfs tb-closed {node} && mknod -m 0600 {node}/tun c 10 200 && \
+             mount --bind {node}/tun /dev/net/tun && exec {}",
+            argv.join(" ")
+        );
+        output(
+            Command::new("unshare")
+                .args(["-m", "--propagation", "private", "bash", "-c", &script])
+                .current_dir(repo_root())
+                .stdin(Stdio::null()),
+        )
+    };
+    let fix = "cannot open /dev/net/tun (Permission denied (os error 13)): users may not open \
+               it here.\nFix, as root: chmod 0666 /dev/net/tun (the usual default; sudo \
+               scripts/setup.sh does it)\n";
+    // No sudo for this user: the fix, and nothing done.
+    for args in [&["shell", "--", "true"][..], &["demo"][..]] {
+        let out = closed(args, "echo 'sudo: a password is required' >&2; exit 1");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stderr), format!("cargo lab: error: {fix}"));
+    }
+    assert_eq!(fakes.logged(), "", "nothing may be run through sudo");
+    // With sudo: it says why, and asks sudo. (The stand-in only logs, so the node stays
+    // closed and the fix follows.)
+    let out = closed(
+        &["shell", "--", "true"],
+        &format!("[[ $* == '-n true' ]] && exit 0\necho \"sudo $*\" >>{}", fakes.log().display()),
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("Opening /dev/net/tun to users for the lab shell"), "{}", text(&out));
+    assert!(said.contains("Running: sudo chmod 0666 /dev/net/tun"), "{}", text(&out));
+    assert_eq!(fakes.logged(), "sudo chmod 0666 /dev/net/tun\n");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let _ = std::fs::remove_dir(&node_dir);
 }

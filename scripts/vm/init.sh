@@ -1,10 +1,10 @@
 #!/bin/busybox sh
 # shellcheck shell=sh
 # scripts/vm/init.sh -- the guest's whole user space: PID 1 of the tiny Linux guest that
-# scripts/vm-lab.sh boots. It runs from an initramfs holding only busybox, this file and
-# the virtio-net kernel modules; no disk, no udev, no systemd.
+# `cargo lab vm` (lab/src/vm.rs) boots. It runs from an initramfs holding only busybox,
+# this file and the virtio-net kernel modules; no disk, no udev, no systemd.
 #
-# Kernel command line (set by vm-lab.sh):
+# Kernel command line (set by cargo lab vm):
 #   tapbook.mode=batch   run the pings, print the results, wait for the host to say
 #                        "poweroff" on the console (so it can look at the bridge while
 #                        the guest is still up), then power off
@@ -12,7 +12,7 @@
 #   tapbook.mode=keep    the same pings, then stay up (answering pings) until killed
 #   tapbook.count=N      pings per address (default 3)
 #
-# Lines starting with "[guest]" are read by vm-lab.sh; keep their wording in step.
+# Lines starting with "[guest]" are read by cargo lab vm; keep their wording in step.
 
 # ANCHOR: setup
 /bin/busybox --install -s /bin
@@ -38,7 +38,7 @@ say "init started: Linux $(uname -r), mode $MODE"
 
 # ANCHOR: modules
 # The order matters: insmod does not resolve dependencies (modprobe would, but needs
-# modules.dep), so every module comes after the ones it uses. vm-lab.sh writes the list,
+# modules.dep), so every module comes after the ones it uses. cargo lab vm writes the list,
 # leaving out whatever the kernel has built in.
 loaded=
 while read -r module; do

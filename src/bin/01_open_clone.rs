@@ -13,6 +13,7 @@ use tapbook::cli::{Args, Program};
 use tapbook::output::Output;
 use tapbook::{signals, tap};
 
+// ANCHOR: main
 const PROGRAM: Program = Program {
     name: "01_open_clone",
     about: "Open /dev/net/tun, attach a TAP with TUNSETIFF, show what the kernel reports.",
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
+    // ANCHOR_END: main
     let mut out = LineWriter::new(Output::stdout());
     // ANCHOR: open
     let tap = tap::Tap::open(&args.iface)?;

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::{Context, bail};
+use tapbook::Tap;
 use tapbook::output::Output;
 use tapbook::pcap::PcapWriter;
 use tapbook::segment::{self, UdpFlow};
@@ -154,19 +155,14 @@ fn main() -> ExitCode {
 fn run(o: &Options) -> anyhow::Result<()> {
     // ANCHOR: open
     let options = if o.plain {
-        TapOptions::default()
+        Tap::options()
     } else {
-        TapOptions {
-            vnet_hdr: true,
-            vnet_hdr_len: o.hdr_len,
-            offloads: o.offloads,
-            ..TapOptions::default()
-        }
+        Tap::options().vnet_hdr(o.hdr_len).offloads(o.offloads)
     };
     if o.queues > 1 {
         return receive_queues(o, &options);
     }
-    let (tap, negotiated) = vnet::open_with(&o.iface, &options)?;
+    let (tap, negotiated) = options.open(&o.iface)?;
     let mut out = BufWriter::new(Output::stdout());
     if let Some(notice) = tap.created_notice(Ipv4Addr::new(172, 16, 1, 2)) {
         writeln!(out, "{notice}\n")?;

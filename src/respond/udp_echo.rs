@@ -4,21 +4,9 @@
 //! broadcast or multicast echo request never reaches this code: it would make us an
 //! amplifier, as a broadcast ping would.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::indexing_slicing,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::unreachable,
-        clippy::todo,
-        clippy::unimplemented
-    )
-)]
-
-use super::{Drop, Host, Idents, Outcome, REPLY_TTL, Reply};
-use crate::wire::ethernet::{self, EtherType, EthernetFrame};
+use super::ipv4::reply_header;
+use super::{DropReason, Host, Idents, Outcome, Reply, start_frame};
+use crate::wire::ethernet::{self, EtherType, EthernetFrame, EthernetRepr};
 use crate::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 use crate::wire::udp::{self, UdpPacket, UdpRepr};
 use crate::wire::{self};
@@ -43,44 +31,33 @@ pub(super) fn reply(
     out: &mut [u8],
 ) -> Outcome {
     let request = UdpPacket::new_checked(ip.payload()).map_err(|err| match err {
-        wire::Error::Truncated => Drop::Truncated,
-        _ => Drop::UdpMalformed,
+        wire::Error::Truncated => DropReason::Truncated,
+        _ => DropReason::UdpMalformed,
     })?;
     if !request.verify_checksum(ip.src_addr(), ip.dst_addr()) {
-        return Err(Drop::UdpBadChecksum);
+        return Err(DropReason::UdpBadChecksum);
     }
     if request.dst_port() != ECHO_PORT {
-        return Err(Drop::UdpClosedPort);
+        return Err(DropReason::UdpClosedPort);
     }
     if LOOPING_PORTS.contains(&request.src_port()) {
-        return Err(Drop::UdpLoopPort);
+        return Err(DropReason::UdpLoopPort);
     }
 
     let data = request.payload();
     let udp_len = udp::HEADER_LEN + data.len();
     let len = ethernet::HEADER_LEN + Ipv4Repr::HEADER_LEN + udp_len;
-    let out = out.get_mut(..len).ok_or(Drop::NoRoom)?;
-    let mut frame = EthernetFrame::new_unchecked(out);
-    frame.set_dst_addr(eth.src_addr());
-    frame.set_src_addr(host.mac);
-    frame.set_ethertype(EtherType::Ipv4);
+    let header =
+        EthernetRepr { dst_addr: eth.src_addr(), src_addr: host.mac, ethertype: EtherType::Ipv4 };
+    let mut frame = start_frame(out, len, header)?;
     let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-    Ipv4Repr {
-        src_addr: host.ip,
-        dst_addr: ip.src_addr(),
-        protocol: IpProtocol::Udp,
-        tos: ip.tos(),
-        ident: idents.next(ip.src_addr()),
-        dont_frag: false,
-        ttl: REPLY_TTL,
-        payload_len: udp_len,
-    }
-    .emit(&mut packet)
-    .map_err(|_| Drop::NoRoom)?;
+    reply_header(host, idents, ip, IpProtocol::Udp, ip.tos(), udp_len)
+        .emit(&mut packet)
+        .map_err(|_| DropReason::NoRoom)?;
     let mut reply = UdpPacket::new_unchecked(packet.payload_mut());
     UdpRepr { src_port: ECHO_PORT, dst_port: request.src_port(), payload_len: data.len() }
         .emit(&mut reply)
-        .map_err(|_| Drop::NoRoom)?;
+        .map_err(|_| DropReason::NoRoom)?;
     reply.payload_mut().copy_from_slice(data);
     // Always a checksum, even when the request came without one: Linux sends one too.
     reply.fill_checksum(host.ip, ip.src_addr());
@@ -92,23 +69,10 @@ pub(super) fn reply(
 mod tests {
     use std::net::Ipv4Addr;
 
-    use super::super::{Services, Timestamp, respond};
     use super::*;
-    use crate::wire::MacAddr;
+    use crate::respond::Services;
+    use crate::respond::testing::*;
     use crate::wire::fixtures::fixture;
-
-    const US: Host = Host {
-        ip: Ipv4Addr::new(172, 16, 1, 2),
-        ip6: crate::cli::DEFAULT_IP6,
-        mac: MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x02]),
-    };
-
-    fn call(services: Services, frame: &[u8]) -> Result<Vec<u8>, Drop> {
-        let mut out = vec![0xa5u8; 2000];
-        let reply = respond(&US, services, &mut Idents::new(1), Timestamp(0), frame, &mut out)?;
-        out.truncate(reply.len());
-        Ok(out)
-    }
 
     /// Changes the UDP datagram of a frame (no IPv4 options), then fixes its checksum.
     fn with_udp(frame: &[u8], change: impl FnOnce(&mut [u8])) -> Vec<u8> {
@@ -127,7 +91,7 @@ mod tests {
             fixture!("udp_echo_request_5"),
             fixture!("udp_echo_request_1472"),
         ] {
-            let reply = call(Services::WITH_UDP, &request).unwrap();
+            let reply = reply_with(Services::WITH_UDP, &request).unwrap();
             assert_eq!(reply.len(), request.len());
             // Ethernet addresses swapped, IPv4 addresses swapped, ports swapped.
             assert_eq!((&reply[0..6], &reply[6..12]), (&request[6..12], &request[0..6]));
@@ -150,21 +114,21 @@ mod tests {
         // sums of the same words, so the one's complement sum, and the checksum, agree
         // with the kernel's for the request.
         let request = fixture!("udp_echo_request_5");
-        let reply = call(Services::WITH_UDP, &request).unwrap();
+        let reply = reply_with(Services::WITH_UDP, &request).unwrap();
         assert_eq!(reply[40..42], request[40..42]);
     }
 
     #[test]
     fn without_udp_echo_udp_is_another_protocol() {
         let request = fixture!("udp_echo_request_5");
-        assert_eq!(call(Services::ALL, &request), Err(Drop::OtherProtocol));
+        assert_eq!(reply_with(Services::ALL, &request), Err(DropReason::OtherProtocol));
     }
 
     #[test]
     fn ignores_what_it_must() {
         let ping = fixture!("udp_echo_request_5");
-        let cases: Vec<(&str, Vec<u8>, Drop)> = vec![
-            ("broadcast destination", fixture!("udp_echo_broadcast"), Drop::NotOurMac),
+        let cases: Vec<(&str, Vec<u8>, DropReason)> = vec![
+            ("broadcast destination", fixture!("udp_echo_broadcast"), DropReason::NotOurMac),
             (
                 "damaged data",
                 {
@@ -172,49 +136,49 @@ mod tests {
                     f[46] ^= 1;
                     f
                 },
-                Drop::UdpBadChecksum,
+                DropReason::UdpBadChecksum,
             ),
             (
                 "closed port",
                 with_udp(&ping, |u| u[2..4].copy_from_slice(&9u16.to_be_bytes())),
-                Drop::UdpClosedPort,
+                DropReason::UdpClosedPort,
             ),
-            ("from port 0", with_udp(&ping, |u| u[0..2].fill(0)), Drop::UdpLoopPort),
+            ("from port 0", with_udp(&ping, |u| u[0..2].fill(0)), DropReason::UdpLoopPort),
             (
                 "from echo",
                 with_udp(&ping, |u| u[0..2].copy_from_slice(&7u16.to_be_bytes())),
-                Drop::UdpLoopPort,
+                DropReason::UdpLoopPort,
             ),
             (
                 "from chargen",
                 with_udp(&ping, |u| u[0..2].copy_from_slice(&19u16.to_be_bytes())),
-                Drop::UdpLoopPort,
+                DropReason::UdpLoopPort,
             ),
             (
                 "length 7",
                 with_udp(&ping, |u| u[4..6].copy_from_slice(&7u16.to_be_bytes())),
-                Drop::UdpMalformed,
+                DropReason::UdpMalformed,
             ),
             (
                 "length past the end",
                 with_udp(&ping, |u| u[4..6].copy_from_slice(&14u16.to_be_bytes())),
-                Drop::Truncated,
+                DropReason::Truncated,
             ),
         ];
         for (what, frame, reason) in cases {
-            assert_eq!(call(Services::WITH_UDP, &frame), Err(reason), "{what}");
+            assert_eq!(reply_with(Services::WITH_UDP, &frame), Err(reason), "{what}");
         }
         // The subnet broadcast with our MAC still is not our address.
         let mut to_bcast = fixture!("udp_echo_broadcast");
         to_bcast[..6].copy_from_slice(&US.mac.0);
-        assert_eq!(call(Services::WITH_UDP, &to_bcast), Err(Drop::Ipv4NotForUs));
+        assert_eq!(reply_with(Services::WITH_UDP, &to_bcast), Err(DropReason::Ipv4NotForUs));
     }
 
     #[test]
     fn a_request_without_checksum_gets_one() {
         let mut request = fixture!("udp_echo_request_5");
         request[40..42].fill(0);
-        let reply = call(Services::WITH_UDP, &request).unwrap();
+        let reply = reply_with(Services::WITH_UDP, &request).unwrap();
         assert_eq!(reply[40..42], fixture!("udp_echo_request_5")[40..42]);
     }
 
@@ -223,7 +187,7 @@ mod tests {
         // A 5-byte datagram padded to Ethernet's 60 bytes, as a NIC would.
         let mut request = fixture!("udp_echo_request_5");
         request.resize(60, 0);
-        let reply = call(Services::WITH_UDP, &request).unwrap();
+        let reply = reply_with(Services::WITH_UDP, &request).unwrap();
         assert_eq!(reply.len(), 47);
     }
 
@@ -231,7 +195,7 @@ mod tests {
     fn every_truncation_is_dropped() {
         let request = fixture!("udp_echo_request_5");
         for len in 0..request.len() {
-            assert!(call(Services::WITH_UDP, &request[..len]).is_err(), "{len} bytes");
+            assert!(reply_with(Services::WITH_UDP, &request[..len]).is_err(), "{len} bytes");
         }
     }
 }

@@ -28,7 +28,7 @@ pub const TUN_MINOR: u64 = 200;
 
 /// `tun_flags` bits (`include/uapi/linux/if_tun.h`).
 const IFF_TUN: u32 = 0x0001;
-const IFF_MULTI_QUEUE: u32 = 0x0100;
+use super::IFF_MULTI_QUEUE;
 
 /// Where an interface is: its name and, when the program runs inside a named network
 /// namespace (`ip netns exec NAME`), that namespace, which every fix must name too.

@@ -212,6 +212,30 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
 }
 // ANCHOR_END: view
 
+// ANCHOR: repr
+/// The header as three values, for writing one: every reply starts with
+/// `EthernetRepr { dst_addr: <the asker>, src_addr: <our MAC>, ethertype }.emit(..)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EthernetRepr {
+    pub dst_addr: MacAddr,
+    pub src_addr: MacAddr,
+    pub ethertype: EtherType,
+}
+
+impl EthernetRepr {
+    /// Writes the header into `frame`, or nothing if it cannot hold one.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, frame: &mut EthernetFrame<T>) -> Result<()> {
+        if frame.buffer.as_ref().len() < HEADER_LEN {
+            return Err(Error::Truncated);
+        }
+        frame.set_dst_addr(self.dst_addr);
+        frame.set_src_addr(self.src_addr);
+        frame.set_ethertype(self.ethertype);
+        Ok(())
+    }
+}
+// ANCHOR_END: repr
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,13 +261,20 @@ mod tests {
     }
 
     #[test]
-    fn setters_write_every_header_byte() {
+    fn emit_writes_every_header_byte_and_nothing_else() {
+        let repr = EthernetRepr {
+            dst_addr: MacAddr([1, 2, 3, 4, 5, 6]),
+            src_addr: MacAddr([0x02, 0, 0, 0, 0, 2]),
+            ethertype: EtherType::Ipv4,
+        };
         let mut buf = [0xa5u8; 20];
-        let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
-        frame.set_dst_addr(MacAddr([1, 2, 3, 4, 5, 6]));
-        frame.set_src_addr(MacAddr([0x02, 0, 0, 0, 0, 2]));
-        frame.set_ethertype(EtherType::Ipv4);
+        repr.emit(&mut EthernetFrame::new_unchecked(&mut buf[..])).unwrap();
         assert_eq!(buf[..14], [1, 2, 3, 4, 5, 6, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00]);
+        assert_eq!(buf[14..], [0xa5; 6], "the payload is untouched");
+        let mut short = [0xa5u8; 13];
+        let emitted = repr.emit(&mut EthernetFrame::new_unchecked(&mut short[..]));
+        assert_eq!(emitted, Err(Error::Truncated));
+        assert_eq!(short, [0xa5; 13], "nothing written into a buffer too short");
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub mod dhcp;
 use std::fmt;
 
 pub use arp::{ArpOperation, ArpPacket};
-pub use ethernet::{EtherType, EthernetFrame, MacAddr};
+pub use ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
 pub use icmpv4::{Icmpv4Message, Icmpv4Type};
 pub use ipv4::{IpProtocol, Ipv4Packet};
 pub use ipv6::Ipv6Packet;
@@ -62,9 +62,11 @@ pub enum Error {
     /// A field holds a value this code does not handle (IPv4 version 6, ARP for another
     /// hardware type...).
     Unsupported,
-    /// The internet checksum does not verify.
-    BadChecksum,
 }
+
+// No `BadChecksum`: making a view checks lengths only. Whether a checksum verifies is the
+// yes or no of each view's `verify_checksum`, and the responder names the layer that
+// failed (`DropReason::Ipv4BadChecksum`, `IcmpBadChecksum`, ...).
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -72,7 +74,6 @@ impl fmt::Display for Error {
             Error::Truncated => "truncated",
             Error::BadLength => "inconsistent length field",
             Error::Unsupported => "unsupported field value",
-            Error::BadChecksum => "bad checksum",
         })
     }
 }

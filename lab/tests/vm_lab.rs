@@ -1,0 +1,182 @@
+//! End to end with a real virtual machine: `cargo lab vm` (the binary cargo built for
+//! these tests, run as a separate process) boots a Linux guest with QEMU on a TAP,
+//! bridges it with `tap4`, runs `05_full_responder` there, and the guest's own (busybox)
+//! `ping` must get its replies from our responder. As root in a named namespace, and as
+//! an unprivileged user in a user namespace of its own (no root anywhere); both leave
+//! nothing behind.
+//!
+//! Needs root (to become the unprivileged user too) and QEMU and busybox-static; prints
+//! SKIPPED without them, except under CI (`CI` set), where that is a failure. The first
+//! run downloads Debian's cloud kernel (about 27 MB) into the cache (`~/.cache/tapbook`,
+//! and for the unprivileged user one under the temporary directory) when the host's own
+//! kernel cannot serve as the guest's. Each run takes 15 to 40 seconds with the cache
+//! warm, most of it booting the guest under TCG (and, where `/dev/kvm` exists but KVM
+//! does not work, finding that out).
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use tapbook_lab::vm::{GUEST_MAC, ping_summary};
+use tapbook_lab::{
+    RESPONDER_IP, RESPONDER_MAC, UNPRIVILEGED_USER, can_run_rootless, primary_group, repo_root,
+    require_lab, run_ok,
+};
+
+const CARGO_LAB: &str = env!("CARGO_BIN_EXE_cargo-lab");
+const PINGS: u32 = 3;
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn netns_exists(name: &str) -> bool {
+    let out = run_ok(Command::new("ip").args(["netns", "list"]));
+    String::from_utf8_lossy(&out.stdout).lines().any(|l| l.split_whitespace().next() == Some(name))
+}
+
+/// Removes the namespace if `cargo lab vm` left it behind (it should not: the test checks).
+struct NetnsGuard(String);
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// "(3, 3)" from busybox ping's "3 packets transmitted, 3 packets received, 0% ...".
+fn sent_received(summary: &str) -> Option<(u32, u32)> {
+    let numbers: Vec<u32> =
+        summary.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
+    Some((*numbers.first()?, *numbers.get(1)?))
+}
+
+/// A responder counter line, e.g. "         3  ICMP echo replies sent" -> 3.
+fn counter(output: &str, label: &str) -> Option<u32> {
+    output.lines().find_map(|line| {
+        let (number, rest) = line.trim().split_once("  ")?;
+        (rest.trim() == label).then(|| number.parse().ok())?
+    })
+}
+
+/// What every run must show: the guest's pings answered by our responder, which saw the
+/// guest's ARP and echo requests, and the bridge learnt both MACs on the right ports.
+fn check_run(text: &str) {
+    let summary = ping_summary(text, RESPONDER_IP).unwrap_or_else(|| {
+        panic!("no ping summary for {RESPONDER_IP} in the guest's output:\n{text}")
+    });
+    assert_eq!(sent_received(&summary), Some((PINGS, PINGS)), "the guest's ping:\n{text}");
+    assert!(text.contains(&format!("lladdr {RESPONDER_MAC}")), "guest's ARP entry:\n{text}");
+
+    assert_eq!(counter(text, "ICMP echo replies sent"), Some(PINGS), "counters:\n{text}");
+    assert!(counter(text, "ARP replies sent").unwrap_or(0) >= 1, "no ARP reply:\n{text}");
+    assert!(
+        text.contains("<- ARP who-has 172.16.1.2 tell 172.16.1.3")
+            && text.contains("-> IPv4 172.16.1.2 > 172.16.1.3 ICMP echo reply"),
+        "the responder's log should show the guest's ARP and ping:\n{text}"
+    );
+
+    let learnt = |mac: &str, port: &str| {
+        text.lines().any(|line| {
+            let line = line.trim();
+            line.starts_with(&format!("{mac} dev {port} master br0")) && !line.contains("permanent")
+        })
+    };
+    assert!(learnt(GUEST_MAC, "vnet0"), "bridge fdb: guest MAC on vnet0:\n{text}");
+    assert!(learnt(RESPONDER_MAC, "tap4"), "bridge fdb: our MAC on tap4:\n{text}");
+    assert!(text.contains("vnet0: tap no_pi persist vnet_hdr"), "QEMU's tap flags:\n{text}");
+}
+
+#[test]
+fn a_linux_guest_pings_our_responder_as_root_and_as_a_user() {
+    let test = "a_linux_guest_pings_our_responder_as_root_and_as_a_user";
+    require_lab!(test, "qemu-system-x86_64", "busybox");
+    let netns = format!("tb-vm-{}", std::process::id());
+    let _guard = NetnsGuard(netns.clone());
+    let out = Command::new(CARGO_LAB)
+        .args(["vm", "--netns", &netns, "--count", &PINGS.to_string()])
+        .env_remove("SUDO_USER")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running cargo lab vm");
+    let said = text(&out);
+    assert!(out.status.success(), "cargo lab vm failed:\n{said}");
+    assert!(said.contains(&format!("== 3. The lab, in network namespace {netns}")), "{said}");
+    assert!(said.contains(&format!("== 4. 05_full_responder on tap4, as {UNPRIVILEGED_USER}")));
+    check_run(&said);
+    assert!(!netns_exists(&netns), "cargo lab vm left namespace {netns} behind");
+
+    // Rootless: the unprivileged user, with the release build the first run made, and a
+    // kernel cache of its own (its home may not exist).
+    if !can_run_rootless(test) {
+        return;
+    }
+    let debug = Path::new(CARGO_LAB).parent().expect("the binary's directory");
+    let bin = debug.parent().expect("the target directory").join("release/05_full_responder");
+    let cache = std::env::temp_dir().join(format!("tapbook-vm-cache-{UNPRIVILEGED_USER}"));
+    std::fs::create_dir_all(&cache).expect("creating the user's kernel cache");
+    run_ok(Command::new("chown").arg(UNPRIVILEGED_USER).arg(&cache));
+    let out = Command::new("setpriv")
+        .args(["--reuid", UNPRIVILEGED_USER, "--regid", &primary_group(UNPRIVILEGED_USER)])
+        .args(["--clear-groups", "--", "env", "HOME=/nonexistent"])
+        .arg(format!("TAPBOOK_CACHE={}", cache.display()))
+        .arg(CARGO_LAB)
+        .args(["vm", "--count", &PINGS.to_string(), "--bin"])
+        .arg(&bin)
+        .current_dir(repo_root())
+        .env_remove("SUDO_USER")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running cargo lab vm as a user");
+    let said = text(&out);
+    assert!(out.status.success(), "cargo lab vm as {UNPRIVILEGED_USER} failed:\n{said}");
+    assert!(said.contains("in a user namespace of its own (no root, no sudo)"), "{said}");
+    assert!(said.contains("(you, with no capabilities)"), "{said}");
+    check_run(&said);
+    // ps exits with 1 when the user has no process at all.
+    let left = Command::new("ps").args(["-u", UNPRIVILEGED_USER, "-o", "stat=,args="]).output();
+    let left = String::from_utf8_lossy(&left.expect("running ps").stdout).into_owned();
+    assert!(
+        !left.lines().any(|l| l.contains("qemu-system") && !l.starts_with('Z')),
+        "QEMU still running after cargo lab vm:\n{left}"
+    );
+}
+
+#[test]
+fn vm_help_and_bad_options() {
+    let help = Command::new(CARGO_LAB).args(["vm", "--help"]).output().expect("cargo lab vm");
+    let said = String::from_utf8_lossy(&help.stdout);
+    assert!(help.status.success(), "--help failed: {said}");
+    for option in ["--network", "--keep", "--shell", "--kernel", "--accel", "--strace"] {
+        assert!(said.contains(option), "--help does not mention {option}:\n{said}");
+    }
+    let bad: [&[&str]; 6] = [
+        &["--accel", "hvf"],
+        &["--count", "0"],
+        &["--keep", "--shell"],
+        &["--network", "slirp"],
+        &["--netns", ""],
+        &["--bogus"],
+    ];
+    for args in bad {
+        let out = Command::new(CARGO_LAB).arg("vm").args(args).output().expect("cargo lab vm");
+        assert_eq!(out.status.code(), Some(1), "cargo lab vm {args:?} should fail at once");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with("cargo lab: error: "), "cargo lab vm {args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "cargo lab vm {args:?} did something first");
+    }
+}
+
+#[test]
+fn reading_the_guests_ping_and_the_responders_counters() {
+    // busybox ping's output and 05's counters, from a run of cargo lab vm.
+    let output = "PING 172.16.1.2 (172.16.1.2): 56 data bytes\n\
+                  64 bytes from 172.16.1.2: seq=0 ttl=64 time=15.188 ms\n\
+                  \n    --- 172.16.1.2 ping statistics ---\n\
+                  \x20   3 packets transmitted, 2 packets received, 33% packet loss\n";
+    let summary = ping_summary(output, "172.16.1.2").expect("a summary");
+    assert_eq!(sent_received(&summary), Some((3, 2)));
+    assert_eq!(ping_summary(output, "172.16.1.1"), None);
+    let counters = "        21  frames read\n         3  ICMP echo replies sent\n";
+    assert_eq!(counter(counters, "ICMP echo replies sent"), Some(3));
+    assert_eq!(counter(counters, "ARP replies sent"), None);
+}
