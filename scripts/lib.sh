@@ -141,26 +141,6 @@ default_lab_user() {
     fi
 }
 
-# unprivileged_user: who runs the lab programs when a script runs them itself: the
-# default lab user, but never root (then the system user nobody): the programs need
-# no privileges, and the course shows it.
-unprivileged_user() {
-    local user
-    user=$(default_lab_user)
-    if [[ $user == root ]]; then user=nobody; fi
-    printf '%s\n' "$user"
-}
-
-# as_invoking_user CMD...: run CMD as the user behind sudo (so that cargo's target
-# directory keeps belonging to the student), or as ourselves when there is none.
-as_invoking_user() {
-    if [[ $EUID -eq 0 && -n ${SUDO_USER:-} && $SUDO_USER != root ]]; then
-        sudo -u "$SUDO_USER" --preserve-env=PATH,CARGO_TARGET_DIR -- "$@"
-    else
-        "$@"
-    fi
-}
-
 # ---- packages (the one list: scripts/packages.txt; cargo lab installs them) -----
 
 # list_packages GROUP...: "package<TAB>command<TAB>why" for each package of GROUPs.
