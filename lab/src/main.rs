@@ -327,7 +327,8 @@ fn through_sudo(why: &str, args: &[String]) -> Result<ExitCode> {
     say(format_args!("Not root: {why}; going through sudo."));
     let me = std::env::current_exe().map_err(|e| format!("finding cargo-lab: {e}"))?;
     let status = Command::new("sudo")
-        .args(["--preserve-env=CI,PATH"])
+        // CARGO: the demo's recording runs `cargo lab demo`, with the caller's cargo.
+        .args(["--preserve-env=CI,PATH,CARGO"])
         .arg(me)
         .args(args)
         .status()

@@ -1033,7 +1033,20 @@ impl Session {
                     .env("HOME", home);
                 cmd
             }
-            None => Command::new("sh"),
+            None => {
+                // On the host, `cargo` is the one that runs us (under sudo, PATH may lack it).
+                let mut cmd = Command::new("sh");
+                let cargo_dir = std::env::var_os("CARGO")
+                    .and_then(|c| Path::new(&c).parent().map(Path::to_path_buf));
+                if let Some(dir) = cargo_dir {
+                    let path = std::env::var_os("PATH").unwrap_or_default();
+                    let dirs = std::iter::once(dir).chain(std::env::split_paths(&path));
+                    if let Ok(joined) = std::env::join_paths(dirs) {
+                        cmd.env("PATH", joined);
+                    }
+                }
+                cmd
+            }
         };
         cmd.arg(&script).current_dir(&self.dir);
         Ok(cmd)
