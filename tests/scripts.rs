@@ -17,6 +17,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use nix::sys::signal::SigHandler;
+
 use common::{Lab, UNPRIVILEGED_USER, primary_group, repo_root, wait_until};
 
 const BIN_05: &str = env!("CARGO_BIN_EXE_05_full_responder");
@@ -373,15 +375,27 @@ fn setup_interrupted_with_ctrl_c_removes_what_this_run_made() {
     ip_failing_at_addr_add(&fakes, &format!("touch {}; sleep 20", reached.display()));
     let netns = fresh_name("intr");
     let _guard = NetnsGuard(netns.clone());
-    let child = script("setup.sh")
+    let mut child = script("setup.sh");
+    child
         .args(["--netns", &netns, "--user", "root"])
         .env("PATH", fakes.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Its own process group, like a job in a terminal, which Ctrl-C signals as a whole.
-        .process_group(0)
-        .spawn()
-        .expect("starting setup.sh");
+        .process_group(0);
+    // And SIGINT at its default, as in a terminal: a test run started in the background
+    // of a non-interactive shell inherits it ignored, and bash cannot trap a signal that
+    // was ignored when it started.
+    // SAFETY: between fork and exec, only signal(2), which is async-signal-safe.
+    let child = unsafe {
+        child.pre_exec(|| {
+            nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, SigHandler::SigDfl)
+                .map(drop)
+                .map_err(std::io::Error::from)
+        })
+    }
+    .spawn()
+    .expect("starting setup.sh");
     assert!(
         wait_until(Duration::from_secs(10), || reached.exists()),
         "setup.sh never got to ip addr add"
