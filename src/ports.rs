@@ -299,7 +299,7 @@ fn stream_receive(c: &mut Connection, buf: &mut [u8]) -> Result<Received, Stream
         match c.reader.fill(&mut c.sock)? {
             Fill::Read(_) => continue,
             Fill::WouldBlock => return Ok(Received::Idle),
-            Fill::Closed => return Err(StreamError::Io(io::ErrorKind::UnexpectedEof.into())),
+            Fill::Closed => return Err(StreamError::Closed),
         }
     }
 }

@@ -38,6 +38,8 @@ pub enum StreamError {
     /// The peer closed the connection in the middle of a frame: `have` of the `want`
     /// bytes (length included) had arrived.
     ClosedMidFrame { have: usize, want: usize },
+    /// The peer closed the connection between two frames, as QEMU does when it quits.
+    Closed,
     /// The socket failed.
     Io(io::Error),
 }
@@ -51,6 +53,7 @@ impl std::fmt::Display for StreamError {
             StreamError::ClosedMidFrame { have, want } => {
                 write!(f, "closed in the middle of a frame ({have} of {want} bytes)")
             }
+            StreamError::Closed => write!(f, "it closed the connection"),
             StreamError::Io(err) => write!(f, "{err}"),
         }
     }

@@ -3,7 +3,8 @@
 //! (the caller passes `now`), no printing: `12_learning_switch` wires it to taps and
 //! QEMU's sockets.
 //!
-//! The rules are IEEE 802.1D's (clause 7.7 and 7.8, "the Filtering Database"), as the
+//! The rules are IEEE 802.1D-2004's (clauses 7.7 to 7.9: forwarding, learning and "the
+//! Filtering Database"), as the
 //! Linux bridge applies them (`net/bridge/br_input.c`, `br_fdb.c`):
 //!
 //! - learn: the source address of every valid frame is entered in the table with the
@@ -187,9 +188,16 @@ impl Switch {
     // ANCHOR: learn
     fn learn(&mut self, now: Instant, port: PortId, src: MacAddr) -> Learnt {
         if let Some(entry) = self.table.get_mut(&src) {
+            // An entry past the ageing time is as good as forgotten (the ageing sweep
+            // may just not have run yet): learning it again is learning it anew.
+            let stale = now.saturating_duration_since(entry.last_seen) >= self.ageing;
             let from = entry.port;
             *entry = Entry { port, last_seen: now };
-            return if from == port { Learnt::Refreshed } else { Learnt::Moved { from } };
+            return match (stale, from == port) {
+                (true, _) => Learnt::New,
+                (false, true) => Learnt::Refreshed,
+                (false, false) => Learnt::Moved { from },
+            };
         }
         if self.table.len() >= self.capacity {
             // Make room by forgetting the stale entries, if there are any.

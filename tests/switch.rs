@@ -349,7 +349,7 @@ fn the_switch_floods_until_it_learns_then_sends_to_one_port() {
     assert!(forgot, "{}", switch.output());
     let (status, out) = switch.stop();
     assert!(status.is_some_and(|s| s.success()), "{out}");
-    assert!(out.contains("[peer4] QEMU disconnected: "), "{out}");
+    assert!(out.contains("[peer4] QEMU disconnected: it closed the connection"), "{out}");
     assert_eq!(table_port(&out, "02:00:00:00:00:02").as_deref(), Some("peer2"), "{out}");
     assert_eq!(table_port(&out, "02:00:00:00:00:04"), None, "forgotten:\n{out}");
     let kernel_mac = lab.ip(&["-br", "link", "show", "tap4"]);

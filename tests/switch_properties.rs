@@ -138,16 +138,13 @@ proptest! {
                 let before = model.fresh_port(step.src, now);
                 let known = model.heard.iter().find(|(m, _, _)| *m == step.src).map(|e| e.1);
                 let learnt = decision.learnt;
-                match known {
-                    None => prop_assert_eq!(learnt, Learnt::New),
-                    Some(p) if p == step.ingress => prop_assert!(
-                        learnt == Learnt::Refreshed || (before.is_none() && learnt == Learnt::New),
-                        "{step:?}: {learnt:?}"
-                    ),
-                    Some(p) => prop_assert!(
-                        learnt == Learnt::Moved { from: p } || (before.is_none() && learnt == Learnt::New),
-                        "{step:?}: {learnt:?}"
-                    ),
+                // Unknown, or heard from longer ago than the ageing time: learnt anew.
+                match (known, before) {
+                    (None, _) | (Some(_), None) => prop_assert_eq!(learnt, Learnt::New),
+                    (Some(p), Some(_)) if p == step.ingress => {
+                        prop_assert_eq!(learnt, Learnt::Refreshed)
+                    }
+                    (Some(p), Some(_)) => prop_assert_eq!(learnt, Learnt::Moved { from: p }),
                 }
                 model.hear(step.src, step.ingress, now);
                 prop_assert_eq!(switch.port_of(step.src), Some(step.ingress));
