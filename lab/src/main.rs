@@ -32,6 +32,7 @@ Commands:
           end-to-end tests, the book check and the benchmark's short run
   vm      boot a small Linux guest with QEMU on a second TAP, bridged with tap4,
           and let it ping 05_full_responder (cargo lab vm --help)
+  edition student|instructor OUT  the course for a class (cargo lab edition --help)
   install [GROUP...]  install what the groups of scripts/packages.txt need and is
           missing (lab, lint, test, book; default: all), as demo and test do first
 
@@ -138,6 +139,7 @@ fn main() -> ExitCode {
         "test" => test(rest),
         "install" => install(rest),
         "vm" => tapbook_lab::vm::command(rest),
+        "edition" => tapbook_lab::edition::command(rest),
         "-h" | "--help" | "help" => {
             say(USAGE.trim_end());
             Ok(ExitCode::SUCCESS)
