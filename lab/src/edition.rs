@@ -97,7 +97,7 @@ pub fn write(root: &Path, edition: Edition, out: &Path) -> Result<Stats, String>
         return Err(format!("{} exists and is not empty", out.display()));
     }
     let listed = Command::new("git")
-        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        .args(["ls-files", "-z", "--cached"])
         .current_dir(root)
         .stderr(Stdio::inherit())
         .output()
