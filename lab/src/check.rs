@@ -250,6 +250,13 @@ pub const CHECKS: &[Check] = &[
         "A full responder, \"Validation: what to drop, and why\"",
     ),
     check(
+        "ch5::answers_a_dialogue_of_arp_then_ping",
+        5,
+        "an arping, then a ping, then a damaged ping: reply, reply, nothing",
+        "a dialogue of arping, ping and a damaged ping went wrong",
+        "A full responder, \"Validation: what to drop, and why\"",
+    ),
+    check(
         "ch5::ignores_a_damaged_ipv4_header",
         5,
         "a packet with a bad IPv4 header checksum is dropped",

@@ -73,10 +73,8 @@ mod ch3 {
     #[test]
     fn answers_arping_byte_for_byte() {
         // The kernel's own reply to the same arping, captured over a veth pair.
-        let ours = reply_with(Services::ARP, &fixture!("arp_request_arping"));
         let kernel = fixture!("kernel_arp_reply");
-        let ours = ours.expect("no reply to arping for our address");
-        assert_eq!(hex::encode(&ours), hex::encode(&kernel[..42]));
+        Dialogue::new(Services::ARP).receive(&fixture!("arp_request_arping")).expect(&kernel[..42]);
     }
 
     #[test]
@@ -93,13 +91,13 @@ mod ch3 {
     #[test]
     fn ignores_who_has_for_other_addresses() {
         let request = patch(&fixture!("arp_request_arping"), 38, &[172, 16, 1, 9]);
-        assert!(reply_with(Services::ARP, &request).is_err());
+        Dialogue::new(Services::ARP).receive(&request).expect_nothing();
     }
 
     #[test]
     fn ignores_arp_replies() {
         let reply = patch(&fixture!("arp_request_arping"), 20, &[0, 2]);
-        assert!(reply_with(Services::ARP, &reply).is_err());
+        Dialogue::new(Services::ARP).receive(&reply).expect_nothing();
     }
 
     #[test]
@@ -273,6 +271,12 @@ mod ch4 {
     fn ignores_echo_replies() {
         let reply = with_icmp(&fixture!("icmp_echo_request_56"), |icmp| icmp[0] = 0);
         assert!(echo(&reply).is_err());
+        // Our own reply, back to us: no ping-pong.
+        let request = fixture!("icmp_echo_request_56");
+        let mut ours = echo(&request).expect("no reply");
+        ours[0..6].copy_from_slice(&US.mac.0);
+        ours[6..12].copy_from_slice(&request[6..12]);
+        assert!(echo(&ours).is_err(), "our reply, fed back, was answered");
     }
 
     #[test]
@@ -303,6 +307,18 @@ mod ch5 {
         // The TTL changed, the header checksum not: damaged on the way.
         let request = flip(&fixture!("icmp_echo_request_56"), 22);
         assert_eq!(reply(&request), Err(DropReason::Ipv4BadChecksum));
+    }
+
+    #[test]
+    fn answers_a_dialogue_of_arp_then_ping() {
+        // The kernel asks who has 172.16.1.2, then pings: both answered, in turn.
+        let mut dialogue = Dialogue::new(Services::IPV4);
+        dialogue
+            .receive(&fixture!("arp_request_arping"))
+            .expect(&fixture!("kernel_arp_reply")[..42]);
+        let reply = dialogue.receive(&fixture!("icmp_echo_request_56")).reply_bytes();
+        assert_eq!(reply[34], 0, "an echo reply");
+        dialogue.receive(&flip(&fixture!("icmp_echo_request_56"), 22)).expect_nothing();
     }
 
     #[test]
