@@ -33,6 +33,9 @@ Options:
   --junit FILE  also write the results as JUnit XML (for a classroom's CI)
   --tier a|b    run one tier only
   -h, --help    this help
+
+The unit checks stop after 600 s (TAPBOOK_CHECK_TIMEOUT=SECONDS): an endless
+loop fails the checks that had not finished.
 ";
 
 /// The book's chapters that have checks.
@@ -368,12 +371,14 @@ pub fn run(root: &Path, chapter: Option<u8>, (tier_a, tier_b): (bool, bool)) -> 
         for c in CHECKS.iter().filter(|c| wanted(c) && !c.id.starts_with("lab::")) {
             let outcome = match &unit {
                 Err(why) => Outcome::Fail(Some(why.clone())),
-                Ok(found) => found
-                    .iter()
-                    .find(|(id, _)| id == c.id)
-                    .map_or(Outcome::Fail(Some("this check did not run".into())), |(_, o)| {
-                        o.clone()
-                    }),
+                Ok(run) => match run.found.iter().find(|(id, _)| id == c.id) {
+                    Some((_, outcome)) => outcome.clone(),
+                    None if run.timed_out => Outcome::Fail(Some(format!(
+                        "did not finish within {} s: an endless loop?",
+                        unit_timeout().as_secs()
+                    ))),
+                    None => Outcome::Fail(Some("this check did not run".into())),
+                },
             };
             results.push((*c, outcome));
         }
@@ -390,27 +395,72 @@ pub fn run(root: &Path, chapter: Option<u8>, (tier_a, tier_b): (bool, bool)) -> 
     results
 }
 
-/// Runs the unit tests matching `filter` in `root`; each test's id and outcome, or why
+/// How long the unit checks may take, their compilation included, before the rest count
+/// as not finished (a student's endless loop must not hang a classroom's CI): 600 s, or
+/// `TAPBOOK_CHECK_TIMEOUT` seconds.
+fn unit_timeout() -> Duration {
+    let secs = std::env::var("TAPBOOK_CHECK_TIMEOUT").ok().and_then(|s| s.parse().ok());
+    Duration::from_secs(secs.unwrap_or(600))
+}
+
+/// What [`unit_tests`] found: each test's id and outcome, and whether it had to stop them.
+struct UnitRun {
+    found: Vec<(String, Outcome)>,
+    timed_out: bool,
+}
+
+/// Runs the unit tests matching `filter` in `root`: each test's id and outcome, or why
 /// none could run (the code does not compile).
-fn unit_tests(root: &Path, filter: &str) -> Result<Vec<(String, Outcome)>, String> {
-    let out = cargo()
+fn unit_tests(root: &Path, filter: &str) -> Result<UnitRun, String> {
+    use std::os::unix::process::CommandExt;
+    let dir = std::env::temp_dir().join(format!("tapbook-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (out_path, err_path) = (dir.join("stdout"), dir.join("stderr"));
+    let file = |p: &Path| std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()));
+    let mut child = cargo()
         .current_dir(root)
         .args(["test", "--lib", "--color", "never", filter, "--", "--color", "never"])
         .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null())
-        .output()
+        .stdout(file(&out_path)?)
+        .stderr(file(&err_path)?)
+        // A group of its own, so that a timeout stops the test binary under cargo too.
+        .process_group(0)
+        .spawn()
         .map_err(|e| format!("running cargo test: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !stdout.contains("test result:") {
-        let first_error = stderr
-            .lines()
-            .find(|l| l.starts_with("error"))
-            .unwrap_or("cargo test failed")
-            .to_owned();
-        return Err(format!("does not compile: {first_error}"));
+    let started = std::time::Instant::now();
+    let mut timed_out = false;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if started.elapsed() > unit_timeout() || crate::stopped() => {
+                let group = nix::unistd::Pid::from_raw(-(child.id() as i32));
+                let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+                let _ = child.wait();
+                timed_out = true;
+                break;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => return Err(format!("waiting for cargo test: {e}")),
+        }
     }
-    Ok(parse_test_output(&stdout))
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    if !timed_out && !stdout.contains("test result:") {
+        return Err(format!("does not compile: {}", compile_error(&stderr)));
+    }
+    Ok(UnitRun { found: parse_test_output(&stdout), timed_out })
+}
+
+/// The compiler's first error in cargo's `stderr`, and on a second line where it is.
+fn compile_error(stderr: &str) -> String {
+    let mut lines = stderr.lines().skip_while(|l| !l.starts_with("error"));
+    let first = lines.next().unwrap_or("cargo failed");
+    match lines.find(|l| l.trim_start().starts_with("-->")).map(str::trim) {
+        Some(at) => format!("{first}\n{at}"),
+        None => first.to_owned(),
+    }
 }
 
 /// The outcome of each test in libtest's plain output: `test NAME ... ok|FAILED`, and for
@@ -474,8 +524,7 @@ fn lab_tests(root: &Path, checks: &[Check]) -> Results {
         Ok(out) if out.status.success() => {}
         Ok(out) => {
             let stderr = String::from_utf8_lossy(&out.stderr);
-            let first = stderr.lines().find(|l| l.starts_with("error")).unwrap_or("").to_owned();
-            let why = format!("the programs do not compile: {first}");
+            let why = format!("the programs do not compile: {}", compile_error(&stderr));
             return checks.iter().map(|c| (*c, Outcome::Fail(Some(why.clone())))).collect();
         }
         Err(e) => return skip(format!("running cargo build: {e}")),
@@ -585,6 +634,14 @@ pub fn report(results: &Results) -> String {
         for (c, outcome) in &of {
             let _ = match outcome {
                 Outcome::Pass => writeln!(text, "  pass  {}", c.rule),
+                // Code that does not compile: the compiler's first error, and where.
+                Outcome::Fail(Some(detail)) if detail.contains("not compile") => {
+                    let _ = writeln!(text, "  FAIL  {}", c.rule);
+                    for line in detail.lines() {
+                        let _ = writeln!(text, "        {}", clip(line, 70));
+                    }
+                    Ok(())
+                }
                 Outcome::Fail(detail) => {
                     let _ = writeln!(text, "  FAIL  {}\n        {}", c.rule, c.fail);
                     if let Some(detail) = detail {
