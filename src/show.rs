@@ -21,6 +21,7 @@ use crate::wire::ndisc::{self, NdiscMessage};
 /// `IPv4 172.16.1.1 > 172.16.1.2 ICMP echo request id 0x1c2f seq 3, 64 bytes`.
 pub struct Summary<'a>(pub &'a [u8]);
 
+// ANCHOR: student_ch2_summary "chapter 2: the one-line summary"
 impl fmt::Display for Summary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Ok(eth) = EthernetFrame::new_checked(self.0) else {
@@ -39,6 +40,7 @@ impl fmt::Display for Summary<'_> {
         }
     }
 }
+// ANCHOR_END: student_ch2_summary
 // ANCHOR_END: summary
 
 fn arp(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
@@ -176,6 +178,7 @@ fn ipv6(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
 /// A hex dump with each header labelled and offsets counted from the frame's start.
 pub struct Dump<'a>(pub &'a [u8]);
 
+// ANCHOR: student_ch2_dump "chapter 2: the annotated hex dump"
 impl fmt::Display for Dump<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let frame = self.0;
@@ -194,6 +197,7 @@ impl fmt::Display for Dump<'_> {
         Ok(())
     }
 }
+// ANCHOR_END: student_ch2_dump
 // ANCHOR_END: dump
 
 /// Where each layer ends, as far as the frame can be parsed.

@@ -243,6 +243,7 @@ pub struct Tap {
 
 impl Tap {
     // ANCHOR: open
+    // ANCHOR: student_ch1_open "chapter 1: open the clone device"
     /// Opens the clone device and attaches it to the TAP called `name`, creating it if it
     /// does not exist (which needs `CAP_NET_ADMIN`).
     pub fn open(name: &str) -> Result<Tap, TapError> {
@@ -258,6 +259,7 @@ impl Tap {
         Ok(tap)
     }
     // ANCHOR_END: open
+    // ANCHOR_END: student_ch1_open
 
     /// The options of chapter 9 and of the book's examples, from chapter 1's defaults:
     /// `Tap::options().packet_info(true).open("tap4")`, for example. See
@@ -407,6 +409,7 @@ impl Tap {
 }
 
 // ANCHOR: attach
+// ANCHOR: student_ch1_attach "chapter 1: TUNSETIFF"
 /// `TUNSETIFF`: attaches `fd`, a fresh descriptor of the clone device, to the interface
 /// `place` with `flags`, creating the interface if it does not exist. Returns the name
 /// the kernel used (it fills in a `tap%d` pattern).
@@ -432,6 +435,7 @@ pub(crate) fn attach(fd: &OwnedFd, place: &Place, flags: u32) -> Result<String, 
     Ok(got.to_string_lossy().into_owned())
 }
 // ANCHOR_END: attach
+// ANCHOR_END: student_ch1_attach
 
 /// `TUNGETFEATURES` on `fd`, a descriptor of the clone device.
 pub(crate) fn features_of(fd: &OwnedFd) -> Result<u32, TapError> {

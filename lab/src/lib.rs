@@ -32,6 +32,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sigaction};
 use nix::unistd::Pid;
 
+pub mod check;
+pub mod edition;
 pub mod vm;
 pub mod vmm;
 

@@ -40,6 +40,8 @@ Commands:
           bench offload: the offloads' bulk UDP table (examples/offload_bench.rs)
   vm      boot a small Linux guest with QEMU on a second TAP, bridged with tap4,
           and let it ping 05_full_responder (cargo lab vm --help)
+  edition student|instructor OUT  the course for a class (cargo lab edition --help)
+  check [CHAPTER] [--junit FILE]  grade this checkout, chapter by chapter
   install [GROUP...]  install what the groups of scripts/packages.txt need and is
           missing (lab, lint, test, book; default: all), as demo and test do first
 
@@ -168,6 +170,8 @@ fn main() -> ExitCode {
         "record" => record(rest),
         "bench" => bench::main(rest),
         "vm" => tapbook_lab::vm::command(rest),
+        "edition" => tapbook_lab::edition::command(rest),
+        "check" => tapbook_lab::check::command(rest),
         "-h" | "--help" | "help" => {
             say(USAGE.trim_end());
             Ok(ExitCode::SUCCESS)

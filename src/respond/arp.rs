@@ -6,6 +6,7 @@ use crate::wire::arp::{self, ArpOperation, ArpPacket, ArpRepr};
 use crate::wire::ethernet::{self, EtherType, EthernetFrame, EthernetRepr};
 
 // ANCHOR: arp_reply
+// ANCHOR: student_ch3_reply "chapter 3: the ARP reply decision"
 /// Answers "who has `host.ip`?" with "`host.ip` is at `host.mac`" (RFC 826).
 pub fn arp_reply(host: &Host, eth: &EthernetFrame<&[u8]>, out: &mut [u8]) -> Outcome {
     // Requests are broadcast; the kernel re-checks a neighbour with a unicast one.
@@ -56,6 +57,7 @@ pub fn arp_reply(host: &Host, eth: &EthernetFrame<&[u8]>, out: &mut [u8]) -> Out
         .map_err(|_| DropReason::NoRoom)?;
     Ok(Reply::Arp(len))
 }
+// ANCHOR_END: student_ch3_reply
 // ANCHOR_END: arp_reply
 
 #[cfg(test)]

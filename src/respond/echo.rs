@@ -41,6 +41,7 @@ impl Timestamp {
 // ANCHOR_END: timestamp
 
 // ANCHOR: echo_reply
+// ANCHOR: student_ch4_echo "chapter 4: the echo reply"
 /// Answers an ICMP echo request (RFC 792) with an echo reply carrying the same
 /// identifier, sequence number and data, and the request's Record Route and Timestamp
 /// options with our entries added.
@@ -102,6 +103,7 @@ pub(super) fn echo_reply(
     }
     Ok(Reply::Echo(len))
 }
+// ANCHOR_END: student_ch4_echo
 // ANCHOR_END: echo_reply
 
 // ANCHOR: echo_options

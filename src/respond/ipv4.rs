@@ -74,6 +74,7 @@ fn mix(mut x: u64) -> u64 {
 // ANCHOR_END: idents
 
 // ANCHOR: echo_checks
+// ANCHOR: student_ch5_validation "chapter 5: the full responder's validation"
 /// Checks an IPv4 packet and returns it if it is for us: version, lengths, header
 /// checksum, our address as destination and a unicast source.
 fn ipv4_for_us<'a>(
@@ -103,6 +104,7 @@ fn ipv4_for_us<'a>(
     }
     Ok(ip)
 }
+// ANCHOR_END: student_ch5_validation
 // ANCHOR_END: echo_checks
 
 // ANCHOR: ipv4_reply

@@ -49,6 +49,8 @@ use crate::wire::{self, ipv6};
 
 mod arp;
 mod counters;
+#[cfg(test)]
+mod coursework;
 mod echo;
 mod ipv4;
 mod ipv6_reply;

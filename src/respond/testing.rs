@@ -106,3 +106,72 @@ pub(crate) fn with_icmp(frame: &[u8], change: impl FnOnce(&mut [u8])) -> Vec<u8>
     Icmpv4Message::new_unchecked(&mut f[34..]).fill_checksum();
     f
 }
+
+/// A frame dialogue with the responder, as CS144's tests read: `receive` a frame, then
+/// `expect` the reply, byte for byte, or `expect_nothing`. One responder for the whole
+/// dialogue (its IPv4 identifications count on), at the fixed time.
+///
+/// ```ignore
+/// Dialogue::new(Services::ARP).receive(&request).expect(&kernel_reply[..42]);
+/// Dialogue::new(Services::ARP).receive(&for_someone_else).expect_nothing();
+/// ```
+pub(crate) struct Dialogue {
+    services: Services,
+    idents: Idents,
+    step: usize,
+    reply: Option<Outcome>,
+    out: Vec<u8>,
+}
+
+impl Dialogue {
+    pub(crate) fn new(services: Services) -> Dialogue {
+        Dialogue { services, idents: Idents::new(1), step: 0, reply: None, out: Vec::new() }
+    }
+
+    /// The responder receives `frame`; what it does is checked by the next `expect...`.
+    pub(crate) fn receive(&mut self, frame: &[u8]) -> &mut Dialogue {
+        assert!(self.reply.is_none(), "step {}: receive twice, expect nothing between", self.step);
+        self.step += 1;
+        // Pre-filled with 0xa5, so that a field left unwritten shows.
+        self.out = vec![0xa5u8; 65536];
+        self.reply = Some(respond(&US, self.services, &mut self.idents, NOW, frame, &mut self.out));
+        self
+    }
+
+    /// The reply to the frame received last: `expected`, byte for byte.
+    pub(crate) fn expect(&mut self, expected: &[u8]) -> &mut Dialogue {
+        let ours = self.reply_bytes();
+        assert_eq!(
+            hex::encode(&ours),
+            hex::encode(expected),
+            "step {}: the reply differs at bytes {:?}",
+            self.step,
+            (0..ours.len().min(expected.len()))
+                .filter(|&i| ours[i] != expected[i])
+                .collect::<Vec<_>>()
+        );
+        self
+    }
+
+    /// The reply to the frame received last, whatever it is (for checks of its own).
+    pub(crate) fn reply_bytes(&mut self) -> Vec<u8> {
+        match self.reply.take() {
+            Some(Ok(reply)) => self.out[..reply.len()].to_vec(),
+            Some(Err(reason)) => panic!("step {}: no reply, dropped as {reason:?}", self.step),
+            None => panic!("step {}: expect without a frame received", self.step),
+        }
+    }
+
+    /// No reply to the frame received last (for whatever reason).
+    pub(crate) fn expect_nothing(&mut self) -> &mut Dialogue {
+        match self.reply.take() {
+            Some(Err(_)) => self,
+            Some(Ok(reply)) => panic!(
+                "step {}: expected no reply, got {}",
+                self.step,
+                hex::encode(&self.out[..reply.len()])
+            ),
+            None => panic!("step {}: expect_nothing without a frame received", self.step),
+        }
+    }
+}

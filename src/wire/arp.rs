@@ -91,6 +91,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     }
 
     // ANCHOR: new_checked
+    // ANCHOR: student_ch3_view "chapter 3: the ARP view"
     /// Checks the length and that this is ARP for Ethernet and IPv4: other hardware or
     /// protocol types put the addresses at other offsets, so nothing else can be read.
     pub fn new_checked(buffer: T) -> Result<Self> {
@@ -107,6 +108,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
         }
         Ok(packet)
     }
+    // ANCHOR_END: student_ch3_view
     // ANCHOR_END: new_checked
 
     fn u16_at(&self, range: Range<usize>) -> u16 {
@@ -211,6 +213,7 @@ pub struct ArpRepr {
     pub target_proto_addr: Ipv4Addr,
 }
 
+// ANCHOR: student_ch3_repr "chapter 3: parse and emit ARP"
 impl ArpRepr {
     pub fn parse<T: AsRef<[u8]>>(packet: &ArpPacket<T>) -> ArpRepr {
         ArpRepr {
@@ -240,6 +243,7 @@ impl ArpRepr {
         Ok(())
     }
 }
+// ANCHOR_END: student_ch3_repr
 // ANCHOR_END: repr
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! lets the compiler keep a 64-bit accumulator and vectorise the loop.
 
 // ANCHOR: sum
+// ANCHOR: student_ch4_checksum "chapter 4: the internet checksum"
 /// Adds `data` into a running 32-bit-folded one's complement sum (not yet complemented).
 ///
 /// Use it to sum several pieces (a pseudo-header, then a payload); every piece but the
@@ -28,6 +29,7 @@ pub fn sum(data: &[u8]) -> u32 {
     }
     fold64(acc)
 }
+// ANCHOR_END: student_ch4_checksum
 
 /// Folds a wide sum into 16 bits, adding the carries back in (end-around carry).
 fn fold64(mut acc: u64) -> u32 {

@@ -104,12 +104,16 @@ impl<T: AsRef<[u8]>> Icmpv4Message<T> {
         Icmpv4Message { buffer }
     }
 
+    // ANCHOR: student_ch4_icmp_view "chapter 4: the ICMP view"
+    /// Checks that the 8-byte header is there; every accessor relies on it. The data may
+    /// be empty, and the checksum is checked separately ([`Self::verify_checksum`]).
     pub fn new_checked(buffer: T) -> Result<Self> {
         if buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
         }
         Ok(Icmpv4Message { buffer })
     }
+    // ANCHOR_END: student_ch4_icmp_view
 
     fn u16_at(&self, range: Range<usize>) -> u16 {
         bytes::read_u16(self.buffer.as_ref(), range)
@@ -152,10 +156,12 @@ impl<T: AsRef<[u8]>> Icmpv4Message<T> {
     }
 
     // ANCHOR: verify_checksum
+    // ANCHOR: student_ch4_icmp_verify "chapter 4: the ICMP checksum"
     /// The checksum covers the whole message, data included, odd lengths too.
     pub fn verify_checksum(&self) -> bool {
         checksum::verify(self.buffer.as_ref())
     }
+    // ANCHOR_END: student_ch4_icmp_verify
     // ANCHOR_END: verify_checksum
 }
 
@@ -195,12 +201,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Message<T> {
     }
 
     // ANCHOR: fill_checksum
+    // ANCHOR: student_ch4_icmp_fill "chapter 4: the ICMP checksum"
     /// Computes the checksum over the whole message with the checksum field zeroed.
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);
         let sum = checksum::checksum(self.buffer.as_ref());
         self.set_checksum(sum);
     }
+    // ANCHOR_END: student_ch4_icmp_fill
     // ANCHOR_END: fill_checksum
 }
 

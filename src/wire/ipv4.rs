@@ -95,6 +95,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     // ANCHOR: new_checked
+    // ANCHOR: student_ch4_ipv4_view "chapter 4: the IPv4 view"
     /// Checks, once, everything the accessors rely on: the version, a header of at least
     /// 20 bytes that fits in the buffer, and a total length that covers the header and
     /// fits in the buffer. The checksum is checked separately ([`Self::verify_checksum`])
@@ -118,6 +119,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         }
         Ok(packet)
     }
+    // ANCHOR_END: student_ch4_ipv4_view
     // ANCHOR_END: new_checked
 
     pub fn into_inner(self) -> T {
@@ -203,18 +205,22 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     // ANCHOR: verify_checksum
+    // ANCHOR: student_ch4_ipv4_verify "chapter 4: the IPv4 header checksum"
     /// The header checksum covers the header only (options included), not the payload.
     pub fn verify_checksum(&self) -> bool {
         checksum::verify(self.header())
     }
+    // ANCHOR_END: student_ch4_ipv4_verify
     // ANCHOR_END: verify_checksum
 
     // ANCHOR: payload
+    // ANCHOR: student_ch4_ipv4_payload "chapter 4: the IPv4 payload"
     /// The payload, cut by the total length: Ethernet padding after it is not included.
     pub fn payload(&self) -> &[u8] {
         let range = self.header_len()..usize::from(self.total_len());
         bytes::slice(self.buffer.as_ref(), range)
     }
+    // ANCHOR_END: student_ch4_ipv4_payload
     // ANCHOR_END: payload
 }
 
@@ -271,12 +277,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     }
 
     // ANCHOR: fill_checksum
+    // ANCHOR: student_ch4_ipv4_fill "chapter 4: the IPv4 header checksum"
     /// Computes the header checksum over the header with its checksum field zeroed.
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);
         let sum = checksum::checksum(self.header());
         self.set_checksum(sum);
     }
+    // ANCHOR_END: student_ch4_ipv4_fill
     // ANCHOR_END: fill_checksum
 
     pub fn payload_mut(&mut self) -> &mut [u8] {
