@@ -178,7 +178,7 @@ fn main() -> ExitCode {
         }
         "" => Err(format!("which command? demo, shell, test, record, bench or vm\n\n{USAGE}")),
         other => Err(format!(
-            "unknown command '{other}'; one of demo, shell, test, record, bench, vm (cargo lab --help)"
+            "unknown command '{other}'; one of demo, shell, test, record, bench, vm, edition, check, install (cargo lab --help)"
         )),
     };
     result.unwrap_or_else(|e| {
