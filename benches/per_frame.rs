@@ -12,8 +12,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // its output is the table
 
-#[path = "../tests/fixtures/mod.rs"]
-mod fixtures;
+use tapbook_testkit::fixtures;
 
 use std::hint::black_box;
 use std::io::Write;

@@ -16,8 +16,7 @@
 
 use tapbook_lab as common;
 use tapbook_lab::require_lab;
-mod fixtures;
-mod oracle;
+use tapbook_testkit::{fixtures, oracle};
 
 use std::collections::BTreeMap;
 use std::fs::File;

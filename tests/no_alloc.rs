@@ -7,7 +7,7 @@
 
 use tapbook_lab as common;
 use tapbook_lab::require_lab;
-mod fixtures;
+use tapbook_testkit::fixtures;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

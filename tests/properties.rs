@@ -13,12 +13,10 @@
 //! or not so that the checks behind them are reached too. The same oracle judges the
 //! fuzz target (`fuzz/`), which runs for millions of inputs rather than thousands.
 
-mod fixtures;
-mod oracle;
-
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::OnceLock;
+use tapbook_testkit::{fixtures, oracle};
 
 use oracle::{Clock, OUR_IP, OUR_IP6, OUR_LINK_LOCAL, OUR_MAC};
 use proptest::prelude::*;

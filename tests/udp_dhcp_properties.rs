@@ -5,12 +5,10 @@
 //! for the request that came in; and whatever the sequence of messages, the lease table
 //! never gives one address to two clients nor an address outside the pool.
 
-mod fixtures;
-mod oracle;
-
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
+use tapbook_testkit::{fixtures, oracle};
 
 use oracle::udp::{check_dhcp_reply, check_with_udp, udp_checksum};
 use oracle::{Clock, OUR_IP, OUR_MAC};

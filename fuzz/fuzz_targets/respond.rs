@@ -27,8 +27,7 @@ use tapbook::wire::icmpv6::Icmpv6Message;
 use tapbook::wire::ndisc::NdiscMessage;
 use tapbook::wire::{EthernetFrame, Icmpv4Message, Ipv4Packet, Ipv6Packet, MacAddr};
 
-#[path = "../../tests/oracle/mod.rs"]
-mod oracle;
+use tapbook_testkit::oracle;
 
 const US: Host = Host {
     ip: Ipv4Addr::new(oracle::OUR_IP[0], oracle::OUR_IP[1], oracle::OUR_IP[2], oracle::OUR_IP[3]),

@@ -27,8 +27,7 @@ use tapbook::wire::dhcp::{DhcpPacket, DhcpRequest};
 use tapbook::wire::udp::UdpPacket;
 use tapbook::wire::MacAddr;
 
-#[path = "../../tests/oracle/mod.rs"]
-mod oracle;
+use tapbook_testkit::oracle;
 
 const US: Host = Host {
     ip: Ipv4Addr::new(oracle::OUR_IP[0], oracle::OUR_IP[1], oracle::OUR_IP[2], oracle::OUR_IP[3]),

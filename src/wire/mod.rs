@@ -83,15 +83,11 @@ impl std::error::Error for Error {}
 pub type Result<T> = core::result::Result<T, Error>;
 
 #[cfg(test)]
-#[path = "../../tests/fixtures/mod.rs"]
-mod captured;
-
-#[cfg(test)]
 pub(crate) mod fixtures {
     //! Frames captured from the kernel (see `tests/fixtures/README.md` for how), loaded
     //! at compile time so the unit tests need no files at run time.
 
-    pub use super::captured::parse;
+    pub use tapbook_testkit::fixtures::parse;
 
     macro_rules! fixture {
         ($name:literal) => {

@@ -12,8 +12,6 @@
 //! value: its uniqueness is tested over many replies, not one) and the time in Timestamp
 //! options (the caller says which times are right: [`Clock`]).
 
-#![allow(dead_code)] // each user needs a different part
-
 use std::fmt::Write as _;
 
 pub mod udp;
