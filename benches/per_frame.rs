@@ -15,12 +15,11 @@
 use tapbook_testkit::fixtures;
 
 use std::hint::black_box;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use tapbook::respond::{Counters, Idents, Timestamp};
-use tapbook::show::Summary;
+use tapbook::serve::{FrameLog, Responder, Sent};
 use tapbook::wire::{MacAddr, checksum};
 use tapbook::{FRAME_BUFFER_LEN, Host, Services, respond};
 
@@ -139,25 +138,23 @@ fn main() {
         rows.push(Row { what: format!("`respond()`, {label}"), bytes: frame.len(), ns });
     }
 
-    // What 05_full_responder adds per frame when it is not --quiet: counting, and two
-    // summary lines formatted into its output buffer.
-    let mut counters = Counters::default();
-    let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
+    // What 05_full_responder does per frame when it is not --quiet: its own per-frame
+    // function (`serve::Responder::serve_frame`), which also counts and formats two
+    // summary lines into its output buffer (no pcap; the kernel takes every reply).
+    let mut responder =
+        Responder { host: US, services: Services::ALL, idents, counters: Counters::default() };
+    let mut log: FrameLog<std::io::Sink, Vec<u8>> =
+        FrameLog { pcap: None, out: Vec::with_capacity(64 * 1024), quiet: false };
     for (label, frame) in [("98 B", &ping_56), ("1514 B", &ping_1472)] {
         let ns = time_per_call(budget, || {
-            let outcome =
-                respond(&US, Services::ALL, &mut idents, now, black_box(frame), &mut reply);
-            counters.record(&outcome);
-            if let Ok(answer) = outcome {
-                let reply = &reply[..answer.len()];
-                writeln!(out, "<- {}\n-> {}", Summary(frame), Summary(reply))
-                    .expect("writing into a Vec");
-            }
-            black_box(&out);
-            out.clear();
+            responder
+                .serve_frame(black_box(frame), &mut reply, &mut log, |_| Ok(Sent::Taken))
+                .expect("into a Vec");
+            black_box(&log.out);
+            log.out.clear();
         });
         rows.push(Row {
-            what: format!("`respond()` + counters + two summary lines, {label}"),
+            what: format!("`serve_frame()`: respond, count, two summary lines, {label}"),
             bytes: frame.len(),
             ns,
         });

@@ -33,6 +33,7 @@ pub mod ports;
 pub mod qemu_stream;
 pub mod respond;
 pub mod segment;
+pub mod serve;
 pub mod show;
 pub mod signals;
 pub mod switch;

@@ -12,12 +12,11 @@ use tapbook_testkit::fixtures;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{BufWriter, Write};
-use std::time::SystemTime;
 
 use tapbook::pcap::PcapWriter;
-use tapbook::respond::{Counters, Idents, Timestamp};
-use tapbook::show::Summary;
-use tapbook::{FRAME_BUFFER_LEN, Host, Services, respond};
+use tapbook::respond::{Counters, Idents};
+use tapbook::serve::{FrameLog, Responder, Sent};
+use tapbook::{FRAME_BUFFER_LEN, Host, Services};
 
 // ANCHOR: counting_allocator
 /// Passes every request on to the system allocator, counting the allocations made by the
@@ -111,33 +110,30 @@ fn the_counting_allocator_sees_an_allocation() {
 #[test]
 fn the_receive_reply_path_allocates_nothing() {
     let frames = frames();
-    // Set up as 05_full_responder does, before its loop: buffers, counters, the pcap
-    // writer and the output buffer. Writing to a Vec of fixed capacity that is emptied
-    // after each frame stands for the BufWriter that 05 flushes when idle.
+    // Set up as 05_full_responder does, before its loop: buffers, the responder's state,
+    // the pcap writer and the output buffer. Writing to a Vec of fixed capacity that is
+    // emptied after each frame stands for the BufWriter that 05 flushes when idle; the
+    // kernel takes every reply.
     let mut reply = vec![0u8; FRAME_BUFFER_LEN];
-    let mut counters = Counters::default();
-    let mut pcap = PcapWriter::new(BufWriter::with_capacity(64 * 1024, std::io::sink()))
+    let pcap = PcapWriter::new(BufWriter::with_capacity(64 * 1024, std::io::sink()))
         .expect("writing a pcap header to a sink");
-    let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut idents = Idents::random();
+    let out: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut log = FrameLog { pcap: Some(pcap), out, quiet: false };
+    let mut responder = Responder {
+        host: US,
+        services: Services::ALL,
+        idents: Idents::random(),
+        counters: Counters::default(),
+    };
 
+    // The per-frame work of 05_full_responder, the same function it calls.
     let mut per_frame = || {
         for request in &frames {
-            let now = Timestamp::now();
-            let outcome = respond(&US, Services::ALL, &mut idents, now, request, &mut reply);
-            counters.record(&outcome);
-            pcap.write_frame(request, SystemTime::now()).expect("pcap to a sink");
-            match outcome {
-                Ok(answer) => {
-                    let reply = &reply[..answer.len()];
-                    pcap.write_frame(reply, SystemTime::now()).expect("pcap to a sink");
-                    writeln!(out, "<- {}\n-> {}", Summary(request), Summary(reply))
-                }
-                Err(reason) => writeln!(out, "<- {}\n   dropped: {reason}", Summary(request)),
-            }
-            .expect("writing into a Vec");
-            assert!(out.len() > 20, "a summary was written");
-            out.clear();
+            responder
+                .serve_frame(request, &mut reply, &mut log, |_| Ok(Sent::Taken))
+                .expect("to a sink and a Vec");
+            assert!(log.out.len() > 20, "a summary was written");
+            log.out.clear();
         }
     };
     per_frame(); // once to warm up, then count
@@ -149,6 +145,8 @@ fn the_receive_reply_path_allocates_nothing() {
     assert_eq!(n, 0, "allocations for {} frames", 100 * frames.len());
 
     // The final report of the counters, too, formats without allocating.
+    let counters = &responder.counters;
+    let mut out = log.out;
     let n = allocations_in(|| write!(out, "{counters}").expect("writing into a Vec"));
     assert_eq!(n, 0);
     let report = String::from_utf8_lossy(&out);
