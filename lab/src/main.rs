@@ -6,11 +6,15 @@
 //!   cargo lab record   re-record every program output the book shows (src/record.rs)
 //!   cargo lab bench    the flood-ping benchmark, and `bench offload` (src/bench.rs)
 //!   cargo lab vm       a Linux guest in QEMU pings our responder across a bridge (vm.rs)
+//!   cargo lab book     build the book and check its includes, anchors and pages (book.rs)
+//!   cargo lab fuzz     fuzz the responder and the parsers with cargo fuzz (fuzz.rs)
 //!
 //! Not root, the lab is a user namespace of its own: no root and no sudo. As root it is a
 //! named network namespace, and the programs still run as an unprivileged user.
 
 mod bench;
+mod book;
+mod fuzz;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -40,6 +44,10 @@ Commands:
           bench offload: the offloads' bulk UDP table (examples/offload_bench.rs)
   vm      boot a small Linux guest with QEMU on a second TAP, bridged with tap4,
           and let it ping 05_full_responder (cargo lab vm --help)
+  book    build the book (mdbook) and check every include, anchor and page, then
+          the HTML in a headless Chromium (cargo lab book --help)
+  fuzz    fuzz the responder and the parsers with libFuzzer for a while
+          (--target respond|offloads, --seconds N; cargo lab fuzz --help)
   install [GROUP...]  install what the groups of scripts/packages.txt need and is
           missing (lab, lint, test, book; default: all), as demo and test do first
 
@@ -112,7 +120,7 @@ Run all of tapbook's checks, in order, and print one line per check:
   shellcheck every script under scripts/ and tests/
   tests      cargo test --workspace: unit tests on captured frames, then the
              end-to-end tests with the kernel's ping and arping in network namespaces
-  book       scripts/check-book.sh (when book/ exists)
+  book       cargo lab book: build the book and check it (when book/ exists)
   bench      cargo lab bench --short: the flood-ping benchmark's quick check
 
 First it installs what is missing from scripts/packages.txt (the lab's packages, the
@@ -168,13 +176,18 @@ fn main() -> ExitCode {
         "record" => record(rest),
         "bench" => bench::main(rest),
         "vm" => tapbook_lab::vm::command(rest),
+        "book" => book::main(rest),
+        "fuzz" => fuzz::main(rest),
         "-h" | "--help" | "help" => {
             say(USAGE.trim_end());
             Ok(ExitCode::SUCCESS)
         }
-        "" => Err(format!("which command? demo, shell, test, record, bench or vm\n\n{USAGE}")),
+        "" => Err(format!(
+            "which command? demo, shell, test, record, bench, vm, book or fuzz\n\n{USAGE}"
+        )),
         other => Err(format!(
-            "unknown command '{other}'; one of demo, shell, test, record, bench, vm (cargo lab --help)"
+            "unknown command '{other}'; one of demo, shell, test, record, bench, vm, book, fuzz \
+             (cargo lab --help)"
         )),
     };
     result.unwrap_or_else(|e| {
@@ -667,7 +680,8 @@ fn test(args: &[String]) -> Result<ExitCode> {
     }
     check("tests", tests.stderr(Stdio::inherit()), Some(&mut test_log));
     if !quick && root.join("book/book.toml").is_file() {
-        check("book", Command::new(root.join("scripts/check-book.sh")).current_dir(&root), None);
+        let me = std::env::current_exe().map_err(|e| format!("finding cargo-lab: {e}"))?;
+        check("book", Command::new(me).arg("book").current_dir(&root), None);
     }
     if !quick {
         if as_root {

@@ -241,7 +241,7 @@ const SWITCH: &[Step] = &[
     Expect("12-help.txt", "--stream PATH"),
     Call(crate::switch_lab::RECORDED, crate::switch_lab::record),
     Expect("11-guest.txt", "3 packets transmitted, 3 packets received"),
-    Expect("11-relay.txt", "guest -> tap4:"),
+    Expect("11-relay.txt", "guest3 -> tap4:\n  ARP who-has 172.16.1.1 tell 172.16.1.3"),
     Expect("12-switch-exit.txt", "MAC table"),
 ];
 

@@ -253,10 +253,13 @@ pub fn boot(
 pub fn wait_done(guest: &mut Responder, what: &str, program: &Responder) -> Result<()> {
     let said_done = |g: &Responder| g.output().lines().any(|line| line.trim() == "[guest] done");
     wait_until(Duration::from_secs(240), || {
-        guest.wait_exit(Duration::ZERO).is_some() || said_done(guest)
+        guest.wait_exit(Duration::ZERO).is_some() || said_done(guest) || crate::stopped()
     });
     if said_done(guest) {
         return Ok(());
+    }
+    if crate::stopped() {
+        return Err("stopped (signal); the lab is removed".into());
     }
     Err(format!("{what} did not finish:\n{}\nprogram:\n{}", guest.output(), program.output()))
 }
