@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use tapbook_lab::{cargo, ensure_packages, repo_root, say, tell};
 
-use crate::{Result, value};
+use crate::{Result, number, split_option, value};
 
 const USAGE: &str = "\
 Usage: cargo lab fuzz [OPTIONS]
@@ -51,19 +51,12 @@ Example (the figure in the closing note of issue 4):  cargo lab fuzz --seconds 6
 Chapter 9's target:                                  cargo lab fuzz --target offloads
 ";
 
-fn number(option: &str, text: &str) -> Result<u64> {
-    text.parse().map_err(|_| format!("option {option} needs a whole number, not '{text}'"))
-}
-
 pub fn main(args: &[String]) -> Result<ExitCode> {
     let (mut target, mut sanitizer) = ("respond".to_owned(), "none".to_owned());
     let (mut seconds, mut max_len, mut jobs) = (60, 9100, 1);
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
-        let (option, inline) = match arg.split_once('=') {
-            Some((o, v)) if o.starts_with("--") => (o, Some(v)),
-            _ => (arg.as_str(), None),
-        };
+        let (option, inline) = split_option(arg);
         match option {
             "-h" | "--help" => {
                 say(USAGE.trim_end());

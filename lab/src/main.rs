@@ -214,6 +214,22 @@ fn value(
     Ok(value)
 }
 
+/// `--opt=VALUE` as ("--opt", Some("VALUE")); anything else as (it, None).
+fn split_option(arg: &str) -> (&str, Option<&str>) {
+    match arg.split_once('=') {
+        Some((option, v)) if option.starts_with("--") => (option, Some(v)),
+        _ => (arg, None),
+    }
+}
+
+/// The value of a numeric option: a whole number above zero.
+fn number(option: &str, v: &str) -> Result<u32> {
+    v.parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or(format!("option {option} wants a positive whole number, not '{v}'"))
+}
+
 fn install(args: &[String]) -> Result<ExitCode> {
     const GROUPS: [&str; 4] = ["lab", "lint", "test", "book"];
     if args.iter().any(|a| a == "-h" || a == "--help") {
@@ -237,10 +253,7 @@ fn record(args: &[String]) -> Result<ExitCode> {
     let mut bin_dir = None;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
-        let (option, inline) = match arg.split_once('=') {
-            Some((o, v)) if o.starts_with("--") => (o, Some(v)),
-            _ => (arg.as_str(), None),
-        };
+        let (option, inline) = split_option(arg);
         match option {
             "-h" | "--help" => {
                 say(RECORD_USAGE.trim_end());
@@ -380,10 +393,7 @@ fn demo(args: &[String]) -> Result<ExitCode> {
     let mut netns = None;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
-        let (option, inline) = match arg.split_once('=') {
-            Some((o, v)) if o.starts_with("--") => (o, Some(v)),
-            _ => (arg.as_str(), None),
-        };
+        let (option, inline) = split_option(arg);
         match option {
             "-h" | "--help" => {
                 say(DEMO_USAGE.trim_end());
