@@ -175,6 +175,11 @@ fn main() -> ExitCode {
         "install" => install(rest),
         "record" => record(rest),
         "bench" => bench::main(rest),
+        "vm" if rest.first().is_some_and(|a| a == "record") => {
+            Err("the VM chapters' recordings are entries of the one list now: cargo lab record \
+             vm-lab vmm"
+                .into())
+        }
         "vm" => tapbook_lab::vm::command(rest),
         "book" => book::main(rest),
         "fuzz" => fuzz::main(rest),
