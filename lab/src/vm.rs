@@ -1659,13 +1659,29 @@ pub const VM_LAB_FILES: &[&str] = &[
     "vm-strace.txt",
 ];
 
-/// Runs `cargo lab vm ARGS` (this very program) in `dir`, its output and errors as one.
-fn run_vm_lab(args: &[&str], dir: &Path) -> Result<String> {
+/// Runs `cargo lab vm ARGS` (this very program) in `dir`, as `user` if given (with that
+/// user's home, so that cargo and the cache are theirs), its output and errors as one.
+fn run_vm_lab(args: &[&str], dir: &Path, user: Option<&nix::unistd::User>) -> Result<String> {
     let exe = std::env::current_exe().map_err(|e| format!("finding cargo-lab: {e}"))?;
     let log = dir.join(".run.txt");
     let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
     let err = file.try_clone().map_err(|e| e.to_string())?;
-    let status = Command::new(exe)
+    let mut cmd = match user {
+        Some(u) => {
+            let mut cmd = Command::new("setpriv");
+            cmd.arg(format!("--reuid={}", u.uid))
+                .arg(format!("--regid={}", u.gid))
+                .args(["--init-groups", "--"])
+                .arg(exe)
+                .env("HOME", &u.dir)
+                .env("USER", &u.name)
+                .env("LOGNAME", &u.name)
+                .env_remove("SUDO_USER");
+            cmd
+        }
+        None => Command::new(exe),
+    };
+    let status = cmd
         .arg("vm")
         .args(args)
         .current_dir(dir)
@@ -1683,17 +1699,30 @@ fn run_vm_lab(args: &[&str], dir: &Path) -> Result<String> {
 }
 
 /// For "Meet a real VM" (`cargo lab record vm-lab`): `cargo lab vm`, whole and cut at its
-/// "== N." headings, and a second run with `--strace`, into `dirs.out`.
+/// "== N." headings, and a second run with `--strace`, into `dirs.out`. The chapter
+/// teaches the lab without root first: run through sudo, the runs are the user's behind
+/// it, rootless, as they would type it; as root itself, the root form.
 pub fn record_vm_lab(dirs: &crate::record::Dirs) -> Result<()> {
     let tmp = TempDir::new("vm-record")?;
-    // As root the responder runs as nobody, shown; not root, the lab is rootless.
-    let (shown, extra): (&str, &[&str]) = if is_root() {
+    let student = std::env::var("SUDO_USER")
+        .ok()
+        .filter(|u| is_root() && !u.is_empty() && u != "root")
+        .and_then(|u| nix::unistd::User::from_name(&u).ok().flatten());
+    if let Some(u) = &student {
+        // The student's runs write the trace into the directory.
+        std::os::unix::fs::chown(&tmp.0, Some(u.uid.as_raw()), Some(u.gid.as_raw()))
+            .map_err(|e| format!("chown {}: {e}", tmp.0.display()))?;
+    }
+    // Root itself: the responder runs as nobody, shown; a user (behind sudo or not):
+    // the rootless lab.
+    let (shown, extra): (&str, &[&str]) = if is_root() && student.is_none() {
         ("sudo cargo lab vm --user nobody", &["--user", "nobody"])
     } else {
         ("cargo lab vm", &[])
     };
-    let whole = run_vm_lab(extra, &tmp.0)?;
-    run_vm_lab(&[extra, &["--strace", "qemu-tap.strace"]].concat(), &tmp.0)?;
+    let whole = run_vm_lab(extra, &tmp.0, student.as_ref())?;
+    let traced = [extra, &["--strace", "qemu-tap.strace"]].concat();
+    run_vm_lab(&traced, &tmp.0, student.as_ref())?;
     let strace = std::fs::read_to_string(tmp.0.join("qemu-tap.strace"))
         .map_err(|e| format!("reading the trace: {e}"))?;
     let mut files: Vec<(String, String)> = vec![
