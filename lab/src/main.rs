@@ -101,7 +101,9 @@ them: `sudo ...` as the lab's root, anything else as an unprivileged user (the s
 `cargo run --bin NAME` as target/release/NAME. A recording's files are replaced only when
 its checks pass (the replies came back, the counters are there). Builds the programs
 first (cargo build --release --bins, and two examples). Needs root (a second user,
-device nodes): run as a user, it goes through sudo after the build. About 3 minutes.
+device nodes): run as a user, it goes through sudo after the build. About 5 minutes.
+The VM chapters' and chapters 11-12's (vm-lab, vmm, switch) boot QEMU guests and need
+qemu-system-x86 and strace; vm-lab runs `cargo lab vm` as the user behind sudo.
 
 Options:
   --list          name the recordings and what they record, and stop
