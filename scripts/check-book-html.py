@@ -2,7 +2,7 @@
 """scripts/check-book-html.py -- check the book as a reader sees it: the HTML
 that 'mdbook build book' wrote, and the same pages laid out by Chromium.
 
-Called by scripts/check-book.sh after the build; run it by hand with --help.
+Called by cargo lab book (lab/src/book.rs) after the build; run it by hand with --help.
 Python 3 standard library only; the layout check drives a headless Chromium
 (Debian package 'chromium') over its DevTools pipe, so needs no npm either.
 """

@@ -1,30 +1,22 @@
 //! Chapters 11 and 12 end to end: `11_qemu_relay` and `12_learning_switch` in a lab
 //! namespace, with the kernel on tap4 and, on the QEMU side, first a peer of our own
-//! that speaks QEMU's stream and dgram protocols (written here from QEMU's description,
-//! not with the library's framing) and answers ARP and ping with `tapbook::respond`;
-//! then real QEMU guests (TCG) booted on `-netdev stream` and `-netdev dgram`.
-//!
-//! The guests boot the kernel and initramfs of `cargo lab vm` (`tapbook_lab::vm`, cached
-//! in `$TAPBOOK_CACHE`, else `~/.cache/tapbook`), with `scripts/vm/switch-guest.sh` laid
-//! over it as `/init`.
+//! that speaks QEMU's stream and dgram protocols (`tapbook_lab::switch_lab::Peer`, written
+//! from QEMU's description, not with the library's framing) and answers ARP and ping
+//! with `tapbook::respond`; then real QEMU guests (TCG) booted on `-netdev stream` and
+//! `-netdev dgram` (`switch_lab::boot`, the kernel and initramfs of `cargo lab vm` with
+//! `scripts/vm/switch-guest.sh` as `/init`). The book's recordings of these chapters are
+//! `cargo lab record switch` (`switch_lab::record`).
 
 use tapbook_lab as common;
 use tapbook_lab::require_lab;
+use tapbook_lab::switch_lab::{self, GuestImage, Peer, host};
 
-use std::io::{Read, Write};
-use std::net::Ipv4Addr;
-use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::{Lab, Responder, wait_until};
 use nix::sys::signal::Signal;
-use tapbook::respond::{Host, Idents, Services, Timestamp, respond};
-use tapbook::show::Summary;
-use tapbook::wire::MacAddr;
 
 const BIN_11: &str = env!("CARGO_BIN_EXE_11_qemu_relay");
 const BIN_12: &str = env!("CARGO_BIN_EXE_12_learning_switch");
@@ -40,13 +32,6 @@ impl Scratch {
         Scratch(dir)
     }
 
-    /// A fixed, short place (for recordings, whose lines show the paths).
-    fn at(dir: &str) -> Scratch {
-        let _ = std::fs::remove_dir_all(dir);
-        std::fs::create_dir_all(dir).expect("scratch directory");
-        Scratch(dir.into())
-    }
-
     fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
@@ -55,107 +40,6 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn host(last: u8) -> Host {
-    Host {
-        ip: Ipv4Addr::new(172, 16, 1, last),
-        ip6: format!("fd00:172:16:1::{last}").parse().expect("an IPv6 address"),
-        mac: MacAddr([0x02, 0, 0, 0, 0, last]),
-    }
-}
-
-/// A station on a QEMU socket: answers ARP and ping as `host`, and keeps a summary of
-/// every frame it received.
-struct Peer {
-    seen: Arc<Mutex<Vec<String>>>,
-    thread: Option<JoinHandle<()>>,
-    /// A stream peer's socket, to hang up with.
-    sock: Option<UnixStream>,
-}
-
-impl Peer {
-    fn seen(&self) -> Vec<String> {
-        self.seen.lock().expect("the peer's log").clone()
-    }
-
-    /// Hangs up, as a QEMU that exits does.
-    fn hang_up(&self) {
-        if let Some(sock) = &self.sock {
-            let _ = sock.shutdown(std::net::Shutdown::Both);
-        }
-    }
-
-    /// Connects to `path` as QEMU's `-netdev stream,server=off` does, and from then on
-    /// reads a 4-byte big-endian length and that many bytes, and answers likewise.
-    fn stream(path: &Path, host: Host) -> Peer {
-        let connected = wait_until(Duration::from_secs(10), || path.exists());
-        assert!(connected, "no socket at {}", path.display());
-        let mut sock = UnixStream::connect(path).expect("connecting like QEMU");
-        let ours = sock.try_clone().expect("a second handle on the socket");
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        let thread = std::thread::spawn(move || {
-            let mut idents = Idents::new(7);
-            let mut reply = vec![0u8; 2048];
-            loop {
-                let mut length = [0u8; 4];
-                if sock.read_exact(&mut length).is_err() {
-                    return; // the relay or switch has gone
-                }
-                let mut frame = vec![0u8; u32::from_be_bytes(length) as usize];
-                if sock.read_exact(&mut frame).is_err() {
-                    return;
-                }
-                log.lock().expect("the peer's log").push(Summary(&frame).to_string());
-                let now = Timestamp::now();
-                if let Ok(answer) =
-                    respond(&host, Services::IPV4, &mut idents, now, &frame, &mut reply)
-                {
-                    let answer = &reply[..answer.len()];
-                    let mut bytes = (answer.len() as u32).to_be_bytes().to_vec();
-                    bytes.extend(answer);
-                    if sock.write_all(&bytes).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        Peer { seen, thread: Some(thread), sock: Some(ours) }
-    }
-
-    /// Binds `ours` and exchanges one datagram per frame with `theirs`, as QEMU's
-    /// `-netdev dgram` does.
-    fn dgram(ours: &Path, theirs: &Path, host: Host) -> Peer {
-        let sock = UnixDatagram::bind(ours).expect("binding the peer's socket");
-        let theirs = theirs.to_owned();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        let thread = std::thread::spawn(move || {
-            sock.set_read_timeout(Some(Duration::from_secs(20))).expect("a timeout");
-            let mut idents = Idents::new(7);
-            let (mut frame, mut reply) = (vec![0u8; 70_000], vec![0u8; 2048]);
-            while let Ok(len) = sock.recv(&mut frame) {
-                let frame = &frame[..len];
-                log.lock().expect("the peer's log").push(Summary(frame).to_string());
-                let now = Timestamp::now();
-                if let Ok(answer) =
-                    respond(&host, Services::IPV4, &mut idents, now, frame, &mut reply)
-                {
-                    let _ = sock.send_to(&reply[..answer.len()], &theirs);
-                }
-            }
-        });
-        Peer { seen, thread: Some(thread), sock: None }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        // A stream peer ends when the program closes its socket; a dgram peer after its
-        // timeout. Not waiting for the latter keeps a failing test quick.
-        drop(self.thread.take());
     }
 }
 
@@ -174,10 +58,7 @@ fn ping_ok(lab: &Lab, addr: &str, count: u32, program: &Responder) {
 /// Starts a relay or switch in the lab and waits until it holds tap4 and has made
 /// its sockets.
 fn start(lab: &mut Lab, bin: &str, args: &[&str], sockets: &[&Path]) -> Responder {
-    let program = lab.start(bin, args, None);
-    let made = wait_until(Duration::from_secs(10), || sockets.iter().all(|s| s.exists()));
-    assert!(made, "no sockets {sockets:?}:\n{}", program.output());
-    program
+    switch_lab::start(lab, bin, args, sockets).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -187,7 +68,7 @@ fn the_kernel_pings_a_peer_through_the_relay_over_stream() {
     let sock = dir.path("guest.sock");
     let mut lab = Lab::new("relay11s");
     let mut relay = start(&mut lab, BIN_11, &["--stream", sock.to_str().unwrap()], &[&sock]);
-    let peer = Peer::stream(&sock, host(2));
+    let peer = Peer::stream(&sock, host(2)).expect("a peer");
     ping_ok(&lab, "172.16.1.2", 3, &relay);
     let (status, out) = relay.stop();
     assert!(status.is_some_and(|s| s.success()), "{out}");
@@ -212,7 +93,7 @@ fn the_kernel_pings_a_peer_through_the_relay_over_dgram() {
     let spec = format!("{}:{}", ours.display(), theirs.display());
     let mut lab = Lab::new("relay11d");
     let mut relay = start(&mut lab, BIN_11, &["--dgram", &spec], &[&ours]);
-    let peer = Peer::dgram(&theirs, &ours, host(2));
+    let peer = Peer::dgram(&theirs, &ours, host(2)).expect("a peer");
     ping_ok(&lab, "172.16.1.2", 3, &relay);
     let (status, out) = relay.stop();
     assert!(status.is_some_and(|s| s.success()), "{out}");
@@ -269,7 +150,7 @@ fn the_relay_needs_no_privilege() {
     let mut lab = Lab::with_owner("relay11u", user);
     let mut relay = lab.start(BIN_11, &["--stream", sock.to_str().unwrap()], Some(user));
     assert!(wait_until(Duration::from_secs(10), || sock.exists()), "{}", relay.output());
-    let _peer = Peer::stream(&sock, host(2));
+    let _peer = Peer::stream(&sock, host(2)).expect("a peer");
     ping_ok(&lab, "172.16.1.2", 2, &relay);
     let (status, out) = relay.stop();
     assert!(status.is_some_and(|s| s.success()), "{out}");
@@ -292,7 +173,8 @@ fn a_station_not_heard_from_for_the_ageing_time_is_flooded_to_again() {
         "2",
     ];
     let mut switch = start(&mut lab, BIN_12, &args, &[&a, &b]);
-    let (peer2, peer4) = (Peer::stream(&a, host(2)), Peer::stream(&b, host(4)));
+    let (peer2, peer4) =
+        (Peer::stream(&a, host(2)).expect("peer2"), Peer::stream(&b, host(4)).expect("peer4"));
     ping_ok(&lab, "172.16.1.2", 1, &switch);
     let echo = |p: &Peer| p.seen().iter().filter(|s| s.contains("> 172.16.1.2 ICMP echo")).count();
     assert_eq!(echo(&peer4), 0, "known: the echo request went to peer2 only");
@@ -322,7 +204,8 @@ fn the_switch_floods_until_it_learns_then_sends_to_one_port() {
     let mut lab = Lab::new("switch12");
     let args = ["--tap", "tap4", "--stream", a.to_str().unwrap(), "--stream", b.to_str().unwrap()];
     let mut switch = start(&mut lab, BIN_12, &args, &[&a, &b]);
-    let (peer2, peer4) = (Peer::stream(&a, host(2)), Peer::stream(&b, host(4)));
+    let (peer2, peer4) =
+        (Peer::stream(&a, host(2)).expect("peer2"), Peer::stream(&b, host(4)).expect("peer4"));
     ping_ok(&lab, "172.16.1.2", 3, &switch);
     ping_ok(&lab, "172.16.1.4", 3, &switch);
 
@@ -363,76 +246,9 @@ fn the_switch_floods_until_it_learns_then_sends_to_one_port() {
 
 // ---- Real guests ----------------------------------------------------------------------
 
-/// The guest's kernel, and `cargo lab vm`'s initramfs with our `/init` laid over it.
-struct GuestImage {
-    kernel: PathBuf,
-    initrd: PathBuf,
-}
-
-/// The kernel and initramfs `cargo lab vm` uses (this machine's kernel if it will do,
-/// else Debian's cloud kernel, downloaded once into the cache), and a second archive
-/// holding only `/init` (scripts/vm/switch-guest.sh): the kernel unpacks both, in order,
-/// and the later `/init` wins.
+/// The guests' kernel and initramfs (switch_lab::guest_image), in `dir`.
 fn guest_image(dir: &Scratch) -> GuestImage {
-    use tapbook_lab::vm;
-    let cache = vm::default_cache();
-    let mut order = vm::kernel_order(vm::KernelChoice::Auto);
-    let (kernel, initramfs) =
-        vm::pick_kernel(&mut order, &cache).unwrap_or_else(|e| panic!("no guest kernel: {e}"));
-    let init = std::fs::read(common::repo_root().join("scripts/vm/switch-guest.sh"))
-        .expect("reading scripts/vm/switch-guest.sh");
-    let mut overlay = Vec::new();
-    vm::cpio_entry(&mut overlay, "init", 0o100755, (0, 0), &init);
-    vm::cpio_entry(&mut overlay, "TRAILER!!!", 0, (0, 0), &[]);
-    let mut initrd = std::fs::read(&initramfs.path).expect("reading the initramfs");
-    // The kernel looks for the next archive at a multiple of 4 bytes, skipping zeros.
-    initrd.resize(initrd.len().next_multiple_of(4), 0);
-    initrd.extend(overlay);
-    let path = dir.path("initrd.cpio");
-    std::fs::write(&path, initrd).expect("writing the initramfs");
-    GuestImage { kernel: kernel.image, initrd: path }
-}
-
-/// Boots a guest (TCG) in the lab with `netdev` (QEMU's -netdev value), MAC
-/// 52:54:00:12:34:LAST, address 172.16.1.LAST, pinging `targets`.
-fn boot(lab: &mut Lab, image: &GuestImage, netdev: &str, last: u8, targets: &[&str]) -> Responder {
-    let append = format!(
-        "console=ttyS0 loglevel=3 edd=off panic=-1 tapbook.ip=172.16.1.{last} \
-         tapbook.ping={} tapbook.count=3",
-        targets.join(",")
-    );
-    // ANCHOR: qemu
-    let device = format!("virtio-net-pci,netdev=n0,mac=52:54:00:12:34:{last:02x},romfile=");
-    let args = [
-        "-name",
-        &format!("guest{last}"),
-        "-machine",
-        "pc",
-        "-accel",
-        "tcg",
-        "-m",
-        "256",
-        "-smp",
-        "1",
-        "-nodefaults",
-        "-no-user-config",
-        "-nographic",
-        "-no-reboot",
-        "-serial",
-        "stdio",
-        "-kernel",
-        image.kernel.to_str().unwrap(),
-        "-initrd",
-        image.initrd.to_str().unwrap(),
-        "-append",
-        &append,
-        "-netdev",
-        netdev,
-        "-device",
-        &device,
-    ];
-    // ANCHOR_END: qemu
-    lab.spawn("qemu-system-x86_64", &args, None)
+    switch_lab::guest_image(&dir.0).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// busybox ping's summary for `addr` in a guest's console: (transmitted, received).
@@ -446,13 +262,7 @@ fn guest_ping(console: &str, addr: &str) -> Option<(u32, u32)> {
 }
 
 fn wait_done(guest: &mut Responder, what: &str, program: &Responder) {
-    // QEMU exits when the guest's kernel panics (panic=-1 -no-reboot): stop waiting then.
-    let done = wait_until(Duration::from_secs(240), || {
-        guest.wait_exit(Duration::ZERO).is_some()
-            || guest.output().lines().any(|line| line.trim() == "[guest] done")
-    });
-    let done = done && guest.output().lines().any(|line| line.trim() == "[guest] done");
-    assert!(done, "{what} did not finish:\n{}\nprogram:\n{}", guest.output(), program.output());
+    switch_lab::wait_done(guest, what, program).unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[test]
@@ -463,8 +273,8 @@ fn a_qemu_guest_pings_the_kernel_through_the_relay() {
     let sock = dir.path("guest.sock");
     let mut lab = Lab::new("relay11q");
     let mut relay = start(&mut lab, BIN_11, &["--stream", sock.to_str().unwrap()], &[&sock]);
-    let netdev = format!("stream,id=n0,server=off,addr.type=unix,addr.path={}", sock.display());
-    let mut guest = boot(&mut lab, &image, &netdev, 3, &["172.16.1.1"]);
+    let netdev = switch_lab::stream_netdev(&sock);
+    let mut guest = switch_lab::boot(&mut lab, &image, &netdev, 3, &["172.16.1.1"]);
     wait_done(&mut guest, "the guest", &relay);
     // And the kernel pings the guest.
     ping_ok(&lab, "172.16.1.3", 3, &relay);
@@ -499,18 +309,12 @@ fn two_qemu_guests_ping_each_other_through_the_switch() {
         peer.to_str().unwrap(),
     ];
     let mut switch = start(&mut lab, BIN_12, &args, &[&g3, &ours, &peer]);
-    let _peer = Peer::stream(&peer, host(2));
-    // ANCHOR: netdevs
-    let stream = format!("stream,id=n0,server=off,addr.type=unix,addr.path={}", g3.display());
-    let dgram = format!(
-        "dgram,id=n0,local.type=unix,local.path={},remote.type=unix,remote.path={}",
-        theirs.display(),
-        ours.display()
-    );
-    // ANCHOR_END: netdevs
+    let _peer = Peer::stream(&peer, host(2)).expect("a peer");
+    let stream = switch_lab::stream_netdev(&g3);
+    let dgram = switch_lab::dgram_netdev(&theirs, &ours);
     let targets = |other: &'static str| ["172.16.1.1", "172.16.1.2", other];
-    let mut guest3 = boot(&mut lab, &image, &stream, 3, &targets("172.16.1.4"));
-    let mut guest4 = boot(&mut lab, &image, &dgram, 4, &targets("172.16.1.3"));
+    let mut guest3 = switch_lab::boot(&mut lab, &image, &stream, 3, &targets("172.16.1.4"));
+    let mut guest4 = switch_lab::boot(&mut lab, &image, &dgram, 4, &targets("172.16.1.3"));
     wait_done(&mut guest3, "guest 3 (stream)", &switch);
     wait_done(&mut guest4, "guest 4 (dgram)", &switch);
     for (guest, other) in [(&guest3, "172.16.1.4"), (&guest4, "172.16.1.3")] {
@@ -524,172 +328,4 @@ fn two_qemu_guests_ping_each_other_through_the_switch() {
     assert_eq!(table_port(&out, "52:54:00:12:34:03").as_deref(), Some("guest3"), "{out}");
     assert_eq!(table_port(&out, "52:54:00:12:34:04").as_deref(), Some("guest4"), "{out}");
     assert_eq!(table_port(&out, "02:00:00:00:00:02").as_deref(), Some("peer2"), "{out}");
-}
-
-// ---- Recordings for the book ---------------------------------------------------------
-
-/// Drops the blocks of lines about IPv6 frames (the kernel's router solicitations and
-/// MLD reports on tap4, which are noise in these chapters).
-fn without_ipv6(text: &str) -> String {
-    let ipv6 = |b: &String| b.lines().take(2).any(|l| l.trim_start().starts_with("IPv6 "));
-    blocks(text).into_iter().filter(|b| !ipv6(b)).collect()
-}
-
-/// The output in blocks: each line that is not indented, with the indented lines under
-/// it (a frame's block is its summary, "  from PORT: ..." and "  -> ...").
-fn blocks(text: &str) -> Vec<String> {
-    let mut blocks: Vec<String> = Vec::new();
-    for line in text.lines() {
-        match blocks.last_mut() {
-            Some(block) if line.starts_with(' ') => *block += &format!("{line}\n"),
-            _ => blocks.push(format!("{line}\n")),
-        }
-    }
-    blocks
-}
-
-fn is_frame(block: &str) -> bool {
-    block.lines().nth(1).is_some_and(|l| l.starts_with("  from "))
-}
-
-/// The guest's console from its first "[guest]" line (before it: the BIOS's and the
-/// kernel's escape sequences), without carriage returns.
-fn console(text: &str) -> String {
-    let text = text.replace('\r', "");
-    text.find("[guest]").map_or(text.clone(), |at| text[at..].to_owned())
-}
-
-/// Records the outputs of chapter 11 and 12 into `$TAPBOOK_RECORD_DIR` (the book's
-/// `book/src/output`): run as root with
-/// `TAPBOOK_RECORD_DIR=$PWD/book/src/output cargo test --test switch record -- --ignored`.
-#[test]
-#[ignore = "records the book's output; run on purpose with TAPBOOK_RECORD_DIR set"]
-fn record_book_output() {
-    require_lab!("record_book_output", "qemu-system-x86_64", "strace");
-    let out_dir =
-        PathBuf::from(std::env::var_os("TAPBOOK_RECORD_DIR").expect("TAPBOOK_RECORD_DIR"));
-    let save = |name: &str, text: &str| {
-        std::fs::write(out_dir.join(name), text).unwrap_or_else(|e| panic!("{name}: {e}"));
-    };
-    let run = |cmd: &mut Command| {
-        let out = cmd.output().expect("running a command");
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-    };
-    save("11-help.txt", &run(Command::new(BIN_11).arg("--help")));
-    save("12-help.txt", &run(Command::new(BIN_12).arg("--help")));
-    let version = run(Command::new("qemu-system-x86_64").arg("--version"));
-    let netdevs = run(Command::new("qemu-system-x86_64").args(["-netdev", "help"]));
-    let netdevs: String = netdevs
-        .lines()
-        .filter(|l| !l.starts_with("qemu: module"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    save(
-        "11-qemu-netdevs.txt",
-        &format!(
-            "$ qemu-system-x86_64 --version\n{}$ qemu-system-x86_64 -netdev help\n{netdevs}",
-            version.lines().next().map(|l| format!("{l}\n")).unwrap_or_default()
-        ),
-    );
-
-    let dir = Scratch::at("/tmp/tb-rec");
-    let image = guest_image(&dir);
-
-    // Chapter 11: one guest on the relay, the relay under strace.
-    {
-        let sock = dir.path("guest3.sock");
-        let trace = dir.path("relay.strace");
-        let mut lab = Lab::new("rec11");
-        let args = [
-            "-o",
-            trace.to_str().unwrap(),
-            "-e",
-            "trace=read,recvfrom,write,writev",
-            "-xx",
-            "-s",
-            "8",
-            BIN_11,
-            "--stream",
-            sock.to_str().unwrap(),
-        ];
-        let mut relay = start(&mut lab, "strace", &args, &[&sock]);
-        let netdev = format!("stream,id=n0,server=off,addr.type=unix,addr.path={}", sock.display());
-        let mut guest = boot(&mut lab, &image, &netdev, 3, &["172.16.1.1"]);
-        wait_done(&mut guest, "the guest", &relay);
-        let (_, out) = relay.stop();
-        save("11-relay.txt", &without_ipv6(&out));
-        save("11-guest.txt", &console(&guest.output()));
-        // The guest's first ARP request: read from the socket with its length, written
-        // to the tap without it.
-        let strace = std::fs::read_to_string(&trace).expect("the trace");
-        let lines: Vec<&str> = strace.lines().collect();
-        let at = lines
-            .iter()
-            .position(|l| {
-                l.starts_with("recvfrom(")
-                    && l.contains("\\x00\\x00\\x00\\x2a\\xff\\xff\\xff\\xff\"")
-            })
-            .unwrap_or_else(|| panic!("no ARP request from the guest in:\n{strace}"));
-        let write = lines[at..]
-            .iter()
-            .find(|l| {
-                l.starts_with("write(") && l.contains("\\xff\\xff\\xff\\xff\\xff\\xff\\x52\\x54")
-            })
-            .expect("its write to the tap");
-        save("11-strace.txt", &format!("{}\n{}\n", lines[at], write));
-    }
-
-    // Chapter 12: two guests, the kernel and a peer on the switch.
-    {
-        let (g3, peer) = (dir.path("guest3.sock"), dir.path("peer2.sock"));
-        let (ours, theirs) = (dir.path("guest4.sock"), dir.path("qemu4.sock"));
-        let mut lab = Lab::new("rec12");
-        let dgram_spec = format!("{}:{}", ours.display(), theirs.display());
-        let args = [
-            "--tap",
-            "tap4",
-            "--stream",
-            g3.to_str().unwrap(),
-            "--dgram",
-            &dgram_spec,
-            "--stream",
-            peer.to_str().unwrap(),
-        ];
-        let mut switch = start(&mut lab, BIN_12, &args, &[&g3, &ours, &peer]);
-        let _peer = Peer::stream(&peer, host(2));
-        let stream = format!("stream,id=n0,server=off,addr.type=unix,addr.path={}", g3.display());
-        let dgram = format!(
-            "dgram,id=n0,local.type=unix,local.path={},remote.type=unix,remote.path={}",
-            theirs.display(),
-            ours.display()
-        );
-        let mut guest3 =
-            boot(&mut lab, &image, &stream, 3, &["172.16.1.1", "172.16.1.2", "172.16.1.4"]);
-        let mut guest4 =
-            boot(&mut lab, &image, &dgram, 4, &["172.16.1.1", "172.16.1.2", "172.16.1.3"]);
-        wait_done(&mut guest3, "guest 3", &switch);
-        wait_done(&mut guest4, "guest 4", &switch);
-        switch.signal(Signal::SIGUSR1);
-        wait_until(Duration::from_secs(5), || switch.output().contains("MAC table"));
-        let (_, out) = switch.stop();
-        let out = without_ipv6(&out);
-        save("12-switch.txt", &out);
-        // The slices the chapter shows: the start (flooding, then learning), the first
-        // frames between the two guests, and the counts and table at exit.
-        let blocks = blocks(&out);
-        let sixth = blocks.iter().enumerate().filter(|(_, b)| is_frame(b)).nth(5);
-        let start = &blocks[..sixth.map_or(blocks.len(), |(at, _)| at + 1)];
-        save("12-switch-start.txt", &start.concat());
-        let between_guests = |b: &&String| {
-            let head = b.lines().next().unwrap_or("");
-            is_frame(b) && head.contains("172.16.1.3") && head.contains("172.16.1.4")
-        };
-        let meet: Vec<&str> =
-            blocks.iter().filter(between_guests).take(6).map(String::as_str).collect();
-        save("12-switch-guests.txt", &meet.concat());
-        let end = out.rfind("\n\n").map_or(0, |at| at + 2);
-        save("12-switch-exit.txt", &out[end..]);
-        save("12-guest3.txt", &console(&guest3.output()));
-        save("12-guest4.txt", &console(&guest4.output()));
-    }
 }

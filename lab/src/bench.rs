@@ -12,7 +12,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use tapbook_lab::{Lab, RESPONDER_IP, RESPONDER_MAC, is_root, say, tell};
 
-use crate::{Result, build, check_stop, target_dir, through_sudo, value};
+use crate::{Result, build, check_stop, number, split_option, target_dir, through_sudo, value};
 
 const USAGE: &str = "\
 Usage: cargo lab bench [OPTIONS]
@@ -87,13 +87,6 @@ struct Options {
     short: bool,
 }
 
-fn number(option: &str, v: &str) -> Result<u32> {
-    v.parse()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or(format!("option {option} wants a positive whole number, not '{v}'"))
-}
-
 pub fn main(args: &[String]) -> Result<ExitCode> {
     if args.first().is_some_and(|a| a == "offload") {
         return offload(&args[1..]);
@@ -113,10 +106,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
     };
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
-        let (option, inline) = match arg.split_once('=') {
-            Some((opt, v)) if opt.starts_with("--") => (opt, Some(v)),
-            _ => (arg.as_str(), None),
-        };
+        let (option, inline) = split_option(arg);
         match option {
             "-h" | "--help" => {
                 say(USAGE.trim_end());
@@ -544,10 +534,7 @@ fn offload(args: &[String]) -> Result<ExitCode> {
     let mut forward: Vec<String> = Vec::new();
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
-        let (option, inline) = match arg.split_once('=') {
-            Some((opt, v)) if opt.starts_with("--") => (opt, Some(v)),
-            _ => (arg.as_str(), None),
-        };
+        let (option, inline) = split_option(arg);
         match option {
             "-h" | "--help" => {
                 say(USAGE.trim_end());

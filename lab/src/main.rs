@@ -6,11 +6,15 @@
 //!   cargo lab record   re-record every program output the book shows (src/record.rs)
 //!   cargo lab bench    the flood-ping benchmark, and `bench offload` (src/bench.rs)
 //!   cargo lab vm       a Linux guest in QEMU pings our responder across a bridge (vm.rs)
+//!   cargo lab book     build the book and check its includes, anchors and pages (book.rs)
+//!   cargo lab fuzz     fuzz the responder and the parsers with cargo fuzz (fuzz.rs)
 //!
 //! Not root, the lab is a user namespace of its own: no root and no sudo. As root it is a
 //! named network namespace, and the programs still run as an unprivileged user.
 
 mod bench;
+mod book;
+mod fuzz;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -40,6 +44,10 @@ Commands:
           bench offload: the offloads' bulk UDP table (examples/offload_bench.rs)
   vm      boot a small Linux guest with QEMU on a second TAP, bridged with tap4,
           and let it ping 05_full_responder (cargo lab vm --help)
+  book    build the book (mdbook) and check every include, anchor and page, then
+          the HTML in a headless Chromium (cargo lab book --help)
+  fuzz    fuzz the responder and the parsers with libFuzzer for a while
+          (--target respond|offloads, --seconds N; cargo lab fuzz --help)
   edition student|instructor OUT  the course for a class (cargo lab edition --help)
   check [CHAPTER] [--junit FILE]  grade this checkout, chapter by chapter
   install [GROUP...]  install what the groups of scripts/packages.txt need and is
@@ -95,7 +103,9 @@ them: `sudo ...` as the lab's root, anything else as an unprivileged user (the s
 `cargo run --bin NAME` as target/release/NAME. A recording's files are replaced only when
 its checks pass (the replies came back, the counters are there). Builds the programs
 first (cargo build --release --bins, and two examples). Needs root (a second user,
-device nodes): run as a user, it goes through sudo after the build. About 3 minutes.
+device nodes): run as a user, it goes through sudo after the build. About 5 minutes.
+The VM chapters' and chapters 11-12's (vm-lab, vmm, switch) boot QEMU guests and need
+qemu-system-x86 and strace; vm-lab runs `cargo lab vm` as the user behind sudo.
 
 Options:
   --list          name the recordings and what they record, and stop
@@ -114,7 +124,7 @@ Run all of tapbook's checks, in order, and print one line per check:
   shellcheck every script under scripts/ and tests/
   tests      cargo test --workspace: unit tests on captured frames, then the
              end-to-end tests with the kernel's ping and arping in network namespaces
-  book       scripts/check-book.sh (when book/ exists)
+  book       cargo lab book: build the book and check it (when book/ exists)
   bench      cargo lab bench --short: the flood-ping benchmark's quick check
 
 First it installs what is missing from scripts/packages.txt (the lab's packages, the
@@ -169,16 +179,27 @@ fn main() -> ExitCode {
         "install" => install(rest),
         "record" => record(rest),
         "bench" => bench::main(rest),
+        "vm" if rest.first().is_some_and(|a| a == "record") => {
+            Err("the VM chapters' recordings are entries of the one list now: cargo lab record \
+             vm-lab vmm"
+                .into())
+        }
         "vm" => tapbook_lab::vm::command(rest),
+        "book" => book::main(rest),
+        "fuzz" => fuzz::main(rest),
         "edition" => tapbook_lab::edition::command(rest),
         "check" => tapbook_lab::check::command(rest),
         "-h" | "--help" | "help" => {
             say(USAGE.trim_end());
             Ok(ExitCode::SUCCESS)
         }
-        "" => Err(format!("which command? demo, shell, test, record, bench or vm\n\n{USAGE}")),
+        "" => Err(format!(
+            "which command? demo, shell, test, record, bench, vm, book, fuzz, edition, check \
+             or install\n\n{USAGE}"
+        )),
         other => Err(format!(
-            "unknown command '{other}'; one of demo, shell, test, record, bench, vm, edition, check, install (cargo lab --help)"
+            "unknown command '{other}'; one of demo, shell, test, record, bench, vm, book, \
+             fuzz, edition, check, install (cargo lab --help)"
         )),
     };
     result.unwrap_or_else(|e| {
@@ -205,6 +226,22 @@ fn value(
     Ok(value)
 }
 
+/// `--opt=VALUE` as ("--opt", Some("VALUE")); anything else as (it, None).
+fn split_option(arg: &str) -> (&str, Option<&str>) {
+    match arg.split_once('=') {
+        Some((option, v)) if option.starts_with("--") => (option, Some(v)),
+        _ => (arg, None),
+    }
+}
+
+/// The value of a numeric option: a whole number above zero.
+fn number(option: &str, v: &str) -> Result<u32> {
+    v.parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or(format!("option {option} wants a positive whole number, not '{v}'"))
+}
+
 fn install(args: &[String]) -> Result<ExitCode> {
     const GROUPS: [&str; 4] = ["lab", "lint", "test", "book"];
     if args.iter().any(|a| a == "-h" || a == "--help") {
@@ -228,10 +265,7 @@ fn record(args: &[String]) -> Result<ExitCode> {
     let mut bin_dir = None;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
-        let (option, inline) = match arg.split_once('=') {
-            Some((o, v)) if o.starts_with("--") => (o, Some(v)),
-            _ => (arg.as_str(), None),
-        };
+        let (option, inline) = split_option(arg);
         match option {
             "-h" | "--help" => {
                 say(RECORD_USAGE.trim_end());
@@ -371,10 +405,7 @@ fn demo(args: &[String]) -> Result<ExitCode> {
     let mut netns = None;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
-        let (option, inline) = match arg.split_once('=') {
-            Some((o, v)) if o.starts_with("--") => (o, Some(v)),
-            _ => (arg.as_str(), None),
-        };
+        let (option, inline) = split_option(arg);
         match option {
             "-h" | "--help" => {
                 say(DEMO_USAGE.trim_end());
@@ -671,7 +702,8 @@ fn test(args: &[String]) -> Result<ExitCode> {
     }
     check("tests", tests.stderr(Stdio::inherit()), Some(&mut test_log));
     if !quick && root.join("book/book.toml").is_file() {
-        check("book", Command::new(root.join("scripts/check-book.sh")).current_dir(&root), None);
+        let me = std::env::current_exe().map_err(|e| format!("finding cargo-lab: {e}"))?;
+        check("book", Command::new(me).arg("book").current_dir(&root), None);
     }
     if !quick {
         if as_root {

@@ -30,10 +30,10 @@
 //! and the tests below check that each file it writes is written by it alone and read
 //! only after it is written.
 //!
-//! Not yet in this list: the VM chapters' recordings (`cargo lab vm record`, Rust
-//! functions in lab/src/vm.rs and vmm.rs) and chapters 11 and 12's (the ignored test
-//! `record_book_output` of tests/switch.rs); the test
-//! `every_recording_the_book_includes_is_in_the_list` names them as made elsewhere.
+//! Some recordings are Rust functions ([`Step::Call`]): the VM chapters' (lab/src/vm.rs,
+//! vmm.rs) and chapters 11 and 12's (lab/src/switch_lab.rs), which boot guests and cut
+//! their consoles and traces into pieces. They are in this list all the same, with the
+//! files they write; where such a file shows a command, the function runs that string.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -111,15 +111,30 @@ pub enum Step {
     /// Every line of the program's FILE2 that starts with PREFIX (after blanks), run as
     /// printed, into FILE as [`Step::Run`] does: `RunPrinted(FILE, FILE2, PREFIX)`.
     RunPrinted(&'static str, &'static str, &'static str),
+    /// A recording written in Rust, run as root on the host (it makes its own labs): it
+    /// must write each of FILES into [`Dirs::out`], and fail rather than write a run
+    /// that did not go as the book says.
+    Call(&'static [&'static str], fn(&Dirs) -> Result<()>),
+}
+
+/// What a [`Step::Call`] is given.
+pub struct Dirs {
+    /// Where it writes its files (they reach book/src/output/ when the recording passes).
+    pub out: PathBuf,
+    /// The programs built for the recording (`PROGRAMS`; `examples/` below it).
+    pub bin: PathBuf,
 }
 
 impl Step {
-    /// The file the step writes into, if any.
-    pub fn file(&self) -> Option<&'static str> {
-        match *self {
-            Run(f, _) | Then(f, _) | Start(f, _, _) | Note(f, _) | Derive(f, _) => Some(f),
-            RunPrinted(f, _, _) => Some(f),
-            _ => None,
+    /// The files the step writes into.
+    pub fn files(&self) -> &[&'static str] {
+        match self {
+            Run(f, _) | Then(f, _) | Start(f, _, _) | Note(f, _) | Derive(f, _) => {
+                std::slice::from_ref(f)
+            }
+            RunPrinted(f, _, _) => std::slice::from_ref(f),
+            Call(files, _) => files,
+            _ => &[],
         }
     }
 }
@@ -149,6 +164,8 @@ pub const PROGRAMS: &[&str] = &[
     "08_ipv6_responder",
     "09_offloads",
     "10_dhcp_server",
+    "11_qemu_relay",
+    "12_learning_switch",
 ];
 /// The examples it builds too (into `target/release/examples/`).
 pub const EXAMPLES: &[&str] = &["offload_bench", "read_one_frame"];
@@ -192,6 +209,40 @@ pub static RECORDINGS: &[Recording] = &[
         setup: Setup::Bare,
         steps: OFFLOADS,
     },
+    Recording {
+        name: "switch",
+        about: "chapters 11 and 12: 11_qemu_relay and 12_learning_switch with QEMU guests",
+        setup: Setup::Bare,
+        steps: SWITCH,
+    },
+    Recording {
+        name: "vm-lab",
+        about: "Meet a real VM: cargo lab vm, whole, in parts, and with --strace",
+        setup: Setup::Host,
+        steps: &[Call(crate::vm::VM_LAB_FILES, crate::vm::record_vm_lab)],
+    },
+    Recording {
+        name: "vmm",
+        about: "How real VMMs use TAP: QEMU's and 01_open_clone's system calls on a tap",
+        setup: Setup::Host,
+        steps: &[Call(crate::vmm::RECORDED, crate::vmm::record)],
+    },
+];
+
+/// Chapters 11 and 12: the tools as the chapters show them, then the guests
+/// ([`crate::switch_lab::record`]).
+const SWITCH: &[Step] = &[
+    Run("11-qemu-netdevs.txt", "qemu-system-x86_64 --version | head -n 1"),
+    Then("11-qemu-netdevs.txt", "qemu-system-x86_64 -netdev help 2>/dev/null"),
+    Expect("11-qemu-netdevs.txt", "\nstream\ndgram\n"),
+    Run("11-help.txt", "cargo run -q --bin 11_qemu_relay -- --help"),
+    Expect("11-help.txt", "--stream PATH"),
+    Run("12-help.txt", "cargo run -q --bin 12_learning_switch -- --help"),
+    Expect("12-help.txt", "--stream PATH"),
+    Call(crate::switch_lab::RECORDED, crate::switch_lab::record),
+    Expect("11-guest.txt", "3 packets transmitted, 3 packets received"),
+    Expect("11-relay.txt", "guest3 -> tap4:\n  ARP who-has 172.16.1.1 tell 172.16.1.3"),
+    Expect("12-switch-exit.txt", "MAC table"),
 ];
 
 /// Chapters 1 to 5, in one lab, in the order the book tells them.
@@ -860,7 +911,7 @@ impl Recorder {
             .and_then(|()| std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o1777)))
             .map_err(|e| format!("chown {}: {e}", run.display()))?;
         let rec = self.work.join("out");
-        for file in recording.steps.iter().filter_map(Step::file) {
+        for file in recording.steps.iter().flat_map(Step::files) {
             let _ = std::fs::remove_file(rec.join(file));
         }
         let lab = match recording.setup {
@@ -890,6 +941,7 @@ impl Recorder {
             status: HashMap::new(),
             written: Vec::new(),
             count: 0,
+            bin: self.work.join("target/release"),
         };
         if session.lab.is_some() {
             // The student's home, as the programs and tools see it: the working directory.
@@ -980,6 +1032,8 @@ struct Session {
     status: HashMap<&'static str, i32>,
     written: Vec<String>,
     count: usize,
+    /// The programs built for the recording.
+    bin: PathBuf,
 }
 
 impl Session {
@@ -1226,6 +1280,15 @@ impl Session {
                     self.run_into(file, line, true)?;
                 }
             }
+            Call(files, record) => {
+                for file in files {
+                    self.written.push((*file).to_owned());
+                }
+                record(&Dirs { out: self.rec.clone(), bin: self.bin.clone() })?;
+                if let Some(file) = files.iter().find(|f| !self.path(f).is_file()) {
+                    return Err(format!("{file} was not written"));
+                }
+            }
         }
         Ok(())
     }
@@ -1264,10 +1327,6 @@ pub fn list() {
 mod tests {
     use super::*;
 
-    fn writes(step: &Step) -> Option<&'static str> {
-        step.file()
-    }
-
     /// The file a step needs written before it.
     fn reads(step: &Step) -> Option<&'static str> {
         match *step {
@@ -1290,7 +1349,7 @@ mod tests {
                         r.name
                     );
                 }
-                if let Some(f) = writes(step) {
+                for &f in step.files() {
                     if let Some(other) = owner.insert(f, r.name) {
                         assert_eq!(other, r.name, "{f} is written by {other} and {}", r.name);
                     }
@@ -1303,7 +1362,7 @@ mod tests {
     #[test]
     fn every_recording_the_book_includes_is_in_the_list() {
         let made: Vec<&str> =
-            RECORDINGS.iter().flat_map(|r| r.steps.iter().filter_map(writes)).collect();
+            RECORDINGS.iter().flat_map(|r| r.steps.iter().flat_map(Step::files).copied()).collect();
         let book = crate::repo_root().join("book/src");
         let mut missing = Vec::new();
         let mut pages = vec![book.clone()];
@@ -1318,16 +1377,10 @@ mod tests {
                 for include in text.split("{{#include ").skip(1) {
                     let target = include.split("}}").next().unwrap_or("");
                     let Some(file) = target.split("output/").nth(1) else { continue };
-                    // Made elsewhere, for now: the VM chapters' (cargo lab vm record,
-                    // lab/src/vm.rs), chapters 11 and 12's (tests/switch.rs,
-                    // record_book_output), until they join this list; and the
-                    // benchmarks' tables (cargo lab bench --save, cargo bench).
-                    let vm = crate::vm::recordings().iter().any(|r| r.files.contains(&file));
-                    let elsewhere = ["11-", "12-", "bench", "per-frame"];
-                    if !made.contains(&file)
-                        && !vm
-                        && !elsewhere.iter().any(|p| file.starts_with(p))
-                    {
+                    // Made elsewhere: the benchmarks' tables (cargo lab bench --save,
+                    // cargo bench), which are measurements, not a session.
+                    let elsewhere = ["bench", "per-frame"];
+                    if !made.contains(&file) && !elsewhere.iter().any(|p| file.starts_with(p)) {
                         missing.push(format!("{}: {file}", path.display()));
                     }
                 }

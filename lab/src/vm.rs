@@ -105,8 +105,7 @@ Options:
                     not exist yet, since it is deleted at the end
   -h, --help        this help
 
-  cargo lab vm record [vm-lab|vmm] [--out DIR]
-                    re-record the book's outputs of the VM chapters (see recordings())";
+The book's recordings of this chapter: cargo lab record vm-lab (and vmm)";
 
 // ---- options ------------------------------------------------------------------------
 
@@ -291,9 +290,6 @@ impl Options {
 
 /// `cargo lab vm ARGS`.
 pub fn command(args: &[String]) -> Result<ExitCode> {
-    if args.first().is_some_and(|a| a == "record") {
-        return record_command(&args[1..]);
-    }
     let Some(options) = Options::parse(args)? else { return Ok(ExitCode::SUCCESS) };
     match options.network {
         Network::Bridge => run_bridge(&options),
@@ -1651,94 +1647,41 @@ pub fn tap_syscalls(trace: &str) -> String {
 
 // ---- recordings for the book ------------------------------------------------------------
 
-/// A recording for the book: the files it writes into book/src/output/ (or another
-/// directory), made by running what the book shows.
-pub struct Recording {
-    pub name: &'static str,
-    /// What the book shows as the command.
-    pub command: &'static str,
-    pub files: &'static [&'static str],
-    pub record: fn(out: &Path) -> Result<()>,
-}
+/// The files [`record_vm_lab`] writes.
+pub const VM_LAB_FILES: &[&str] = &[
+    "vm-lab.txt",
+    "vm-lab-prepare.txt",
+    "vm-lab-guest.txt",
+    "vm-lab-host.txt",
+    "vm-lab-responder.txt",
+    "vm-lab-capture.txt",
+    "vm-lab-result.txt",
+    "vm-strace.txt",
+];
 
-/// The VM chapters' recordings: "Meet a real VM" (`cargo lab vm`, twice) and "How real
-/// VMMs use TAP" (QEMU's and our system calls on a tap, [`crate::vmm`]).
-pub fn recordings() -> Vec<Recording> {
-    vec![
-        Recording {
-            name: "vm-lab",
-            command: "cargo lab vm",
-            files: &[
-                "vm-lab.txt",
-                "vm-lab-prepare.txt",
-                "vm-lab-guest.txt",
-                "vm-lab-host.txt",
-                "vm-lab-responder.txt",
-                "vm-lab-capture.txt",
-                "vm-lab-result.txt",
-                "vm-strace.txt",
-            ],
-            record: record_vm_lab,
-        },
-        Recording {
-            name: "vmm",
-            command: "strace -f -y -e trace=openat,ioctl qemu-system-x86_64 ...",
-            files: &[
-                "vmm-qemu-strace.txt",
-                "vmm-qemu-state.txt",
-                "vmm-qemu-mq-strace.txt",
-                "vmm-ours-strace.txt",
-                "vmm-features.txt",
-            ],
-            record: crate::vmm::record,
-        },
-    ]
-}
-
-/// `cargo lab vm record [NAME...] [--out DIR]`.
-fn record_command(args: &[String]) -> Result<ExitCode> {
-    let mut out = repo_root().join("book/src/output");
-    let mut names = Vec::new();
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        match arg.as_str() {
-            "-h" | "--help" => {
-                say("Usage: cargo lab vm record [vm-lab|vmm]... [--out DIR]   (default: both, \
-                     into book/src/output)");
-                return Ok(ExitCode::SUCCESS);
-            }
-            "--out" => out = rest.next().ok_or("--out needs a directory")?.into(),
-            name => names.push(name.to_owned()),
-        }
-    }
-    let all = recordings();
-    if let Some(bad) = names.iter().find(|n| !all.iter().any(|r| r.name == n.as_str())) {
-        return Err(format!("no recording '{bad}' (vm-lab, vmm)"));
-    }
-    std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
-    for recording in all.iter().filter(|r| names.is_empty() || names.iter().any(|n| n == r.name)) {
-        say(format_args!("== recording {}: {}", recording.name, recording.command));
-        (recording.record)(&out)?;
-        for file in recording.files {
-            let lines = std::fs::read_to_string(out.join(file)).map_or(0, |t| t.lines().count());
-            say(format_args!("  {} ({lines} lines)", out.join(file).display()));
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Fits recorded files to the book's column, as cargo lab record does (crate::wrap).
-pub fn wrap_for_book(files: &[PathBuf]) -> Result<()> {
-    crate::wrap::fit_files(files)
-}
-
-/// Runs `cargo lab vm ARGS` (this very program) in `dir`, its output and errors as one.
-fn run_vm_lab(args: &[&str], dir: &Path) -> Result<String> {
+/// Runs `cargo lab vm ARGS` (this very program) in `dir`, as `user` if given (with that
+/// user's home, so that cargo and the cache are theirs), its output and errors as one.
+fn run_vm_lab(args: &[&str], dir: &Path, user: Option<&nix::unistd::User>) -> Result<String> {
     let exe = std::env::current_exe().map_err(|e| format!("finding cargo-lab: {e}"))?;
     let log = dir.join(".run.txt");
     let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
     let err = file.try_clone().map_err(|e| e.to_string())?;
-    let status = Command::new(exe)
+    let mut cmd = match user {
+        Some(u) => {
+            let mut cmd = Command::new("setpriv");
+            cmd.arg(format!("--reuid={}", u.uid))
+                .arg(format!("--regid={}", u.gid))
+                .args(["--init-groups", "--"])
+                .arg(exe)
+                .env("HOME", &u.dir)
+                .env("USER", &u.name)
+                .env("LOGNAME", &u.name)
+                .env_remove("SUDO_USER");
+            cmd
+        }
+        None => Command::new(exe),
+    };
+    let status = cmd
         .arg("vm")
         .args(args)
         .current_dir(dir)
@@ -1755,18 +1698,31 @@ fn run_vm_lab(args: &[&str], dir: &Path) -> Result<String> {
     Ok(text)
 }
 
-/// For "Meet a real VM": `cargo lab vm`, whole and cut at its "== N." headings, and a
-/// second run with `--strace`. Both runs must succeed before any file is replaced.
-pub fn record_vm_lab(out: &Path) -> Result<()> {
+/// For "Meet a real VM" (`cargo lab record vm-lab`): `cargo lab vm`, whole and cut at its
+/// "== N." headings, and a second run with `--strace`, into `dirs.out`. The chapter
+/// teaches the lab without root first: run through sudo, the runs are the user's behind
+/// it, rootless, as they would type it; as root itself, the root form.
+pub fn record_vm_lab(dirs: &crate::record::Dirs) -> Result<()> {
     let tmp = TempDir::new("vm-record")?;
-    // As root the responder runs as nobody, shown; not root, the lab is rootless.
-    let (shown, extra): (&str, &[&str]) = if is_root() {
+    let student = std::env::var("SUDO_USER")
+        .ok()
+        .filter(|u| is_root() && !u.is_empty() && u != "root")
+        .and_then(|u| nix::unistd::User::from_name(&u).ok().flatten());
+    if let Some(u) = &student {
+        // The student's runs write the trace into the directory.
+        std::os::unix::fs::chown(&tmp.0, Some(u.uid.as_raw()), Some(u.gid.as_raw()))
+            .map_err(|e| format!("chown {}: {e}", tmp.0.display()))?;
+    }
+    // Root itself: the responder runs as nobody, shown; a user (behind sudo or not):
+    // the rootless lab.
+    let (shown, extra): (&str, &[&str]) = if is_root() && student.is_none() {
         ("sudo cargo lab vm --user nobody", &["--user", "nobody"])
     } else {
         ("cargo lab vm", &[])
     };
-    let whole = run_vm_lab(extra, &tmp.0)?;
-    run_vm_lab(&[extra, &["--strace", "qemu-tap.strace"]].concat(), &tmp.0)?;
+    let whole = run_vm_lab(extra, &tmp.0, student.as_ref())?;
+    let traced = [extra, &["--strace", "qemu-tap.strace"]].concat();
+    run_vm_lab(&traced, &tmp.0, student.as_ref())?;
     let strace = std::fs::read_to_string(tmp.0.join("qemu-tap.strace"))
         .map_err(|e| format!("reading the trace: {e}"))?;
     let mut files: Vec<(String, String)> = vec![
@@ -1806,16 +1762,9 @@ pub fn record_vm_lab(out: &Path) -> Result<()> {
         // No blank line at the start or the end of a part.
         files.push((format!("vm-lab-{name}.txt"), format!("{}\n", text.trim_matches('\n'))));
     }
-    let mut written = Vec::new();
     for (name, text) in &files {
-        let path = tmp.0.join(name);
+        let path = dirs.out.join(name);
         std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
-        written.push(path);
-    }
-    wrap_for_book(&written)?;
-    for (name, _) in &files {
-        std::fs::copy(tmp.0.join(name), out.join(name))
-            .map_err(|e| format!("writing {}: {e}", out.join(name).display()))?;
     }
     Ok(())
 }

@@ -5,15 +5,15 @@
 //! few seconds. Only the lines about /dev/net/tun are kept, each with the name of the
 //! thread that made it (QEMU runs with `-name ...,debug-threads=on` to name them).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::vm::{TempDir, wrap_for_book};
-use crate::{Lab, cargo, is_root, target_dir, tool_exists, wait_until};
+use crate::vm::TempDir;
+use crate::{Lab, is_root, tool_exists, wait_until};
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -177,9 +177,18 @@ fn tun_features() -> Result<u32> {
     Ok(features)
 }
 
-/// Writes vmm-qemu-strace.txt, vmm-qemu-state.txt, vmm-qemu-mq-strace.txt,
-/// vmm-ours-strace.txt and vmm-features.txt into `out`, all or none.
-pub fn record(out: &Path) -> Result<()> {
+/// The files [`record`] writes.
+pub const RECORDED: &[&str] = &[
+    "vmm-qemu-strace.txt",
+    "vmm-qemu-state.txt",
+    "vmm-qemu-mq-strace.txt",
+    "vmm-ours-strace.txt",
+    "vmm-features.txt",
+];
+
+/// `cargo lab record vmm`: writes [`RECORDED`] into `dirs.out`, with the 01_open_clone of
+/// `dirs.bin`.
+pub fn record(dirs: &crate::record::Dirs) -> Result<()> {
     for tool in ["ip", "strace", "qemu-system-x86_64"] {
         if !tool_exists(tool) {
             return Err(format!(
@@ -187,14 +196,7 @@ pub fn record(out: &Path) -> Result<()> {
             ));
         }
     }
-    let status = cargo()
-        .args(["build", "--release", "--bin", "01_open_clone", "--quiet"])
-        .status()
-        .map_err(|e| format!("running cargo: {e}"))?;
-    if !status.success() {
-        return Err("cargo build failed".into());
-    }
-    let open_clone = target_dir()?.join("release/01_open_clone");
+    let open_clone = dirs.bin.join("01_open_clone");
     let work = TempDir::new("vmm")?;
     let name = is_root().then(|| format!("tapbook-vmm-{}", std::process::id()));
     let lab = Lab::namespace(name)?;
@@ -281,16 +283,9 @@ pub fn record(out: &Path) -> Result<()> {
     ));
     drop(lab);
 
-    let mut written: Vec<PathBuf> = Vec::new();
     for (name, text) in &files {
-        let path = work.0.join(format!("out-{name}"));
+        let path = dirs.out.join(name);
         std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
-        written.push(path);
-    }
-    wrap_for_book(&written)?;
-    for ((name, _), path) in files.iter().zip(&written) {
-        std::fs::copy(path, out.join(name))
-            .map_err(|e| format!("writing {}: {e}", out.join(name).display()))?;
     }
     Ok(())
 }
