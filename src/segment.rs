@@ -453,7 +453,7 @@ mod tests {
 
     #[test]
     fn cuts_a_superframe_without_payload_into_one_frame() {
-        // Found by `scripts/fuzz.sh --target offloads`: a TCPV4 superframe of headers only
+        // Found by `cargo lab fuzz --target offloads`: a TCPV4 superframe of headers only
         // came out as nothing, while `segment` said one frame. Here: the captured TSO
         // superframe with its payload cut off and its IPv4 total length (and header
         // checksum) made to say so.

@@ -7,12 +7,12 @@
 //!   renewals, releases and NAKs are reached too.
 //!
 //! A finding is a panic anywhere, a UDP echo outcome the oracle rejects
-//! (`tests/oracle/udp.rs`: the exact reply RFC 768/862 call for, to exactly the frames
+//! (`testkit/src/oracle/udp.rs`: the exact reply RFC 768/862 call for, to exactly the frames
 //! that deserve one), a DHCP reply that is not a well-formed OFFER, ACK or NAK for the
 //! request, or a lease table holding one address twice or one outside the pool.
 //!
-//! Run: `cargo fuzz run --debug-assertions --release udp_dhcp -- -max_total_time=300`
-//! (seed a corpus with the fixtures as `scripts/fuzz.sh` does for `respond`).
+//! Run: `cargo lab fuzz --target udp_dhcp --seconds 300` (it seeds the corpus with the
+//! captured frames).
 
 #![no_main]
 

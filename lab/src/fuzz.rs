@@ -14,7 +14,7 @@ Usage: cargo lab fuzz [OPTIONS]
 
 Run a fuzz target for a while. The default, fuzz/fuzz_targets/respond.rs: libFuzzer feeds
 respond() and every parser (and what 02 and 05 print) with inputs it mutates
-towards new code paths, and the oracle of the property tests (tests/oracle/)
+towards new code paths, and the oracle of the property tests (testkit/src/oracle/)
 judges every outcome. A finding is a panic (an out-of-bounds access, an integer
 overflow: the target is built with overflow checks) or a reply that is wrong,
 longer than its request, to a group address or to a frame that deserves none,
@@ -23,7 +23,9 @@ or a missing reply to a frame that deserves one.
 The other, fuzz/fuzz_targets/offloads.rs (--target offloads, chapter 9): a
 virtio-net header and a frame for the header parser, the checksum completion and
 the superframe cutter; a finding is a panic, or a segment longer than its
-gso_size or with a checksum that does not verify.
+gso_size or with a checksum that does not verify. And fuzz/fuzz_targets/udp_dhcp.rs
+(--target udp_dhcp, chapter 10): UDP echo judged by the oracle, the DHCP server's
+replies and lease table checked.
 
 The corpus (fuzz/corpus/TARGET/, not in git) is seeded with the kernel's frames
 from tests/fixtures/ (for offloads: behind the virtio-net header they were read
@@ -38,7 +40,7 @@ a bounds-check panic). No network, no root: it runs anywhere, a network
 namespace included.
 
 Options:
-  --target T        respond (default) or offloads
+  --target T        respond (default), offloads or udp_dhcp
   --seconds N       how long to fuzz (default: 60)
   --max-len N       the longest input in bytes (default: 9100: a frame for MTU
                     9000, plus the control byte)
@@ -67,8 +69,8 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
             "--jobs" => jobs = number(option, &value(option, inline, &mut rest)?)?,
             "--target" => {
                 target = value(option, inline, &mut rest)?;
-                if target != "respond" && target != "offloads" {
-                    return Err(format!("--target: respond or offloads, not '{target}'"));
+                if !["respond", "offloads", "udp_dhcp"].contains(&target.as_str()) {
+                    return Err(format!("--target: respond, offloads or udp_dhcp, not '{target}'"));
                 }
             }
             "--sanitizer" => {
@@ -213,7 +215,8 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 ///
 /// The first byte of a respond input is the target's control byte (see respond.rs): 00
 /// takes the frame as it is, 03 repairs both checksums after the fuzzer's mutations, 04
-/// answers ARP only. For offloads, the first 12 bytes are the virtio-net header: the one
+/// answers ARP only. For udp_dhcp: 03 repairs both checksums, 07 also lends an address
+/// first (see udp_dhcp.rs). For offloads, the first 12 bytes are the virtio-net header: the one
 /// a superframe's fixture names in its comment ("virtio-net header 01 05 2a 00 ..."),
 /// and all zeroes (a frame with nothing to do) for every fixture.
 fn seed(root: &Path, corpus: &Path, target: &str) -> Result<usize> {
@@ -227,10 +230,10 @@ fn seed(root: &Path, corpus: &Path, target: &str) -> Result<usize> {
         let text = std::fs::read_to_string(&fixture)
             .map_err(|e| format!("reading {}: {e}", fixture.display()))?;
         let frame: String = text.lines().filter(|l| !l.starts_with('#')).collect();
-        let mut prefixes: Vec<String> = if target == "respond" {
-            vec!["00".into(), "03".into(), "04".into()]
-        } else {
-            vec!["00".repeat(12)]
+        let mut prefixes: Vec<String> = match target {
+            "respond" => vec!["00".into(), "03".into(), "04".into()],
+            "udp_dhcp" => vec!["03".into(), "07".into()],
+            _ => vec!["00".repeat(12)],
         };
         if target == "offloads"
             && let Some(header) = virtio_header(&text)
