@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, kill, sigaction};
 use nix::unistd::Pid;
 
+pub mod ours;
 pub mod vm;
 pub mod vmm;
 

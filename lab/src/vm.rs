@@ -158,11 +158,16 @@ impl Mode {
 pub enum Network {
     /// A TAP for QEMU, bridged with tap4 in the lab namespace.
     Bridge,
+    /// QEMU's `-netdev stream` on a port of our switch (12_learning_switch), whose other
+    /// ports are tap4 and our DHCP server (10_dhcp_server --stream): [`crate::ours`].
+    Ours,
 }
 
 #[derive(Debug, Clone)]
 pub struct Options {
     pub network: Network,
+    /// `--guests N` (with `--network ours`): how many guests share the switch.
+    pub guests: u32,
     pub keep: bool,
     pub shell: bool,
     pub count: u32,
@@ -194,6 +199,7 @@ impl Options {
     pub fn parse(args: &[String]) -> Result<Option<Options>> {
         let mut o = Options {
             network: Network::Bridge,
+            guests: 1,
             keep: false,
             shell: false,
             count: 3,
@@ -230,8 +236,17 @@ impl Options {
                 "--network" => {
                     o.network = match value()?.as_str() {
                         "bridge" => Network::Bridge,
-                        v => return Err(format!("--network wants bridge (got '{v}')")),
+                        "ours" => Network::Ours,
+                        v => return Err(format!("--network wants bridge or ours (got '{v}')")),
                     }
+                }
+                "--guests" => {
+                    let v = value()?;
+                    o.guests = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=2).contains(n))
+                        .ok_or(format!("--guests wants 1 or 2, not '{v}'"))?;
                 }
                 "--keep" => o.keep = true,
                 "--shell" => o.shell = true,
@@ -269,6 +284,20 @@ impl Options {
                 _ => return Err(format!("unknown option '{arg}' (try: cargo lab vm --help)")),
             }
         }
+        if o.network == Network::Bridge && o.guests != 1 {
+            return Err("--guests goes with --network ours (the bridge lab has one guest)".into());
+        }
+        if o.network == Network::Ours {
+            let bridge_only = [
+                ("--keep", o.keep),
+                ("--shell", o.shell),
+                ("--pcap", o.pcap.is_some()),
+                ("--strace", o.strace.is_some()),
+            ];
+            if let Some((option, _)) = bridge_only.iter().find(|(_, given)| *given) {
+                return Err(format!("{option} goes with --network bridge, not ours"));
+            }
+        }
         if o.keep && o.shell {
             return Err("--keep and --shell do not go together: the shell ends the guest".into());
         }
@@ -297,37 +326,38 @@ pub fn command(args: &[String]) -> Result<ExitCode> {
     let Some(options) = Options::parse(args)? else { return Ok(ExitCode::SUCCESS) };
     match options.network {
         Network::Bridge => run_bridge(&options),
+        Network::Ours => crate::ours::run(&options),
     }
 }
 
 // ---- small helpers --------------------------------------------------------------------
 
-fn section(title: impl std::fmt::Display) {
+pub(crate) fn section(title: impl std::fmt::Display) {
     say("");
     say(format_args!("== {title}"));
 }
 
-fn indent(text: &str, by: &str) -> String {
+pub(crate) fn indent(text: &str, by: &str) -> String {
     let lines = text.trim_end_matches('\n').lines();
     lines.map(|l| format!("{by}{}", l.trim_end())).collect::<Vec<_>>().join("\n")
 }
 
-fn seconds(d: Duration) -> String {
+pub(crate) fn seconds(d: Duration) -> String {
     format!("{}.{}", d.as_secs(), d.subsec_millis() / 100)
 }
 
 /// A path inside the repository relative to it, for shorter messages.
-fn repo_path(path: &Path) -> String {
+pub(crate) fn repo_path(path: &Path) -> String {
     let root = repo_root();
     path.strip_prefix(&root).unwrap_or(path).display().to_string()
 }
 
-fn check_stop() -> Result<()> {
+pub(crate) fn check_stop() -> Result<()> {
     if stopped() { Err("stopped (signal); the lab is removed".into()) } else { Ok(()) }
 }
 
 /// Runs a command and returns its standard output, or an error with its standard error.
-fn output(cmd: &mut Command) -> Result<String> {
+pub(crate) fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd.stdin(Stdio::null()).output().map_err(|e| format!("running {cmd:?}: {e}"))?;
     if !out.status.success() {
         return Err(format!(
@@ -803,6 +833,10 @@ pub struct Guest {
     pub accel: Accel,
     pub mode: Mode,
     pub count: u32,
+    /// The NIC's MAC address ([`GUEST_MAC`] unless there are several guests).
+    pub mac: String,
+    /// More kernel options for the guest's init, e.g. `tapbook.ip=dhcp`.
+    pub append: String,
 }
 
 /// QEMU's command line (after the program's name) for `guest`, its NIC on `netdev` (a
@@ -810,6 +844,7 @@ pub struct Guest {
 pub fn qemu_args(guest: &Guest, netdev: &str, pidfile: &Path) -> Vec<String> {
     let serial = if guest.mode == Mode::Shell { "mon:stdio" } else { "stdio" };
     let (accel, mode, count) = (guest.accel.name(), guest.mode.name(), guest.count);
+    let (mac, extra) = (&guest.mac, &guest.append);
     let kernel = guest.kernel.display();
     let initrd = guest.initramfs.display();
     let pidfile = pidfile.display();
@@ -821,13 +856,14 @@ pub fn qemu_args(guest: &Guest, netdev: &str, pidfile: &Path) -> Vec<String> {
         format!("-serial {serial}"),
         format!("-kernel {kernel} -initrd {initrd}"),
         format!("-netdev {netdev}"),
-        format!("-device virtio-net-pci,netdev=net0,mac={GUEST_MAC},romfile="),
+        format!("-device virtio-net-pci,netdev=net0,mac={mac},romfile="),
         format!("-pidfile {pidfile}"),
     ];
     let append = format!(
         "console=ttyS0 loglevel=3 edd=off panic=-1 tapbook.mode={mode} tapbook.count={count}"
     );
     // ANCHOR_END: qemu
+    let append = if extra.is_empty() { append } else { format!("{append} {extra}") };
     let mut argv: Vec<String> = args.iter().flat_map(|a| a.split(' ').map(str::to_owned)).collect();
     argv.extend(["-append".to_owned(), append]);
     argv
@@ -1035,6 +1071,9 @@ pub struct GuestOptions {
     pub cache: PathBuf,
     /// The console is this terminal (`--shell`).
     pub interactive: bool,
+    /// The NIC's MAC and more kernel options ([`Guest`]).
+    pub mac: String,
+    pub append: String,
 }
 
 /// A guest that got as far as the end of its pings.
@@ -1082,6 +1121,8 @@ pub fn boot_guest(
             accel,
             mode: wanted.mode,
             count: wanted.count,
+            mac: wanted.mac.clone(),
+            append: wanted.append.clone(),
         };
         let _ = std::fs::remove_file(&pidfile);
         let console = log.join(format!("serial-{}.txt", accel.name()));
@@ -1230,25 +1271,11 @@ fn missing_tools(options: &Options) -> Vec<&'static str> {
     tools.into_iter().filter(|(tool, _)| !tool_exists(tool)).map(|(_, package)| package).collect()
 }
 
-fn run_bridge(options: &Options) -> Result<ExitCode> {
-    let start = Instant::now();
+/// What both labs check before they make anything: the tools, the machine, a namespace
+/// name that is free (root) or user namespaces that work (not root), and the user who
+/// runs our programs. Returns the namespace's name (root) and that user.
+pub(crate) fn lab_checks(options: &Options) -> Result<(Option<String>, String)> {
     let root = is_root();
-    say("tapbook VM lab: a Linux guest on a TAP pings our responder across a bridge");
-
-    let bin = match &options.bin {
-        Some(bin) => {
-            section(format_args!("1. The responder: {}", bin.display()));
-            bin.clone()
-        }
-        None => {
-            section("1. Building 05_full_responder");
-            let bin = build_responder()?;
-            say(format_args!("    {}", repo_path(&bin)));
-            bin
-        }
-    };
-    let bin = std::fs::canonicalize(&bin).map_err(|e| format!("{}: {e}", bin.display()))?;
-
     let missing = missing_tools(options);
     if !missing.is_empty() {
         return Err(format!(
@@ -1284,6 +1311,29 @@ fn run_bridge(options: &Options) -> Result<ExitCode> {
         output(Command::new("id").args(["-u", &user]))
             .map_err(|_| format!("no such user: '{user}'"))?;
     }
+    Ok((netns, user))
+}
+
+fn run_bridge(options: &Options) -> Result<ExitCode> {
+    let start = Instant::now();
+    let root = is_root();
+    say("tapbook VM lab: a Linux guest on a TAP pings our responder across a bridge");
+
+    let bin = match &options.bin {
+        Some(bin) => {
+            section(format_args!("1. The responder: {}", bin.display()));
+            bin.clone()
+        }
+        None => {
+            section("1. Building 05_full_responder");
+            let bin = build_responder()?;
+            say(format_args!("    {}", repo_path(&bin)));
+            bin
+        }
+    };
+    let bin = std::fs::canonicalize(&bin).map_err(|e| format!("{}: {e}", bin.display()))?;
+
+    let (netns, user) = lab_checks(options)?;
     let log = TempDir::new("vm")?;
     catch_stop_signals();
 
@@ -1372,6 +1422,8 @@ fn run_bridge(options: &Options) -> Result<ExitCode> {
         count: options.count,
         cache: options.cache.clone(),
         interactive: options.shell,
+        mac: GUEST_MAC.to_owned(),
+        append: String::new(),
     };
     let booted = boot_guest(&wanted, &mut kernels, (kernel, initramfs), &log.0, |guest| {
         let mut cmd = if options.strace.is_some() {
