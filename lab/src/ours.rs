@@ -334,7 +334,7 @@ pub fn run(options: &Options) -> Result<ExitCode> {
                 "    guest {g}: ping {target}: {}",
                 summary.as_deref().unwrap_or("no summary")
             ));
-            if !got.is_some_and(|(_, received)| received > 0) {
+            if got.is_none_or(|(_, received)| received == 0) {
                 failures.push(format!("guest {g}'s pings to {target} got no replies"));
             }
         }
