@@ -82,9 +82,23 @@ as you, QEMU on a tap you own. As root: a named network namespace; the responder
 as the user behind sudo, or nobody. Needs qemu-system-x86 and busybox-static (tshark
 for the capture summary, ethtool for the offloads, strace for --strace).
 
+With --network ours the guest's wire is our code, and no TAP is QEMU's:
+
+    guest eth0, DHCP (virtio-net)         10_dhcp_server 172.16.1.2 (no TAP)
+        |  -netdev stream                     |  --stream
+      guest1.sock -- 12_learning_switch -- responder.sock
+                            |
+                          tap4 (TAP) -- the kernel, 172.16.1.1
+
+  the guest's udhcpc gets its lease from our server, then it pings 172.16.1.2 and
+  172.16.1.1; with --guests 2 a second guest joins and the two ping each other.
+  Prints the consoles, the server's leases and the switch's table.
+
 Options:
   --network WHICH   how the guest reaches the responder: bridge (the default: a
-                    TAP for QEMU, bridged with tap4)
+                    TAP for QEMU, bridged with tap4) or ours (our switch and our
+                    DHCP server, above)
+  --guests N        with --network ours: 1 or 2 guests (default: 1)
   --keep            keep the lab running after the pings (guest, responder,
                     namespace) until Ctrl-C, and print how to reach it
   --shell           after its pings, give the guest an interactive shell on
@@ -97,7 +111,9 @@ Options:
   --strace FILE     run QEMU under strace and save its system calls on the TAP
                     (opening /dev/net/tun, the ioctls, the first frames) to FILE;
                     the whole trace goes to FILE.all
-  --bin PATH        use this 05_full_responder instead of building it
+  --bin PATH        use this 05_full_responder instead of building it (with
+                    --network ours: this 10_dhcp_server, and the
+                    12_learning_switch next to it)
   --user NAME       (root) run the responder as NAME (default: $SUDO_USER, else nobody)
   --cache DIR       where the kernel and initramfs are cached
                     (default: $TAPBOOK_CACHE, else ~/.cache/tapbook)
