@@ -90,9 +90,9 @@ With --network ours the guest's wire is our code, and no TAP is QEMU's:
                             |
                           tap4 (TAP) -- the kernel, 172.16.1.1
 
-  the guest's udhcpc gets its lease from our server, then it pings 172.16.1.2 and
-  172.16.1.1; with --guests 2 a second guest joins and the two ping each other.
-  Prints the consoles, the server's leases and the switch's table.
+  the guest's udhcpc gets its lease from our server, then it pings 172.16.1.2
+  and 172.16.1.1; with --guests 2 a second guest joins and the two ping each
+  other. Prints the consoles, the server's leases and the switch's table.
 
 Options:
   --network WHICH   how the guest reaches the responder: bridge (the default: a
