@@ -90,13 +90,15 @@ pub fn sent_received(summary: &str) -> Option<(u32, u32)> {
     Some((*numbers.first()?, *numbers.get(1)?))
 }
 
-/// The switch's first table in its output: "MAC table: ..." and the indented lines
-/// under it.
+/// The switch's first table in `output` (the switch's own, or indented in ours):
+/// "MAC table: ..." and the lines indented under it, without the indentation they share.
 pub fn first_table(output: &str) -> String {
-    let mut lines = output.lines().skip_while(|l| !l.starts_with("MAC table:"));
+    let mut lines = output.lines().skip_while(|l| !l.trim_start().starts_with("MAC table:"));
     let Some(head) = lines.next() else { return String::new() };
-    let rows = lines.take_while(|l| l.starts_with("  ")).map(|l| format!("\n{l}"));
-    std::iter::once(head.to_owned()).chain(rows).collect()
+    let indent = head.len() - head.trim_start().len();
+    let under = |l: &&str| l.len() > indent + 2 && l[..indent + 2].trim().is_empty();
+    let rows = lines.take_while(under).map(|l| format!("\n{}", &l[indent..]));
+    std::iter::once(head[indent..].to_owned()).chain(rows).collect()
 }
 
 /// The guests that are up; each is stopped when this goes, also on an error or Ctrl-C.
@@ -372,5 +374,17 @@ mod tests {
         assert_eq!(guest_mac(1), "52:54:00:12:34:56");
         assert_eq!(guest_mac(2), "52:54:00:12:34:57");
         assert_eq!(sent_received("3 packets transmitted, 2 packets received"), Some((3, 2)));
+    }
+
+    #[test]
+    fn the_first_table_is_found_indented_or_not() {
+        // 12_learning_switch's table on SIGUSR1, then a line of its own.
+        let table = "MAC table: 2 entries, ageing 300 s\n  MAC                port        age\n  \
+                     52:54:00:12:34:56  guest1      0.2 s\n  \
+                     02:00:00:00:00:02  responder   0.7 s";
+        let output = format!("[guest1] QEMU connected\n{table}\n[responder] forgot 1 station\n");
+        assert_eq!(first_table(&output), table);
+        assert_eq!(first_table(&indent(&output, "    ")), table);
+        assert_eq!(first_table("no table"), "");
     }
 }
