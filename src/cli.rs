@@ -299,6 +299,25 @@ mod tests {
     }
 
     #[test]
+    fn a_server_may_take_a_switchs_socket_instead_of_a_tap() {
+        const SERVER: Program = Program {
+            name: "10",
+            about: "test",
+            addresses: true,
+            responder_flags: false,
+            sockets: true,
+        };
+        let args = parse(SERVER, &["--stream", "/tmp/lab/responder.sock"]).unwrap().unwrap();
+        assert_eq!(args.socket, Some(PortSpec::Connect("/tmp/lab/responder.sock".into())));
+        let args = parse(SERVER, &["--dgram=/a.sock:/b.sock"]).unwrap().unwrap();
+        assert_eq!(args.socket.map(|s| s.name()), Some("a".to_owned()));
+        assert!(parse(SERVER, &["--dgram", "/a.sock"]).is_err(), "one path");
+        assert_eq!(parse(SERVER, &[]).unwrap().unwrap().socket, None, "tap4 by default");
+        assert!(parse(FULL, &["--stream", "/a.sock"]).is_err(), "05 has no sockets");
+        assert!(usage(SERVER).lines().all(|l| l.len() <= 78), "{}", usage(SERVER));
+    }
+
+    #[test]
     fn no_arguments_means_the_lab_defaults() {
         let args = parse(FULL, &[]).unwrap().unwrap();
         assert_eq!(args, Args::default());

@@ -565,6 +565,36 @@ mod tests {
     }
 
     #[test]
+    fn a_connecting_port_plays_qemus_part_and_says_when_the_switch_hangs_up() {
+        let dir = scratch("connect");
+        let path = dir.join("responder.sock");
+        let err = PortSpec::Connect(path.clone()).open().err().unwrap();
+        assert!(err.to_string().contains("is the switch listening there?"), "{err}");
+        // The switch's side: a stream port, listening.
+        let mut switch = PortSpec::Stream(path.clone()).open().unwrap();
+        let spec = PortSpec::Connect(path.clone());
+        assert_eq!(spec.name(), "responder");
+        let mut ours = spec.open().unwrap();
+        assert!(ours.connected());
+        assert!(
+            matches!(&receive_all(&mut switch)[..], [Received::Event(e)] if e.contains("connected"))
+        );
+        let arp = fixture!("arp_request_kernel");
+        assert_eq!(ours.send(&arp).unwrap(), Delivery::Sent);
+        assert_eq!(receive_all(&mut switch), [Received::Frame(42)]);
+        assert_eq!(switch.send(&arp).unwrap(), Delivery::Sent);
+        assert_eq!(receive_all(&mut ours), [Received::Frame(42)]);
+        drop(switch);
+        let got = receive_all(&mut ours);
+        assert!(
+            matches!(&got[..], [Received::Event(e)] if e.starts_with("the switch hung up")),
+            "{got:?}"
+        );
+        assert!(!ours.connected());
+        assert_eq!(ours.send(&arp).unwrap(), Delivery::Dropped("the switch hung up"));
+    }
+
+    #[test]
     fn a_dgram_port_takes_frames_from_its_peer_only() {
         let dir = scratch("dgram");
         let (ours, theirs) = (dir.join("switch.sock"), dir.join("qemu.sock"));
