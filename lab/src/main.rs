@@ -5,7 +5,8 @@
 //!   cargo lab test     every check the project has, as CI runs them
 //!   cargo lab record   re-record every program output the book shows (src/record.rs)
 //!   cargo lab bench    the flood-ping benchmark, and `bench offload` (src/bench.rs)
-//!   cargo lab vm       a Linux guest in QEMU pings our responder across a bridge (vm.rs)
+//!   cargo lab vm       a Linux guest in QEMU pings our responder across a bridge (vm.rs),
+//!                      or with --network ours on our switch and DHCP server (ours.rs)
 //!
 //! Not root, the lab is a user namespace of its own: no root and no sudo. As root it is a
 //! named network namespace, and the programs still run as an unprivileged user.
@@ -39,7 +40,8 @@ Commands:
   bench   flood-ping the kernel, the bare loop and 05 (--short: the quick check);
           bench offload: the offloads' bulk UDP table (examples/offload_bench.rs)
   vm      boot a small Linux guest with QEMU on a second TAP, bridged with tap4,
-          and let it ping 05_full_responder (cargo lab vm --help)
+          and let it ping 05_full_responder; --network ours: on our switch, with
+          its lease from 10_dhcp_server (cargo lab vm --help)
   install [GROUP...]  install what the groups of scripts/packages.txt need and is
           missing (lab, lint, test, book; default: all), as demo and test do first
 
