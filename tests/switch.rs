@@ -5,8 +5,8 @@
 //! then real QEMU guests (TCG) booted on `-netdev stream` and `-netdev dgram`.
 //!
 //! The guests boot the kernel and initramfs of `cargo lab vm` (`tapbook_lab::vm`, cached
-//! in `$TAPBOOK_CACHE`, else `~/.cache/tapbook`), with `scripts/vm/switch-guest.sh` laid
-//! over it as `/init`.
+//! in `$TAPBOOK_CACHE`, else `~/.cache/tapbook`), whose `/init` is `scripts/vm/init.sh`;
+//! their address and what to ping come from the kernel's command line.
 
 use tapbook_lab as common;
 use tapbook_lab::require_lab;
@@ -363,42 +363,30 @@ fn the_switch_floods_until_it_learns_then_sends_to_one_port() {
 
 // ---- Real guests ----------------------------------------------------------------------
 
-/// The guest's kernel, and `cargo lab vm`'s initramfs with our `/init` laid over it.
+/// The guest's kernel and `cargo lab vm`'s initramfs.
 struct GuestImage {
     kernel: PathBuf,
     initrd: PathBuf,
 }
 
 /// The kernel and initramfs `cargo lab vm` uses (this machine's kernel if it will do,
-/// else Debian's cloud kernel, downloaded once into the cache), and a second archive
-/// holding only `/init` (scripts/vm/switch-guest.sh): the kernel unpacks both, in order,
-/// and the later `/init` wins.
-fn guest_image(dir: &Scratch) -> GuestImage {
+/// else Debian's cloud kernel, downloaded once into the cache).
+fn guest_image() -> GuestImage {
     use tapbook_lab::vm;
     let cache = vm::default_cache();
     let mut order = vm::kernel_order(vm::KernelChoice::Auto);
     let (kernel, initramfs) =
         vm::pick_kernel(&mut order, &cache).unwrap_or_else(|e| panic!("no guest kernel: {e}"));
-    let init = std::fs::read(common::repo_root().join("scripts/vm/switch-guest.sh"))
-        .expect("reading scripts/vm/switch-guest.sh");
-    let mut overlay = Vec::new();
-    vm::cpio_entry(&mut overlay, "init", 0o100755, (0, 0), &init);
-    vm::cpio_entry(&mut overlay, "TRAILER!!!", 0, (0, 0), &[]);
-    let mut initrd = std::fs::read(&initramfs.path).expect("reading the initramfs");
-    // The kernel looks for the next archive at a multiple of 4 bytes, skipping zeros.
-    initrd.resize(initrd.len().next_multiple_of(4), 0);
-    initrd.extend(overlay);
-    let path = dir.path("initrd.cpio");
-    std::fs::write(&path, initrd).expect("writing the initramfs");
-    GuestImage { kernel: kernel.image, initrd: path }
+    GuestImage { kernel: kernel.image, initrd: initramfs.path }
 }
 
 /// Boots a guest (TCG) in the lab with `netdev` (QEMU's -netdev value), MAC
-/// 52:54:00:12:34:LAST, address 172.16.1.LAST, pinging `targets`.
+/// 52:54:00:12:34:LAST, address 172.16.1.LAST, pinging `targets` (each after it has
+/// answered once: the other guest may still be booting), then staying up.
 fn boot(lab: &mut Lab, image: &GuestImage, netdev: &str, last: u8, targets: &[&str]) -> Responder {
     let append = format!(
-        "console=ttyS0 loglevel=3 edd=off panic=-1 tapbook.ip=172.16.1.{last} \
-         tapbook.ping={} tapbook.count=3",
+        "console=ttyS0 loglevel=3 edd=off panic=-1 tapbook.mode=keep \
+         tapbook.ip=172.16.1.{last} tapbook.ping={} tapbook.wait=60 tapbook.count=3",
         targets.join(",")
     );
     // ANCHOR: qemu
@@ -447,11 +435,11 @@ fn guest_ping(console: &str, addr: &str) -> Option<(u32, u32)> {
 
 fn wait_done(guest: &mut Responder, what: &str, program: &Responder) {
     // QEMU exits when the guest's kernel panics (panic=-1 -no-reboot): stop waiting then.
+    let is_done = |text: String| text.lines().any(|l| l.trim().starts_with("[guest] staying up"));
     let done = wait_until(Duration::from_secs(240), || {
-        guest.wait_exit(Duration::ZERO).is_some()
-            || guest.output().lines().any(|line| line.trim() == "[guest] done")
+        guest.wait_exit(Duration::ZERO).is_some() || is_done(guest.output())
     });
-    let done = done && guest.output().lines().any(|line| line.trim() == "[guest] done");
+    let done = done && is_done(guest.output());
     assert!(done, "{what} did not finish:\n{}\nprogram:\n{}", guest.output(), program.output());
 }
 
@@ -459,7 +447,7 @@ fn wait_done(guest: &mut Responder, what: &str, program: &Responder) {
 fn a_qemu_guest_pings_the_kernel_through_the_relay() {
     require_lab!("a_qemu_guest_pings_the_kernel_through_the_relay", "qemu-system-x86_64");
     let dir = Scratch::new("relay-qemu");
-    let image = guest_image(&dir);
+    let image = guest_image();
     let sock = dir.path("guest.sock");
     let mut lab = Lab::new("relay11q");
     let mut relay = start(&mut lab, BIN_11, &["--stream", sock.to_str().unwrap()], &[&sock]);
@@ -484,7 +472,7 @@ fn two_qemu_guests_ping_each_other_through_the_switch() {
     let test = "two_qemu_guests_ping_each_other_through_the_switch";
     require_lab!(test, "qemu-system-x86_64", "busybox");
     let dir = Scratch::new("switch-qemu");
-    let image = guest_image(&dir);
+    let image = guest_image();
     let (g3, peer) = (dir.path("guest3.sock"), dir.path("peer2.sock"));
     let (ours, theirs) = (dir.path("guest4.sock"), dir.path("qemu4.sock"));
     let mut lab = Lab::new("switch12q");
@@ -593,7 +581,7 @@ fn record_book_output() {
     );
 
     let dir = Scratch::at("/tmp/tb-rec");
-    let image = guest_image(&dir);
+    let image = guest_image();
 
     // Chapter 11: one guest on the relay, the relay under strace.
     {

@@ -778,8 +778,9 @@ pub fn build_initramfs(kernel: &Kernel, cache: &Path) -> Result<Initramfs> {
     let dir = cache.join("initramfs");
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     // Written under a name of its own, then renamed: a run at the same time may do the
-    // same, and either result is the same file.
-    let part = dir.join(format!(".part.{}", std::process::id()));
+    // same, and either result is the same file. Of its own also among the threads of one
+    // process (tests that boot guests at the same time).
+    let part = dir.join(format!(".part.{}", crate::unique_name("initramfs")));
     let file = std::fs::File::create(&part).map_err(|e| format!("{}: {e}", part.display()))?;
     let mut gzip = Command::new("gzip")
         .arg("-9n")

@@ -1,10 +1,10 @@
 #!/bin/busybox sh
 # shellcheck shell=sh
 # scripts/vm/init.sh -- the guest's whole user space: PID 1 of the tiny Linux guest that
-# `cargo lab vm` (lab/src/vm.rs) boots. It runs from an initramfs holding only busybox,
+# `cargo lab vm` (lab/src/vm.rs) and tests/switch.rs boot. It runs from an initramfs holding only busybox,
 # this file and the virtio-net kernel modules; no disk, no udev, no systemd.
 #
-# Kernel command line (set by cargo lab vm):
+# Kernel command line (set by cargo lab vm, or by tests/switch.rs):
 #   tapbook.mode=batch   run the pings, print the results, wait for the host to say
 #                        "poweroff" on the console (so it can look at the bridge while
 #                        the guest is still up), then power off
@@ -14,11 +14,14 @@
 #   tapbook.ip=ADDR      eth0's address, a /24 (default 172.16.1.3); tapbook.ip=dhcp:
 #                        ask for one with busybox udhcpc (cargo lab vm --network ours)
 #   tapbook.ping=A,B     the addresses to ping, in order (default 172.16.1.2,172.16.1.1)
+#   tapbook.wait=SECS    first wait (up to SECS) until each address answers once: on
+#                        a switch the other guest may still be booting (default 0)
 #
 # In batch mode the host may ask for more pings before it says "poweroff": a line
 # "ping ADDR" on the console (cargo lab vm --guests 2, once the second guest is up).
 #
-# Lines starting with "[guest]" are read by cargo lab vm; keep their wording in step.
+# Lines starting with "[guest]" are read by cargo lab vm and tests/switch.rs; keep their
+# wording in step.
 
 # ANCHOR: setup
 /bin/busybox --install -s /bin
@@ -34,6 +37,7 @@ MODE="batch"
 COUNT=3
 IP=172.16.1.3
 TARGETS="172.16.1.2 172.16.1.1"
+WAIT=0
 read -r cmdline </proc/cmdline
 for arg in $cmdline; do
     case $arg in
@@ -41,6 +45,7 @@ for arg in $cmdline; do
         tapbook.count=*) COUNT=${arg#*=} ;;
         tapbook.ip=*) IP=${arg#*=} ;;
         tapbook.ping=*) TARGETS=$(echo "${arg#*=}" | tr , ' ') ;;
+        tapbook.wait=*) WAIT=${arg#*=} ;;
     esac
 done
 
@@ -139,6 +144,10 @@ fi
 
 # ANCHOR: pings
 pings() {
+    i=0
+    until [ $i -ge "$WAIT" ] || ping -c 1 -W 1 "$1" >/dev/null 2>&1; do
+        i=$((i + 1))
+    done
     say "ping -c $COUNT $1"
     ping -c "$COUNT" -i 0.2 -w 15 "$1" || say "ping $1 failed"
 }
