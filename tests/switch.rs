@@ -540,11 +540,12 @@ fn is_frame(block: &str) -> bool {
     block.lines().nth(1).is_some_and(|l| l.starts_with("  from "))
 }
 
-/// The guest's console from its first "[guest]" line (before it: the BIOS's and the
-/// kernel's escape sequences), without carriage returns.
+/// The guest's console from the line where its eth0 is up (before it: the BIOS, the
+/// kernel, and the modules and virtio features that "Meet a real VM" shows), without
+/// carriage returns.
 fn console(text: &str) -> String {
     let text = text.replace('\r', "");
-    text.find("[guest]").map_or(text.clone(), |at| text[at..].to_owned())
+    text.find("[guest] eth0 is up").map_or(text.clone(), |at| text[at..].to_owned())
 }
 
 /// Records the outputs of chapter 11 and 12 into `$TAPBOOK_RECORD_DIR` (the book's
