@@ -24,6 +24,15 @@ use tapbook_lab::{
 };
 
 const CARGO_LAB: &str = env!("CARGO_BIN_EXE_cargo-lab");
+
+/// One run of `cargo lab vm` at a time: each ends by checking that the unprivileged user
+/// has no QEMU left, which another run's guest would be (and two TCG guests at once only
+/// make both slower).
+static ONE_VM_RUN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_vm_run() -> std::sync::MutexGuard<'static, ()> {
+    ONE_VM_RUN.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 const PINGS: u32 = 3;
 
 fn text(out: &Output) -> String {
@@ -91,6 +100,7 @@ fn check_run(text: &str) {
 fn a_linux_guest_pings_our_responder_as_root_and_as_a_user() {
     let test = "a_linux_guest_pings_our_responder_as_root_and_as_a_user";
     require_lab!(test, "qemu-system-x86_64", "busybox");
+    let _one = one_vm_run();
     let netns = format!("tb-vm-{}", std::process::id());
     let _guard = NetnsGuard(netns.clone());
     let out = Command::new(CARGO_LAB)
@@ -176,6 +186,7 @@ fn check_ours(text: &str, guests: u32) {
 fn guests_get_a_lease_from_our_server_through_our_switch_as_root_and_as_a_user() {
     let test = "guests_get_a_lease_from_our_server_through_our_switch_as_root_and_as_a_user";
     require_lab!(test, "qemu-system-x86_64", "busybox");
+    let _one = one_vm_run();
     let netns = format!("tb-vmo-{}", std::process::id());
     let _guard = NetnsGuard(netns.clone());
     let out = Command::new(CARGO_LAB)
