@@ -9,6 +9,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
+use crate::ports::PortSpec;
 use crate::respond::Host;
 use crate::wire::MacAddr;
 
@@ -36,6 +37,9 @@ pub struct Program {
     pub addresses: bool,
     /// Whether it takes `--quiet` and `--pcap FILE`.
     pub responder_flags: bool,
+    /// Whether it can take its frames from a switch's socket instead of a TAP
+    /// (`--stream PATH`, `--dgram OURS:THEIRS`; chapter 12's responder port).
+    pub sockets: bool,
 }
 
 /// The parsed command line.
@@ -47,6 +51,8 @@ pub struct Args {
     pub mac: MacAddr,
     pub quiet: bool,
     pub pcap: Option<PathBuf>,
+    /// `--stream` or `--dgram`: a switch's port instead of the TAP `iface`.
+    pub socket: Option<PortSpec>,
 }
 
 impl Default for Args {
@@ -58,6 +64,7 @@ impl Default for Args {
             mac: DEFAULT_MAC,
             quiet: false,
             pcap: None,
+            socket: None,
         }
     }
 }
@@ -137,6 +144,13 @@ impl Args {
                 "-q" | "--quiet" if program.responder_flags => parsed.quiet = true,
                 "--pcap" if program.responder_flags => {
                     parsed.pcap = Some(PathBuf::from(value("a file name")?))
+                }
+                "--stream" if program.sockets => {
+                    let path = PathBuf::from(value("a socket path")?);
+                    parsed.socket = Some(PortSpec::Connect(path));
+                }
+                "--dgram" if program.sockets => {
+                    parsed.socket = Some(PortSpec::parse_dgram(&text(value("OURS:THEIRS")?)?)?);
                 }
                 _ => return Err(format!("unexpected argument {arg:?}")),
             }
@@ -250,6 +264,13 @@ pub fn usage(program: Program) -> String {
         text += "  -q, --quiet        print nothing per frame, only the final counts\n";
         text += "      --pcap FILE    also write every frame read and written to FILE (pcap)\n";
     }
+    if program.sockets {
+        text += "      --stream PATH  no TAP: connect to a switch's stream port at PATH\n";
+        text += "                     (12_learning_switch --stream PATH), as QEMU does\n";
+        text += "      --dgram OURS:THEIRS\n";
+        text += "                     no TAP: bind OURS, send to THEIRS (a switch's\n";
+        text += "                     --dgram THEIRS:OURS)\n";
+    }
     text += "  -h, --help         print this help\n";
     text
 }
@@ -258,13 +279,42 @@ pub fn usage(program: Program) -> String {
 mod tests {
     use super::*;
 
-    const FULL: Program =
-        Program { name: "05", about: "test", addresses: true, responder_flags: true };
-    const DUMP: Program =
-        Program { name: "02", about: "test", addresses: false, responder_flags: false };
+    const FULL: Program = Program {
+        name: "05",
+        about: "test",
+        addresses: true,
+        responder_flags: true,
+        sockets: false,
+    };
+    const DUMP: Program = Program {
+        name: "02",
+        about: "test",
+        addresses: false,
+        responder_flags: false,
+        sockets: false,
+    };
 
     fn parse(program: Program, args: &[&str]) -> Result<Option<Args>, String> {
         Args::parse(program, args.iter().copied())
+    }
+
+    #[test]
+    fn a_server_may_take_a_switchs_socket_instead_of_a_tap() {
+        const SERVER: Program = Program {
+            name: "10",
+            about: "test",
+            addresses: true,
+            responder_flags: false,
+            sockets: true,
+        };
+        let args = parse(SERVER, &["--stream", "/tmp/lab/responder.sock"]).unwrap().unwrap();
+        assert_eq!(args.socket, Some(PortSpec::Connect("/tmp/lab/responder.sock".into())));
+        let args = parse(SERVER, &["--dgram=/a.sock:/b.sock"]).unwrap().unwrap();
+        assert_eq!(args.socket.map(|s| s.name()), Some("a".to_owned()));
+        assert!(parse(SERVER, &["--dgram", "/a.sock"]).is_err(), "one path");
+        assert_eq!(parse(SERVER, &[]).unwrap().unwrap().socket, None, "tap4 by default");
+        assert!(parse(FULL, &["--stream", "/a.sock"]).is_err(), "05 has no sockets");
+        assert!(usage(SERVER).lines().all(|l| l.len() <= 78), "{}", usage(SERVER));
     }
 
     #[test]

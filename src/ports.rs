@@ -34,6 +34,9 @@ pub enum PortSpec {
     /// `--dgram OURS:THEIRS`: we bind OURS and send to THEIRS; QEMU pairs with
     /// `-netdev dgram,id=n0,local.type=unix,local.path=THEIRS,remote.type=unix,remote.path=OURS`.
     Dgram { ours: PathBuf, theirs: PathBuf },
+    /// A program that plays QEMU's part (chapter 12's responder port): we connect to
+    /// PATH, where a relay or a switch listens, as `-netdev stream,server=off` does.
+    Connect(PathBuf),
 }
 // ANCHOR_END: spec
 
@@ -46,6 +49,7 @@ impl PortSpec {
             PortSpec::Tap(name) => name.clone(),
             PortSpec::Stream(path) => stem(path),
             PortSpec::Dgram { ours, .. } => stem(ours),
+            PortSpec::Connect(path) => stem(path),
         }
     }
 
@@ -77,6 +81,15 @@ impl PortSpec {
                 sock.set_nonblocking(true).context("making the socket non-blocking")?;
                 Kind::Dgram { sock, ours: ours.clone(), theirs: theirs.clone() }
             }
+            PortSpec::Connect(path) => {
+                let sock = UnixStream::connect(path).with_context(|| {
+                    format!("connecting to {} (is the switch listening there?)", path.display())
+                })?;
+                sock.set_nonblocking(true).context("making the socket non-blocking")?;
+                let conn =
+                    Connection { sock, reader: StreamReader::new(), writer: StreamWriter::new() };
+                Kind::Client { conn, closed: false }
+            }
         };
         Ok(Port { name: self.name(), kind, counters: PortCounters::default() })
     }
@@ -90,6 +103,7 @@ impl std::fmt::Display for PortSpec {
             PortSpec::Dgram { ours, theirs } => {
                 write!(f, "{} (dgram, {} <-> {})", self.name(), ours.display(), theirs.display())
             }
+            PortSpec::Connect(path) => write!(f, "{} (stream, to {})", self.name(), path.display()),
         }
     }
 }
@@ -125,8 +139,21 @@ pub struct Port {
 
 enum Kind {
     Tap(Tap),
-    Stream { listener: UnixListener, path: PathBuf, conn: Option<Connection> },
-    Dgram { sock: UnixDatagram, ours: PathBuf, theirs: PathBuf },
+    Stream {
+        listener: UnixListener,
+        path: PathBuf,
+        conn: Option<Connection>,
+    },
+    Dgram {
+        sock: UnixDatagram,
+        ours: PathBuf,
+        theirs: PathBuf,
+    },
+    /// Our connection to a switch's stream port; `closed` once the switch hung up.
+    Client {
+        conn: Connection,
+        closed: bool,
+    },
 }
 
 /// A QEMU connected to a stream port.
@@ -171,6 +198,11 @@ impl Port {
             }
             Kind::Stream { listener, .. } => PollFd::new(listener.as_fd(), PollFlags::POLLIN),
             Kind::Dgram { sock, .. } => PollFd::new(sock.as_fd(), PollFlags::POLLIN),
+            Kind::Client { conn, .. } => {
+                let out =
+                    if conn.writer.is_pending() { PollFlags::POLLOUT } else { PollFlags::empty() };
+                PollFd::new(conn.sock.as_fd(), PollFlags::POLLIN | out)
+            }
         }
     }
     // ANCHOR_END: poll_fd
@@ -179,7 +211,7 @@ impl Port {
     /// once QEMU has connected, a datagram port always (its peer may be absent: sending
     /// then fails and the frame is dropped).
     pub fn connected(&self) -> bool {
-        !matches!(self.kind, Kind::Stream { conn: None, .. })
+        !matches!(self.kind, Kind::Stream { conn: None, .. } | Kind::Client { closed: true, .. })
     }
 
     // ANCHOR: receive
@@ -230,6 +262,14 @@ impl Port {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => Received::Idle,
                 Err(e) => return Err(e).context("receiving a datagram"),
             },
+            Kind::Client { closed: true, .. } => Received::Idle,
+            Kind::Client { conn, closed } => match stream_receive(conn, buf) {
+                Ok(got) => got,
+                Err(why) => {
+                    *closed = true;
+                    Received::Event(format!("the switch hung up: {why}"))
+                }
+            },
         };
         if let Received::Frame(_) = got {
             self.counters.received += 1;
@@ -265,6 +305,13 @@ impl Port {
                 Err(e) if e.raw_os_error().is_some() => Delivery::Dropped("no QEMU at its path"),
                 Err(e) => return Err(e).context("sending a datagram"),
             },
+            Kind::Client { closed: true, .. } => Delivery::Dropped("the switch hung up"),
+            Kind::Client { conn: c, .. } => match c.writer.send(&mut c.sock, frame) {
+                Ok(Sent::Whole) => Delivery::Sent,
+                Ok(Sent::Queued) => Delivery::Queued,
+                Ok(Sent::Dropped) => Delivery::Dropped("the switch is not reading"),
+                Err(_) => Delivery::Dropped("the switch went away"),
+            },
         };
         match delivery {
             Delivery::Sent | Delivery::Queued => self.counters.sent += 1,
@@ -276,7 +323,7 @@ impl Port {
 
     /// Sends the rest of a half-sent frame, once `poll` said the socket has room.
     pub fn flush(&mut self) {
-        if let Kind::Stream { conn: Some(c), .. } = &mut self.kind {
+        if let Kind::Stream { conn: Some(c), .. } | Kind::Client { conn: c, .. } = &mut self.kind {
             // An error here shows again, and is handled, on the next read.
             let _ = c.writer.flush(&mut c.sock);
         }
@@ -311,7 +358,7 @@ impl Drop for Port {
         match &self.kind {
             Kind::Stream { path, .. } => drop(std::fs::remove_file(path)),
             Kind::Dgram { ours, .. } => drop(std::fs::remove_file(ours)),
-            Kind::Tap(_) => {}
+            Kind::Tap(_) | Kind::Client { .. } => {}
         }
     }
 }
@@ -515,6 +562,36 @@ mod tests {
         assert!(port.connected());
         drop(port);
         assert!(!dir.join("guest0.sock").exists(), "the socket file is removed");
+    }
+
+    #[test]
+    fn a_connecting_port_plays_qemus_part_and_says_when_the_switch_hangs_up() {
+        let dir = scratch("connect");
+        let path = dir.join("responder.sock");
+        let err = PortSpec::Connect(path.clone()).open().err().unwrap();
+        assert!(err.to_string().contains("is the switch listening there?"), "{err}");
+        // The switch's side: a stream port, listening.
+        let mut switch = PortSpec::Stream(path.clone()).open().unwrap();
+        let spec = PortSpec::Connect(path.clone());
+        assert_eq!(spec.name(), "responder");
+        let mut ours = spec.open().unwrap();
+        assert!(ours.connected());
+        assert!(
+            matches!(&receive_all(&mut switch)[..], [Received::Event(e)] if e.contains("connected"))
+        );
+        let arp = fixture!("arp_request_kernel");
+        assert_eq!(ours.send(&arp).unwrap(), Delivery::Sent);
+        assert_eq!(receive_all(&mut switch), [Received::Frame(42)]);
+        assert_eq!(switch.send(&arp).unwrap(), Delivery::Sent);
+        assert_eq!(receive_all(&mut ours), [Received::Frame(42)]);
+        drop(switch);
+        let got = receive_all(&mut ours);
+        assert!(
+            matches!(&got[..], [Received::Event(e)] if e.starts_with("the switch hung up")),
+            "{got:?}"
+        );
+        assert!(!ours.connected());
+        assert_eq!(ours.send(&arp).unwrap(), Delivery::Dropped("the switch hung up"));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! from QEMU's description, not with the library's framing) and answers ARP and ping
 //! with `tapbook::respond`; then real QEMU guests (TCG) booted on `-netdev stream` and
 //! `-netdev dgram` (`switch_lab::boot`, the kernel and initramfs of `cargo lab vm` with
-//! `scripts/vm/switch-guest.sh` as `/init`). The book's recordings of these chapters are
+//! `scripts/vm/init.sh` as `/init`, told by the kernel's command line what address to
+//! take and what to ping). The book's recordings of these chapters are
 //! `cargo lab record switch` (`switch_lab::record`).
 
 use tapbook_lab as common;
@@ -246,9 +247,9 @@ fn the_switch_floods_until_it_learns_then_sends_to_one_port() {
 
 // ---- Real guests ----------------------------------------------------------------------
 
-/// The guests' kernel and initramfs (switch_lab::guest_image), in `dir`.
-fn guest_image(dir: &Scratch) -> GuestImage {
-    switch_lab::guest_image(&dir.0).unwrap_or_else(|e| panic!("{e}"))
+/// The guests' kernel and initramfs (switch_lab::guest_image).
+fn guest_image() -> GuestImage {
+    switch_lab::guest_image().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// busybox ping's summary for `addr` in a guest's console: (transmitted, received).
@@ -269,7 +270,7 @@ fn wait_done(guest: &mut Responder, what: &str, program: &Responder) {
 fn a_qemu_guest_pings_the_kernel_through_the_relay() {
     require_lab!("a_qemu_guest_pings_the_kernel_through_the_relay", "qemu-system-x86_64");
     let dir = Scratch::new("relay-qemu");
-    let image = guest_image(&dir);
+    let image = guest_image();
     let sock = dir.path("guest.sock");
     let mut lab = Lab::new("relay11q");
     let mut relay = start(&mut lab, BIN_11, &["--stream", sock.to_str().unwrap()], &[&sock]);
@@ -294,7 +295,7 @@ fn two_qemu_guests_ping_each_other_through_the_switch() {
     let test = "two_qemu_guests_ping_each_other_through_the_switch";
     require_lab!(test, "qemu-system-x86_64", "busybox");
     let dir = Scratch::new("switch-qemu");
-    let image = guest_image(&dir);
+    let image = guest_image();
     let (g3, peer) = (dir.path("guest3.sock"), dir.path("peer2.sock"));
     let (ours, theirs) = (dir.path("guest4.sock"), dir.path("qemu4.sock"));
     let mut lab = Lab::new("switch12q");

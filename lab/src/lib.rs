@@ -34,6 +34,7 @@ use nix::unistd::Pid;
 
 pub mod check;
 pub mod edition;
+pub mod ours;
 pub mod switch_lab;
 pub mod vm;
 pub mod vmm;

@@ -5,7 +5,8 @@
 //!   cargo lab test     every check the project has, as CI runs them
 //!   cargo lab record   re-record every program output the book shows (src/record.rs)
 //!   cargo lab bench    the flood-ping benchmark, and `bench offload` (src/bench.rs)
-//!   cargo lab vm       a Linux guest in QEMU pings our responder across a bridge (vm.rs)
+//!   cargo lab vm       a Linux guest in QEMU pings our responder across a bridge (vm.rs),
+//!                      or with --network ours on our switch and DHCP server (ours.rs)
 //!   cargo lab book     build the book and check its includes, anchors and pages (book.rs)
 //!   cargo lab fuzz     fuzz the responder and the parsers with cargo fuzz (fuzz.rs)
 //!
@@ -43,11 +44,12 @@ Commands:
   bench   flood-ping the kernel, the bare loop and 05 (--short: the quick check);
           bench offload: the offloads' bulk UDP table (examples/offload_bench.rs)
   vm      boot a small Linux guest with QEMU on a second TAP, bridged with tap4,
-          and let it ping 05_full_responder (cargo lab vm --help)
+          and let it ping 05_full_responder; --network ours: on our switch, with
+          its lease from 10_dhcp_server (cargo lab vm --help)
   book    build the book (mdbook) and check every include, anchor and page, then
           the HTML in a headless Chromium (cargo lab book --help)
   fuzz    fuzz the responder and the parsers with libFuzzer for a while
-          (--target respond|offloads, --seconds N; cargo lab fuzz --help)
+          (--target respond|offloads|udp_dhcp, --seconds N; cargo lab fuzz --help)
   edition student|instructor OUT  the course for a class (cargo lab edition --help)
   check [CHAPTER] [--junit FILE]  grade this checkout, chapter by chapter
   install [GROUP...]  install what the groups of scripts/packages.txt need and is

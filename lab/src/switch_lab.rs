@@ -8,8 +8,8 @@
 //! (`cargo lab record switch`, one entry of [`crate::record::RECORDINGS`]).
 //!
 //! The guests boot the kernel and initramfs of `cargo lab vm` ([`crate::vm`], cached in
-//! `$TAPBOOK_CACHE`, else `~/.cache/tapbook`), with `scripts/vm/switch-guest.sh` laid
-//! over it as `/init`.
+//! `$TAPBOOK_CACHE`, else `~/.cache/tapbook`), whose `/init` is `scripts/vm/init.sh`;
+//! their address and what to ping come from the kernel's command line.
 
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
@@ -25,7 +25,7 @@ use tapbook::show::Summary;
 use tapbook::wire::MacAddr;
 
 use crate::vm::TempDir;
-use crate::{Lab, Responder, is_root, repo_root, unique_name, wait_until};
+use crate::{Lab, Responder, is_root, unique_name, wait_until};
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -167,39 +167,26 @@ pub fn dgram_netdev(local: &Path, remote: &Path) -> String {
 }
 // ANCHOR_END: netdevs
 
-/// The guest's kernel, and `cargo lab vm`'s initramfs with our `/init` laid over it.
+/// The guest's kernel and `cargo lab vm`'s initramfs.
 pub struct GuestImage {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
 }
 
 /// The kernel and initramfs `cargo lab vm` uses (this machine's kernel if it will do,
-/// else Debian's cloud kernel, downloaded once into the cache), and a second archive
-/// holding only `/init` (scripts/vm/switch-guest.sh), written into `dir`: the kernel
-/// unpacks both, in order, and the later `/init` wins.
-pub fn guest_image(dir: &Path) -> Result<GuestImage> {
+/// else Debian's cloud kernel, downloaded once into the cache).
+pub fn guest_image() -> Result<GuestImage> {
     use crate::vm;
     let cache = vm::default_cache();
     let mut order = vm::kernel_order(vm::KernelChoice::Auto);
     let (kernel, initramfs) =
         vm::pick_kernel(&mut order, &cache).map_err(|e| format!("no guest kernel: {e}"))?;
-    let init = std::fs::read(repo_root().join("scripts/vm/switch-guest.sh"))
-        .map_err(|e| format!("reading scripts/vm/switch-guest.sh: {e}"))?;
-    let mut overlay = Vec::new();
-    vm::cpio_entry(&mut overlay, "init", 0o100755, (0, 0), &init);
-    vm::cpio_entry(&mut overlay, "TRAILER!!!", 0, (0, 0), &[]);
-    let mut initrd = std::fs::read(&initramfs.path)
-        .map_err(|e| format!("reading {}: {e}", initramfs.path.display()))?;
-    // The kernel looks for the next archive at a multiple of 4 bytes, skipping zeros.
-    initrd.resize(initrd.len().next_multiple_of(4), 0);
-    initrd.extend(overlay);
-    let path = dir.join("initrd.cpio");
-    std::fs::write(&path, initrd).map_err(|e| format!("writing {}: {e}", path.display()))?;
-    Ok(GuestImage { kernel: kernel.image, initrd: path })
+    Ok(GuestImage { kernel: kernel.image, initrd: initramfs.path })
 }
 
 /// Boots a guest (TCG) in the lab with `netdev` (QEMU's -netdev value), MAC
-/// 52:54:00:12:34:LAST, address 172.16.1.LAST, pinging `targets`.
+/// 52:54:00:12:34:LAST, address 172.16.1.LAST, pinging `targets` (each after it has
+/// answered once: the other guest may still be booting), then staying up.
 pub fn boot(
     lab: &mut Lab,
     image: &GuestImage,
@@ -208,8 +195,8 @@ pub fn boot(
     targets: &[&str],
 ) -> Responder {
     let append = format!(
-        "console=ttyS0 loglevel=3 edd=off panic=-1 tapbook.ip=172.16.1.{last} \
-         tapbook.ping={} tapbook.count=3",
+        "console=ttyS0 loglevel=3 edd=off panic=-1 tapbook.mode=keep \
+         tapbook.ip=172.16.1.{last} tapbook.ping={} tapbook.wait=60 tapbook.count=3",
         targets.join(",")
     );
     let (kernel, initrd) = (image.kernel.to_string_lossy(), image.initrd.to_string_lossy());
@@ -247,11 +234,13 @@ pub fn boot(
     lab.spawn("qemu-system-x86_64", &args, None)
 }
 
-/// Waits (up to 240 s) until the guest has said "[guest] done"; an error with its
+/// Waits (up to 240 s) until the guest has said "[guest] staying up"; an error with its
 /// console and `program`'s output if it did not, or QEMU exited first (the guest's
 /// kernel panicked: panic=-1 -no-reboot).
 pub fn wait_done(guest: &mut Responder, what: &str, program: &Responder) -> Result<()> {
-    let said_done = |g: &Responder| g.output().lines().any(|line| line.trim() == "[guest] done");
+    let said_done = |g: &Responder| {
+        g.output().lines().any(|line| line.trim().starts_with("[guest] staying up"))
+    };
     wait_until(Duration::from_secs(240), || {
         guest.wait_exit(Duration::ZERO).is_some() || said_done(guest) || crate::stopped()
     });
@@ -307,7 +296,7 @@ fn is_frame(block: &str) -> bool {
 /// kernel's escape sequences), without carriage returns.
 fn console(text: &str) -> String {
     let text = text.replace('\r', "");
-    text.find("[guest]").map_or(text.clone(), |at| text[at..].to_owned())
+    text.find("[guest] eth0 is up").map_or(text.clone(), |at| text[at..].to_owned())
 }
 
 /// A lab of its own for one part of the recording, tap4 the lab root's.
@@ -331,7 +320,7 @@ pub fn record(dirs: &crate::record::Dirs) -> Result<()> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let dir = TempDir(dir.to_owned());
-    let image = guest_image(&dir.0)?;
+    let image = guest_image()?;
     let path = |name: &str| dir.0.join(name);
     let text = |p: &Path| p.to_string_lossy().into_owned();
 

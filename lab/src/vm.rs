@@ -82,9 +82,23 @@ as you, QEMU on a tap you own. As root: a named network namespace; the responder
 as the user behind sudo, or nobody. Needs qemu-system-x86 and busybox-static (tshark
 for the capture summary, ethtool for the offloads, strace for --strace).
 
+With --network ours the guest's wire is our code, and no TAP is QEMU's:
+
+    guest eth0, DHCP (virtio-net)         10_dhcp_server 172.16.1.2 (no TAP)
+        |  -netdev stream                     |  --stream
+      guest1.sock -- 12_learning_switch -- responder.sock
+                            |
+                          tap4 (TAP) -- the kernel, 172.16.1.1
+
+  the guest's udhcpc gets its lease from our server, then it pings 172.16.1.2
+  and 172.16.1.1; with --guests 2 a second guest joins and the two ping each
+  other. Prints the consoles, the server's leases and the switch's table.
+
 Options:
   --network WHICH   how the guest reaches the responder: bridge (the default: a
-                    TAP for QEMU, bridged with tap4)
+                    TAP for QEMU, bridged with tap4) or ours (our switch and our
+                    DHCP server, above)
+  --guests N        with --network ours: 1 or 2 guests (default: 1)
   --keep            keep the lab running after the pings (guest, responder,
                     namespace) until Ctrl-C, and print how to reach it
   --shell           after its pings, give the guest an interactive shell on
@@ -97,7 +111,9 @@ Options:
   --strace FILE     run QEMU under strace and save its system calls on the TAP
                     (opening /dev/net/tun, the ioctls, the first frames) to FILE;
                     the whole trace goes to FILE.all
-  --bin PATH        use this 05_full_responder instead of building it
+  --bin PATH        use this 05_full_responder instead of building it (with
+                    --network ours: this 10_dhcp_server, and the
+                    12_learning_switch next to it)
   --user NAME       (root) run the responder as NAME (default: $SUDO_USER, else nobody)
   --cache DIR       where the kernel and initramfs are cached
                     (default: $TAPBOOK_CACHE, else ~/.cache/tapbook)
@@ -157,11 +173,16 @@ impl Mode {
 pub enum Network {
     /// A TAP for QEMU, bridged with tap4 in the lab namespace.
     Bridge,
+    /// QEMU's `-netdev stream` on a port of our switch (12_learning_switch), whose other
+    /// ports are tap4 and our DHCP server (10_dhcp_server --stream): [`crate::ours`].
+    Ours,
 }
 
 #[derive(Debug, Clone)]
 pub struct Options {
     pub network: Network,
+    /// `--guests N` (with `--network ours`): how many guests share the switch.
+    pub guests: u32,
     pub keep: bool,
     pub shell: bool,
     pub count: u32,
@@ -193,6 +214,7 @@ impl Options {
     pub fn parse(args: &[String]) -> Result<Option<Options>> {
         let mut o = Options {
             network: Network::Bridge,
+            guests: 1,
             keep: false,
             shell: false,
             count: 3,
@@ -229,8 +251,17 @@ impl Options {
                 "--network" => {
                     o.network = match value()?.as_str() {
                         "bridge" => Network::Bridge,
-                        v => return Err(format!("--network wants bridge (got '{v}')")),
+                        "ours" => Network::Ours,
+                        v => return Err(format!("--network wants bridge or ours (got '{v}')")),
                     }
+                }
+                "--guests" => {
+                    let v = value()?;
+                    o.guests = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=2).contains(n))
+                        .ok_or(format!("--guests wants 1 or 2, not '{v}'"))?;
                 }
                 "--keep" => o.keep = true,
                 "--shell" => o.shell = true,
@@ -268,6 +299,20 @@ impl Options {
                 _ => return Err(format!("unknown option '{arg}' (try: cargo lab vm --help)")),
             }
         }
+        if o.network == Network::Bridge && o.guests != 1 {
+            return Err("--guests goes with --network ours (the bridge lab has one guest)".into());
+        }
+        if o.network == Network::Ours {
+            let bridge_only = [
+                ("--keep", o.keep),
+                ("--shell", o.shell),
+                ("--pcap", o.pcap.is_some()),
+                ("--strace", o.strace.is_some()),
+            ];
+            if let Some((option, _)) = bridge_only.iter().find(|(_, given)| *given) {
+                return Err(format!("{option} goes with --network bridge, not ours"));
+            }
+        }
         if o.keep && o.shell {
             return Err("--keep and --shell do not go together: the shell ends the guest".into());
         }
@@ -293,37 +338,38 @@ pub fn command(args: &[String]) -> Result<ExitCode> {
     let Some(options) = Options::parse(args)? else { return Ok(ExitCode::SUCCESS) };
     match options.network {
         Network::Bridge => run_bridge(&options),
+        Network::Ours => crate::ours::run(&options),
     }
 }
 
 // ---- small helpers --------------------------------------------------------------------
 
-fn section(title: impl std::fmt::Display) {
+pub(crate) fn section(title: impl std::fmt::Display) {
     say("");
     say(format_args!("== {title}"));
 }
 
-fn indent(text: &str, by: &str) -> String {
+pub(crate) fn indent(text: &str, by: &str) -> String {
     let lines = text.trim_end_matches('\n').lines();
     lines.map(|l| format!("{by}{}", l.trim_end())).collect::<Vec<_>>().join("\n")
 }
 
-fn seconds(d: Duration) -> String {
+pub(crate) fn seconds(d: Duration) -> String {
     format!("{}.{}", d.as_secs(), d.subsec_millis() / 100)
 }
 
 /// A path inside the repository relative to it, for shorter messages.
-fn repo_path(path: &Path) -> String {
+pub(crate) fn repo_path(path: &Path) -> String {
     let root = repo_root();
     path.strip_prefix(&root).unwrap_or(path).display().to_string()
 }
 
-fn check_stop() -> Result<()> {
+pub(crate) fn check_stop() -> Result<()> {
     if stopped() { Err("stopped (signal); the lab is removed".into()) } else { Ok(()) }
 }
 
 /// Runs a command and returns its standard output, or an error with its standard error.
-fn output(cmd: &mut Command) -> Result<String> {
+pub(crate) fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd.stdin(Stdio::null()).output().map_err(|e| format!("running {cmd:?}: {e}"))?;
     if !out.status.success() {
         return Err(format!(
@@ -728,8 +774,9 @@ pub fn build_initramfs(kernel: &Kernel, cache: &Path) -> Result<Initramfs> {
     let dir = cache.join("initramfs");
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     // Written under a name of its own, then renamed: a run at the same time may do the
-    // same, and either result is the same file.
-    let part = dir.join(format!(".part.{}", std::process::id()));
+    // same, and either result is the same file. Of its own also among the threads of one
+    // process (tests that boot guests at the same time).
+    let part = dir.join(format!(".part.{}", crate::unique_name("initramfs")));
     let file = std::fs::File::create(&part).map_err(|e| format!("{}: {e}", part.display()))?;
     let mut gzip = Command::new("gzip")
         .arg("-9n")
@@ -799,6 +846,10 @@ pub struct Guest {
     pub accel: Accel,
     pub mode: Mode,
     pub count: u32,
+    /// The NIC's MAC address ([`GUEST_MAC`] unless there are several guests).
+    pub mac: String,
+    /// More kernel options for the guest's init, e.g. `tapbook.ip=dhcp`.
+    pub append: String,
 }
 
 /// QEMU's command line (after the program's name) for `guest`, its NIC on `netdev` (a
@@ -806,6 +857,7 @@ pub struct Guest {
 pub fn qemu_args(guest: &Guest, netdev: &str, pidfile: &Path) -> Vec<String> {
     let serial = if guest.mode == Mode::Shell { "mon:stdio" } else { "stdio" };
     let (accel, mode, count) = (guest.accel.name(), guest.mode.name(), guest.count);
+    let (mac, extra) = (&guest.mac, &guest.append);
     let kernel = guest.kernel.display();
     let initrd = guest.initramfs.display();
     let pidfile = pidfile.display();
@@ -817,13 +869,14 @@ pub fn qemu_args(guest: &Guest, netdev: &str, pidfile: &Path) -> Vec<String> {
         format!("-serial {serial}"),
         format!("-kernel {kernel} -initrd {initrd}"),
         format!("-netdev {netdev}"),
-        format!("-device virtio-net-pci,netdev=net0,mac={GUEST_MAC},romfile="),
+        format!("-device virtio-net-pci,netdev=net0,mac={mac},romfile="),
         format!("-pidfile {pidfile}"),
     ];
     let append = format!(
         "console=ttyS0 loglevel=3 edd=off panic=-1 tapbook.mode={mode} tapbook.count={count}"
     );
     // ANCHOR_END: qemu
+    let append = if extra.is_empty() { append } else { format!("{append} {extra}") };
     let mut argv: Vec<String> = args.iter().flat_map(|a| a.split(' ').map(str::to_owned)).collect();
     argv.extend(["-append".to_owned(), append]);
     argv
@@ -1031,6 +1084,9 @@ pub struct GuestOptions {
     pub cache: PathBuf,
     /// The console is this terminal (`--shell`).
     pub interactive: bool,
+    /// The NIC's MAC and more kernel options ([`Guest`]).
+    pub mac: String,
+    pub append: String,
 }
 
 /// A guest that got as far as the end of its pings.
@@ -1078,6 +1134,8 @@ pub fn boot_guest(
             accel,
             mode: wanted.mode,
             count: wanted.count,
+            mac: wanted.mac.clone(),
+            append: wanted.append.clone(),
         };
         let _ = std::fs::remove_file(&pidfile);
         let console = log.join(format!("serial-{}.txt", accel.name()));
@@ -1226,25 +1284,11 @@ fn missing_tools(options: &Options) -> Vec<&'static str> {
     tools.into_iter().filter(|(tool, _)| !tool_exists(tool)).map(|(_, package)| package).collect()
 }
 
-fn run_bridge(options: &Options) -> Result<ExitCode> {
-    let start = Instant::now();
+/// What both labs check before they make anything: the tools, the machine, a namespace
+/// name that is free (root) or user namespaces that work (not root), and the user who
+/// runs our programs. Returns the namespace's name (root) and that user.
+pub(crate) fn lab_checks(options: &Options) -> Result<(Option<String>, String)> {
     let root = is_root();
-    say("tapbook VM lab: a Linux guest on a TAP pings our responder across a bridge");
-
-    let bin = match &options.bin {
-        Some(bin) => {
-            section(format_args!("1. The responder: {}", bin.display()));
-            bin.clone()
-        }
-        None => {
-            section("1. Building 05_full_responder");
-            let bin = build_responder()?;
-            say(format_args!("    {}", repo_path(&bin)));
-            bin
-        }
-    };
-    let bin = std::fs::canonicalize(&bin).map_err(|e| format!("{}: {e}", bin.display()))?;
-
     let missing = missing_tools(options);
     if !missing.is_empty() {
         return Err(format!(
@@ -1280,6 +1324,29 @@ fn run_bridge(options: &Options) -> Result<ExitCode> {
         output(Command::new("id").args(["-u", &user]))
             .map_err(|_| format!("no such user: '{user}'"))?;
     }
+    Ok((netns, user))
+}
+
+fn run_bridge(options: &Options) -> Result<ExitCode> {
+    let start = Instant::now();
+    let root = is_root();
+    say("tapbook VM lab: a Linux guest on a TAP pings our responder across a bridge");
+
+    let bin = match &options.bin {
+        Some(bin) => {
+            section(format_args!("1. The responder: {}", bin.display()));
+            bin.clone()
+        }
+        None => {
+            section("1. Building 05_full_responder");
+            let bin = build_responder()?;
+            say(format_args!("    {}", repo_path(&bin)));
+            bin
+        }
+    };
+    let bin = std::fs::canonicalize(&bin).map_err(|e| format!("{}: {e}", bin.display()))?;
+
+    let (netns, user) = lab_checks(options)?;
     let log = TempDir::new("vm")?;
     catch_stop_signals();
 
@@ -1368,6 +1435,8 @@ fn run_bridge(options: &Options) -> Result<ExitCode> {
         count: options.count,
         cache: options.cache.clone(),
         interactive: options.shell,
+        mac: GUEST_MAC.to_owned(),
+        append: String::new(),
     };
     let booted = boot_guest(&wanted, &mut kernels, (kernel, initramfs), &log.0, |guest| {
         let mut cmd = if options.strace.is_some() {

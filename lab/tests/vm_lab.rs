@@ -16,6 +16,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use tapbook_lab::ours::{first_table, guest_mac};
 use tapbook_lab::vm::{GUEST_MAC, ping_summary};
 use tapbook_lab::{
     RESPONDER_IP, RESPONDER_MAC, UNPRIVILEGED_USER, can_run_rootless, primary_group, repo_root,
@@ -23,6 +24,15 @@ use tapbook_lab::{
 };
 
 const CARGO_LAB: &str = env!("CARGO_BIN_EXE_cargo-lab");
+
+/// One run of `cargo lab vm` at a time: each ends by checking that the unprivileged user
+/// has no QEMU left, which another run's guest would be (and two TCG guests at once only
+/// make both slower).
+static ONE_VM_RUN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_vm_run() -> std::sync::MutexGuard<'static, ()> {
+    ONE_VM_RUN.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 const PINGS: u32 = 3;
 
 fn text(out: &Output) -> String {
@@ -90,6 +100,7 @@ fn check_run(text: &str) {
 fn a_linux_guest_pings_our_responder_as_root_and_as_a_user() {
     let test = "a_linux_guest_pings_our_responder_as_root_and_as_a_user";
     require_lab!(test, "qemu-system-x86_64", "busybox");
+    let _one = one_vm_run();
     let netns = format!("tb-vm-{}", std::process::id());
     let _guard = NetnsGuard(netns.clone());
     let out = Command::new(CARGO_LAB)
@@ -141,19 +152,116 @@ fn a_linux_guest_pings_our_responder_as_root_and_as_a_user() {
     );
 }
 
+/// What every run of `cargo lab vm --network ours` must show, for `guests` guests: each
+/// got its lease from our DHCP server (udhcpc says so on its console), and its pings to
+/// our responder, the kernel and the other guest were all answered; the switch's table
+/// (on SIGUSR1, all stations up) has each guest's MAC on its port, ours on the
+/// responder's, and the server lent one address per guest.
+fn check_ours(text: &str, guests: u32) {
+    let addresses: Vec<String> = (0..guests).map(|g| format!("172.16.1.{}", 100 + g)).collect();
+    for (i, addr) in addresses.iter().enumerate() {
+        let g = i + 1;
+        let lease = format!("udhcpc: lease of {addr} obtained from {RESPONDER_IP}, lease time");
+        assert!(text.contains(&lease), "guest {g}: no {lease:?} in:\n{text}");
+        assert!(text.contains(&format!("guest {g}: lease of {addr} from {RESPONDER_IP}")));
+        let others = addresses.iter().filter(|a| *a != addr);
+        for target in [RESPONDER_IP, "172.16.1.1"].into_iter().chain(others.map(String::as_str)) {
+            let line = format!(
+                "guest {g}: ping {target}: {PINGS} packets transmitted, {PINGS} packets received"
+            );
+            assert!(text.contains(&line), "no {line:?} in:\n{text}");
+        }
+    }
+    let table = first_table(text);
+    let row =
+        |mac: &str, port: &str| table.lines().any(|l| l.split_whitespace().take(2).eq([mac, port]));
+    for g in 1..=guests {
+        assert!(row(&guest_mac(g), &format!("guest{g}")), "guest {g}'s MAC:\n{table}");
+    }
+    assert!(row(RESPONDER_MAC, "responder"), "our MAC on the responder's port:\n{table}");
+    assert!(text.contains(&format!("{guests} leases\n")), "the server's leases:\n{text}");
+}
+
+#[test]
+fn guests_get_a_lease_from_our_server_through_our_switch_as_root_and_as_a_user() {
+    let test = "guests_get_a_lease_from_our_server_through_our_switch_as_root_and_as_a_user";
+    require_lab!(test, "qemu-system-x86_64", "busybox");
+    let _one = one_vm_run();
+    let netns = format!("tb-vmo-{}", std::process::id());
+    let _guard = NetnsGuard(netns.clone());
+    let out = Command::new(CARGO_LAB)
+        .args(["vm", "--network", "ours", "--guests", "2", "--netns", &netns])
+        .args(["--count", &PINGS.to_string()])
+        .env_remove("SUDO_USER")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running cargo lab vm --network ours");
+    let said = text(&out);
+    assert!(out.status.success(), "cargo lab vm --network ours failed:\n{said}");
+    assert!(said.contains(&format!("== 3. The lab, in network namespace {netns}")), "{said}");
+    assert!(
+        said.contains(&format!(
+            "== 5. 10_dhcp_server on the switch's port 'responder': no TAP, as {UNPRIVILEGED_USER}"
+        )),
+        "{said}"
+    );
+    check_ours(&said, 2);
+    assert!(!netns_exists(&netns), "cargo lab vm left namespace {netns} behind");
+
+    // Rootless, one guest: the unprivileged user, with the programs the first run built.
+    if !can_run_rootless(test) {
+        return;
+    }
+    let debug = Path::new(CARGO_LAB).parent().expect("the binary's directory");
+    let bin = debug.parent().expect("the target directory").join("release/10_dhcp_server");
+    let cache = std::env::temp_dir().join(format!("tapbook-vm-cache-{UNPRIVILEGED_USER}"));
+    std::fs::create_dir_all(&cache).expect("creating the user's kernel cache");
+    run_ok(Command::new("chown").arg(UNPRIVILEGED_USER).arg(&cache));
+    let out = Command::new("setpriv")
+        .args(["--reuid", UNPRIVILEGED_USER, "--regid", &primary_group(UNPRIVILEGED_USER)])
+        .args(["--clear-groups", "--", "env", "HOME=/nonexistent"])
+        .arg(format!("TAPBOOK_CACHE={}", cache.display()))
+        .arg(CARGO_LAB)
+        .args(["vm", "--network", "ours", "--count", &PINGS.to_string(), "--bin"])
+        .arg(&bin)
+        .current_dir(repo_root())
+        .env_remove("SUDO_USER")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running cargo lab vm --network ours as a user");
+    let said = text(&out);
+    assert!(out.status.success(), "cargo lab vm --network ours as {UNPRIVILEGED_USER}:\n{said}");
+    assert!(said.contains("in a user namespace of its own (no root, no sudo)"), "{said}");
+    assert!(said.contains("no TAP, as nobody (you, with no capabilities)"), "{said}");
+    check_ours(&said, 1);
+    let left = Command::new("ps").args(["-u", UNPRIVILEGED_USER, "-o", "stat=,args="]).output();
+    let left = String::from_utf8_lossy(&left.expect("running ps").stdout).into_owned();
+    assert!(
+        !left.lines().any(|l| {
+            ["qemu-system", "10_dhcp_server", "12_learning_switch"].iter().any(|p| l.contains(p))
+                && !l.starts_with('Z')
+        }),
+        "still running after cargo lab vm:\n{left}"
+    );
+}
+
 #[test]
 fn vm_help_and_bad_options() {
     let help = Command::new(CARGO_LAB).args(["vm", "--help"]).output().expect("cargo lab vm");
     let said = String::from_utf8_lossy(&help.stdout);
     assert!(help.status.success(), "--help failed: {said}");
-    for option in ["--network", "--keep", "--shell", "--kernel", "--accel", "--strace"] {
+    for option in ["--network", "--guests", "--keep", "--shell", "--kernel", "--accel", "--strace"]
+    {
         assert!(said.contains(option), "--help does not mention {option}:\n{said}");
     }
-    let bad: [&[&str]; 6] = [
+    let bad: [&[&str]; 9] = [
         &["--accel", "hvf"],
         &["--count", "0"],
         &["--keep", "--shell"],
         &["--network", "slirp"],
+        &["--guests", "2"],
+        &["--network", "ours", "--guests", "3"],
+        &["--network", "ours", "--shell"],
         &["--netns", ""],
         &["--bogus"],
     ];

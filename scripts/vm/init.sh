@@ -1,18 +1,27 @@
 #!/bin/busybox sh
 # shellcheck shell=sh
 # scripts/vm/init.sh -- the guest's whole user space: PID 1 of the tiny Linux guest that
-# `cargo lab vm` (lab/src/vm.rs) boots. It runs from an initramfs holding only busybox,
+# `cargo lab vm` (lab/src/vm.rs) and tests/switch.rs boot. It runs from an initramfs holding only busybox,
 # this file and the virtio-net kernel modules; no disk, no udev, no systemd.
 #
-# Kernel command line (set by cargo lab vm):
+# Kernel command line (set by cargo lab vm, or by tests/switch.rs):
 #   tapbook.mode=batch   run the pings, print the results, wait for the host to say
 #                        "poweroff" on the console (so it can look at the bridge while
 #                        the guest is still up), then power off
 #   tapbook.mode=shell   the same pings, then an interactive shell on the console
 #   tapbook.mode=keep    the same pings, then stay up (answering pings) until killed
 #   tapbook.count=N      pings per address (default 3)
+#   tapbook.ip=ADDR      eth0's address, a /24 (default 172.16.1.3); tapbook.ip=dhcp:
+#                        ask for one with busybox udhcpc (cargo lab vm --network ours)
+#   tapbook.ping=A,B     the addresses to ping, in order (default 172.16.1.2,172.16.1.1)
+#   tapbook.wait=SECS    first wait (up to SECS) until each address answers once: on
+#                        a switch the other guest may still be booting (default 0)
 #
-# Lines starting with "[guest]" are read by cargo lab vm; keep their wording in step.
+# In batch mode the host may ask for more pings before it says "poweroff": a line
+# "ping ADDR" on the console (cargo lab vm --guests 2, once the second guest is up).
+#
+# Lines starting with "[guest]" are read by cargo lab vm and tests/switch.rs; keep their
+# wording in step.
 
 # ANCHOR: setup
 /bin/busybox --install -s /bin
@@ -26,11 +35,17 @@ say() { echo "[guest] $*"; }
 
 MODE="batch"
 COUNT=3
+IP=172.16.1.3
+TARGETS="172.16.1.2 172.16.1.1"
+WAIT=0
 read -r cmdline </proc/cmdline
 for arg in $cmdline; do
     case $arg in
         tapbook.mode=*) MODE=${arg#*=} ;;
         tapbook.count=*) COUNT=${arg#*=} ;;
+        tapbook.ip=*) IP=${arg#*=} ;;
+        tapbook.ping=*) TARGETS=$(echo "${arg#*=}" | tr , ' ') ;;
+        tapbook.wait=*) WAIT=${arg#*=} ;;
     esac
 done
 
@@ -98,22 +113,46 @@ say "virtio features agreed:$names"
 # ANCHOR: network
 ip link set lo up
 ip link set eth0 up
-ip addr add 172.16.1.3/24 dev eth0
-say "eth0 is up with 172.16.1.3/24"
-# ANCHOR_END: network
-
-# Carrier follows the tap on the host side; wait for it (at most 5 s) so that the
-# first ping is not lost to a link that is still coming up.
+# Carrier follows the tap (or the socket) on the host side; wait for it (at most 5 s)
+# so that the first frame is not lost to a link that is still coming up.
 i=0
 while [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ] && [ $i -lt 50 ]; do
     sleep 0.1
     i=$((i + 1))
 done
+if [ "$IP" = dhcp ]; then
+    # udhcpc only talks DHCP; at each event it runs a script with the lease in its
+    # environment, and the script puts the address and the route on the interface.
+    cat >/bin/dhcp-event <<'SCRIPT'
+#!/bin/sh
+case $1 in
+    bound | renew)
+        ip addr replace "$ip/${mask:-24}" dev "$interface"
+        [ -z "$router" ] || ip route replace default via "${router%% *}" dev "$interface"
+        ;;
+esac
+SCRIPT
+    chmod +x /bin/dhcp-event
+    udhcpc -i eth0 -n -q -t 5 -T 3 -s /bin/dhcp-event || say "no DHCP lease"
+    IP=$(ip -4 -o addr show dev eth0 | awk '{ split($4, a, "/"); print a[1] }')
+    say "eth0 is up with ${IP:-no address}/24 (from DHCP)"
+else
+    ip addr add "$IP/24" dev eth0
+    say "eth0 is up with $IP/24"
+fi
+# ANCHOR_END: network
 
 # ANCHOR: pings
-for target in 172.16.1.2 172.16.1.1; do
-    say "ping -c $COUNT $target"
-    ping -c "$COUNT" -i 0.2 -w 15 "$target" || say "ping $target failed"
+pings() {
+    i=0
+    until [ $i -ge "$WAIT" ] || ping -c 1 -W 1 "$1" >/dev/null 2>&1; do
+        i=$((i + 1))
+    done
+    say "ping -c $COUNT $1"
+    ping -c "$COUNT" -i 0.2 -w 15 "$1" || say "ping $1 failed"
+}
+for target in $TARGETS; do
+    pings "$target"
 done
 say "neighbours learnt:"
 ip neigh show dev eth0
@@ -127,14 +166,18 @@ case $MODE in
         setsid cttyhack sh
         ;;
     keep)
-        say "staying up; ping 172.16.1.3 from the lab namespace"
+        say "staying up; ping $IP from the lab namespace"
         while :; do sleep 3600; done
         ;;
     *)
         # ANCHOR: handshake
         say "done; waiting for the host to say poweroff"
+        # The host may ask for more pings first: "ping ADDR" (a guest booted after us).
         # shellcheck disable=SC3045 # busybox ash has read -t
-        read -r -t 60 _ || true
+        while read -r -t 120 command target && [ "$command" = ping ]; do
+            pings "$target"
+            say "done; waiting for the host to say poweroff"
+        done
         # ANCHOR_END: handshake
         ;;
 esac

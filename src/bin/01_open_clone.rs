@@ -19,6 +19,7 @@ const PROGRAM: Program = Program {
     about: "Open /dev/net/tun, attach a TAP with TUNSETIFF, show what the kernel reports.",
     addresses: false,
     responder_flags: false,
+    sockets: false,
 };
 
 fn main() -> ExitCode {

@@ -14,6 +14,7 @@ const PROGRAM: Program = Program {
     about: "Print every frame read from a TAP: a summary line and an annotated hex dump.",
     addresses: false,
     responder_flags: false,
+    sockets: false,
 };
 
 fn main() -> ExitCode {

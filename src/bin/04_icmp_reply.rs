@@ -17,6 +17,7 @@ const PROGRAM: Program = Program {
     about: "Answer ICMP echo requests (ping) and ARP for our IPv4 address on a TAP.",
     addresses: true,
     responder_flags: false,
+    sockets: false,
 };
 
 fn main() -> ExitCode {

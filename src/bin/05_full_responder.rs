@@ -19,6 +19,7 @@ const PROGRAM: Program = Program {
     about: "Answer ARP, ping and IPv6 on a TAP, fully validated; count each drop, and why.",
     addresses: true,
     responder_flags: true,
+    sockets: false,
 };
 
 fn main() -> ExitCode {

@@ -17,6 +17,7 @@ const PROGRAM: Program = Program {
     about: "Answer IPv6 neighbour discovery and ping -6 for our addresses on a TAP.",
     addresses: true,
     responder_flags: false,
+    sockets: false,
 };
 
 fn main() -> ExitCode {
