@@ -366,6 +366,12 @@ fn two_queues_share_the_flows_and_keep_each_flow_on_one() {
     assert!(status.is_some_and(|s| !s.success()), "{}", single.output());
 
     let mut program = lab.start(BIN, &["--queues", "2"], None);
+    // The carrier comes on with the first queue: wait for the second too (the banner
+    // follows both), or the flows sent meanwhile all go to the only queue there is.
+    let both = wait_until(Duration::from_secs(10), || {
+        program.output().contains("2 queues (IFF_MULTI_QUEUE), one thread each")
+    });
+    assert!(both, "09 did not attach its two queues:\n{}", program.output());
     // 16 flows (source ports 40001-40016) of 3 datagrams each, in turns, so that every
     // flow's datagrams are interleaved with the others'.
     in_netns(&lab, || {
@@ -390,7 +396,8 @@ fn two_queues_share_the_flows_and_keep_each_flow_on_one() {
         assert_eq!(lines.len(), 1, "{flow} under one queue only:\n{output}");
         assert!(lines[0].ends_with(" 3 frames"), "{flow}: all 3 datagrams:\n{output}");
     }
-    // Both queues carried some of them (all 16 on one queue: a chance of 1 in 32,768).
+    // Both queues carried some of them (all 16 on one queue: a chance of 1 in 32,768
+    // once both queues are attached).
     let per_queue: Vec<usize> = output
         .split("\nqueue ")
         .skip(1)
