@@ -389,6 +389,29 @@ pub fn tool_exists(tool: &str) -> bool {
 }
 
 /// A name no other test (or test run) uses at the same time: tag, our PID, a counter.
+/// Starts `cmd`, which holds namespaces open by ending in `sleep infinity` (unshare
+/// execs it once the namespaces, and a uid map, are in place), and waits until it has;
+/// an error naming `what`, with what it said, if it exited instead.
+fn hold(cmd: &mut Command, what: &str) -> Result<std::process::Child, String> {
+    let mut holder = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("running unshare (util-linux): {e}"))?;
+    let comm = format!("/proc/{}/comm", holder.id());
+    let ready = wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep")
+            || holder.try_wait().is_ok_and(|s| s.is_some())
+    });
+    if !ready || holder.try_wait().is_ok_and(|s| s.is_some()) {
+        let _ = holder.kill();
+        let out = holder.wait_with_output().map(|o| o.stderr).unwrap_or_default();
+        return Err(format!("could not make {what}: {}", String::from_utf8_lossy(&out).trim()));
+    }
+    Ok(holder)
+}
+
 fn unique_name(tag: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     format!("tb-{tag}-{}-{n}", std::process::id())
@@ -551,28 +574,12 @@ impl Lab {
         if let Err(e) = open_clone_device() {
             return Err(clone_device_closed(&e));
         }
-        let mut holder = Command::new("setpriv")
-            .args(["--pdeathsig", "KILL", "--", "unshare", "--user", "--map-root-user"])
-            .args(["--net", "--mount", "--", "sleep", "infinity"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("running unshare (util-linux): {e}"))?;
-        let comm = format!("/proc/{}/comm", holder.id());
-        // unshare execs sleep once the namespaces and the uid map are in place.
-        let ready = wait_until(Duration::from_secs(10), || {
-            std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep")
-                || holder.try_wait().is_ok_and(|s| s.is_some())
-        });
-        if !ready || holder.try_wait().is_ok_and(|s| s.is_some()) {
-            let _ = holder.kill();
-            let out = holder.wait_with_output().map(|o| o.stderr).unwrap_or_default();
-            return Err(format!(
-                "could not make the lab's namespace with unshare: {}",
-                String::from_utf8_lossy(&out).trim()
-            ));
-        }
+        let holder = hold(
+            Command::new("setpriv")
+                .args(["--pdeathsig", "KILL", "--", "unshare", "--user", "--map-root-user"])
+                .args(["--net", "--mount", "--", "sleep", "infinity"]),
+            "the lab's namespace with unshare",
+        )?;
         let netns = format!("a user namespace of its own (unshare, pid {})", holder.id());
         let lab = Lab::around(netns, Place::Rootless { holder });
         let out = lab.command("mount").args(["-t", "sysfs", "sysfs", "/sys"]).output();
@@ -597,28 +604,12 @@ impl Lab {
     /// tmpfs in it, so that a program finds no name for its namespace, as in a student's
     /// own (`ip netns exec` would show it).
     pub fn private_mounts(&mut self) -> Result<(), String> {
-        let mut holder = self
-            .command("unshare")
-            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-            .arg("mount -t tmpfs tapbook-hide /run/netns 2>/dev/null; exec sleep infinity")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("running unshare (util-linux): {e}"))?;
-        let comm = format!("/proc/{}/comm", holder.id());
-        let ready = wait_until(Duration::from_secs(10), || {
-            std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep")
-                || holder.try_wait().is_ok_and(|s| s.is_some())
-        });
-        if !ready || holder.try_wait().is_ok_and(|s| s.is_some()) {
-            let _ = holder.kill();
-            let out = holder.wait_with_output().map(|o| o.stderr).unwrap_or_default();
-            return Err(format!(
-                "could not make the lab's mount namespace: {}",
-                String::from_utf8_lossy(&out).trim()
-            ));
-        }
+        let holder = hold(
+            self.command("unshare")
+                .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                .arg("mount -t tmpfs tapbook-hide /run/netns 2>/dev/null; exec sleep infinity"),
+            "the lab's mount namespace",
+        )?;
         self.mounts = Some(holder);
         Ok(())
     }
