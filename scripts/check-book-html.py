@@ -156,6 +156,7 @@ def source_markup(md_path):
 
 SIDEBAR_ENTRY = re.compile(r'<a href="([^"#]+)"[^>]*><strong aria-hidden="true">(\d+)\.</strong>')
 WHOLE_PROGRAM = re.compile(r"\{\{#(?:rustdoc_)?include\s+\.\./\.\./src/bin/(\w+)\.rs\s*\}\}")
+ANCHORED_PART = re.compile(r"\{\{#(?:rustdoc_)?include\s+\.\./\.\./src/bin/(\w+)\.rs:\w+\s*\}\}")
 HEADER = re.compile(r"^//! Chapter (\d+):", re.M)
 MENTION = re.compile(r"\b[Cc]hapters?\s+(\d+)((?:(?:,\s*|\s+(?:and|to|or)\s+)\d+)*)")
 README_ROW = re.compile(r"^\|\s*(\d+)\s*\|\s*`(\d\d_\w+)`", re.M)
@@ -177,6 +178,17 @@ def check_numbering(build, src, pages, root):
     for md in sorted(src.glob("*.md")):
         for program in WHOLE_PROGRAM.findall(md.read_text(encoding="utf-8")):
             program_page.setdefault(program, md.with_suffix(".html").name)
+    # A program no page lists in full belongs to the page that shows most of its parts
+    # (`{{#include ../../src/bin/NN_name.rs:anchor}}`), the earlier chapter on a tie.
+    parts = {}  # program -> {page: how many of its parts the page shows}
+    for md in sorted(src.glob("*.md")):
+        for program in ANCHORED_PART.findall(md.read_text(encoding="utf-8")):
+            page = md.with_suffix(".html").name
+            parts.setdefault(program, {}).setdefault(page, 0)
+            parts[program][page] += 1
+    for program, shown in parts.items():
+        if program not in program_page:
+            program_page[program] = max(shown, key=lambda page: (shown[page], -number.get(page, 999)))
     # The chapters proper end where the appendices begin: at the first numbered page
     # without an Exercises section (Troubleshooting).
     last = 0
@@ -189,7 +201,7 @@ def check_numbering(build, src, pages, root):
         rs = root / "src" / "bin" / f"{program}.rs"
         header = HEADER.search(rs.read_text(encoding="utf-8")) if rs.is_file() else None
         if page not in number:
-            problems.append(f"{page}: lists src/bin/{program}.rs in full but has no number in the sidebar")
+            problems.append(f"{page}: shows src/bin/{program}.rs but has no number in the sidebar")
         elif header is None:
             problems.append(f"src/bin/{program}.rs: no '//! Chapter N:' header line")
         elif int(header.group(1)) != number[page]:
