@@ -222,6 +222,12 @@ pub static RECORDINGS: &[Recording] = &[
         steps: &[Call(crate::vm::VM_LAB_FILES, crate::vm::record_vm_lab)],
     },
     Recording {
+        name: "vm-ours",
+        about: "A learning switch: cargo lab vm --network ours --guests 2, its result",
+        setup: Setup::Host,
+        steps: &[Call(crate::vm::VM_OURS_FILES, crate::vm::record_vm_ours)],
+    },
+    Recording {
         name: "vmm",
         about: "How real VMMs use TAP: QEMU's and 01_open_clone's system calls on a tap",
         setup: Setup::Host,

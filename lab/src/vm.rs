@@ -1838,6 +1838,33 @@ pub fn record_vm_lab(dirs: &crate::record::Dirs) -> Result<()> {
     Ok(())
 }
 
+/// What [`record_vm_ours`] writes.
+pub const VM_OURS_FILES: &[&str] = &["12-vm-ours.txt"];
+
+/// For chapter 12's "No root, no TAP" (`cargo lab record vm-ours`): the end of
+/// `cargo lab vm --network ours --guests 2` (its "== Result" section: the leases, the
+/// pings, the switch's table), run as root as the book shows it (`sudo`: the programs
+/// still run as nobody); run as a user, the same command without sudo.
+pub fn record_vm_ours(dirs: &crate::record::Dirs) -> Result<()> {
+    let tmp = TempDir::new("vm-ours-record")?;
+    let args = ["--network", "ours", "--guests", "2"];
+    let shown = if is_root() { "sudo cargo lab vm" } else { "cargo lab vm" };
+    let run = run_vm_lab(&args, &tmp.0, None)?;
+    let result = run
+        .find("== Result")
+        .map(|at| &run[at..])
+        .ok_or_else(|| format!("no '== Result' in the run:\n{run}"))?;
+    for want in ["lease of 172.16.1.100 from 172.16.1.2", "ping 172.16.1.101: 3 packets"] {
+        if !result.contains(want) {
+            return Err(format!("the run did not go as the book says ({want:?}):\n{run}"));
+        }
+    }
+    let text = format!("$ {shown} {}\n{}\n", args.join(" "), result.trim_end());
+    let text = crate::wrap::fit(&text, crate::wrap::WIDTH);
+    let path = dirs.out.join(VM_OURS_FILES[0]);
+    std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
