@@ -769,8 +769,8 @@ impl Lab {
         program: &str,
         log: Option<&Path>,
     ) -> Responder {
-        let (stdout, stderr) = match log {
-            Some(log) => (log.to_path_buf(), log.to_path_buf()),
+        let (stdout, stderr, log_dir) = match log {
+            Some(log) => (log.to_path_buf(), log.to_path_buf(), None),
             None => {
                 let dir = std::env::temp_dir().join(format!(
                     "{}-{}",
@@ -778,7 +778,7 @@ impl Lab {
                     COUNTER.fetch_add(1, Ordering::SeqCst)
                 ));
                 std::fs::create_dir_all(&dir).expect("creating a log directory");
-                (dir.join("stdout"), dir.join("stderr"))
+                (dir.join("stdout"), dir.join("stderr"), Some(dir))
             }
         };
         let open = |path: &Path| {
@@ -789,7 +789,7 @@ impl Lab {
         self.children.push(child.id());
         let (stdout, stderr) =
             if log.is_some() { (stdout, PathBuf::new()) } else { (stdout, stderr) };
-        Responder { child: Some(child), stdout, stderr, program: program.to_owned() }
+        Responder { child: Some(child), stdout, stderr, program: program.to_owned(), log_dir }
     }
 
     /// `ping` from the kernel's side of the namespace.
@@ -864,6 +864,8 @@ pub struct Responder {
     pub stdout: PathBuf,
     pub stderr: PathBuf,
     program: String,
+    /// The directory of its two log files, if the lab made one for it: removed with it.
+    log_dir: Option<PathBuf>,
 }
 
 impl Responder {
@@ -923,6 +925,9 @@ impl Drop for Responder {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if let Some(dir) = &self.log_dir {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
