@@ -33,7 +33,7 @@ pub fn guest_mac(n: u32) -> String {
 }
 
 /// Builds the chapter programs (cargo build --release) and returns their paths, in order.
-fn build_release(bins: &[&str]) -> Result<Vec<PathBuf>> {
+pub fn build_release(bins: &[&str]) -> Result<Vec<PathBuf>> {
     let mut cmd = cargo();
     cmd.args(["build", "--release"]);
     for bin in bins {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::{
-    IFACE, KERNEL_IP, Lab, RESPONDER_IP, Responder, cargo, catch_stop_signals, ensure_clone_device,
+    IFACE, KERNEL_IP, Lab, RESPONDER_IP, Responder, catch_stop_signals, ensure_clone_device,
     is_root, lab_user, repo_root, say, stopped, tool_exists, userns_blocked, wait_until,
 };
 
@@ -1243,30 +1243,8 @@ fn shown(lab: &Lab, argv: &[&str]) -> Result<()> {
 
 /// Builds 05_full_responder (cargo build --release) and returns its path.
 pub fn build_responder() -> Result<PathBuf> {
-    let out = cargo()
-        .args(["build", "--release", "--bin", "05_full_responder"])
-        .args(["--message-format=json-render-diagnostics"])
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| format!("running cargo: {e}"))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        return Err(format!("cargo build failed:\n{stderr}"));
-    }
-    for line in stderr.lines().filter(|l| l.trim_start().starts_with("Finished")) {
-        say(format_args!("    {}", line.trim()));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let key = "\"executable\":\"";
-    stdout
-        .lines()
-        .filter_map(|l| {
-            let start = l.find(key)? + key.len();
-            let end = l[start..].find('"')? + start;
-            Some(PathBuf::from(&l[start..end]))
-        })
-        .rfind(|p| p.ends_with("05_full_responder"))
-        .ok_or("cargo build did not say where 05_full_responder is".into())
+    let mut built = crate::ours::build_release(&["05_full_responder"])?;
+    built.pop().ok_or_else(|| "cargo build did not say where 05_full_responder is".into())
 }
 
 /// The tools the VM lab needs, as Debian packages when missing.
