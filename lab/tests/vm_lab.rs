@@ -121,23 +121,7 @@ fn a_linux_guest_pings_our_responder_as_root_and_as_a_user() {
     if !can_run_rootless(test) {
         return;
     }
-    let debug = Path::new(CARGO_LAB).parent().expect("the binary's directory");
-    let bin = debug.parent().expect("the target directory").join("release/05_full_responder");
-    let cache = std::env::temp_dir().join(format!("tapbook-vm-cache-{UNPRIVILEGED_USER}"));
-    std::fs::create_dir_all(&cache).expect("creating the user's kernel cache");
-    run_ok(Command::new("chown").arg(UNPRIVILEGED_USER).arg(&cache));
-    let out = Command::new("setpriv")
-        .args(["--reuid", UNPRIVILEGED_USER, "--regid", &primary_group(UNPRIVILEGED_USER)])
-        .args(["--clear-groups", "--", "env", "HOME=/nonexistent"])
-        .arg(format!("TAPBOOK_CACHE={}", cache.display()))
-        .arg(CARGO_LAB)
-        .args(["vm", "--count", &PINGS.to_string(), "--bin"])
-        .arg(&bin)
-        .current_dir(repo_root())
-        .env_remove("SUDO_USER")
-        .stdin(Stdio::null())
-        .output()
-        .expect("running cargo lab vm as a user");
+    let out = vm_as_user(&[], "05_full_responder");
     let said = text(&out);
     assert!(out.status.success(), "cargo lab vm as {UNPRIVILEGED_USER} failed:\n{said}");
     assert!(said.contains("in a user namespace of its own (no root, no sudo)"), "{said}");
@@ -212,23 +196,7 @@ fn guests_get_a_lease_from_our_server_through_our_switch_as_root_and_as_a_user()
     if !can_run_rootless(test) {
         return;
     }
-    let debug = Path::new(CARGO_LAB).parent().expect("the binary's directory");
-    let bin = debug.parent().expect("the target directory").join("release/10_dhcp_server");
-    let cache = std::env::temp_dir().join(format!("tapbook-vm-cache-{UNPRIVILEGED_USER}"));
-    std::fs::create_dir_all(&cache).expect("creating the user's kernel cache");
-    run_ok(Command::new("chown").arg(UNPRIVILEGED_USER).arg(&cache));
-    let out = Command::new("setpriv")
-        .args(["--reuid", UNPRIVILEGED_USER, "--regid", &primary_group(UNPRIVILEGED_USER)])
-        .args(["--clear-groups", "--", "env", "HOME=/nonexistent"])
-        .arg(format!("TAPBOOK_CACHE={}", cache.display()))
-        .arg(CARGO_LAB)
-        .args(["vm", "--network", "ours", "--count", &PINGS.to_string(), "--bin"])
-        .arg(&bin)
-        .current_dir(repo_root())
-        .env_remove("SUDO_USER")
-        .stdin(Stdio::null())
-        .output()
-        .expect("running cargo lab vm --network ours as a user");
+    let out = vm_as_user(&["--network", "ours"], "10_dhcp_server");
     let said = text(&out);
     assert!(out.status.success(), "cargo lab vm --network ours as {UNPRIVILEGED_USER}:\n{said}");
     assert!(said.contains("in a user namespace of its own (no root, no sudo)"), "{said}");
@@ -287,4 +255,29 @@ fn reading_the_guests_ping_and_the_responders_counters() {
     let counters = "        21  frames read\n         3  ICMP echo replies sent\n";
     assert_eq!(counter(counters, "ICMP echo replies sent"), Some(3));
     assert_eq!(counter(counters, "ARP replies sent"), None);
+}
+
+/// `cargo lab vm ARGS --count PINGS --bin BIN` as the unprivileged user, with the release
+/// build of BIN a root run made, and a kernel cache of the user's own (its home may not
+/// exist).
+fn vm_as_user(args: &[&str], bin: &str) -> Output {
+    let debug = Path::new(CARGO_LAB).parent().expect("the binary's directory");
+    let bin = debug.parent().expect("the target directory").join("release").join(bin);
+    let cache = std::env::temp_dir().join(format!("tapbook-vm-cache-{UNPRIVILEGED_USER}"));
+    std::fs::create_dir_all(&cache).expect("creating the user's kernel cache");
+    run_ok(Command::new("chown").arg(UNPRIVILEGED_USER).arg(&cache));
+    Command::new("setpriv")
+        .args(["--reuid", UNPRIVILEGED_USER, "--regid", &primary_group(UNPRIVILEGED_USER)])
+        .args(["--clear-groups", "--", "env", "HOME=/nonexistent"])
+        .arg(format!("TAPBOOK_CACHE={}", cache.display()))
+        .arg(CARGO_LAB)
+        .arg("vm")
+        .args(args)
+        .args(["--count", &PINGS.to_string(), "--bin"])
+        .arg(&bin)
+        .current_dir(repo_root())
+        .env_remove("SUDO_USER")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running cargo lab vm as a user")
 }
