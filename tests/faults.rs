@@ -19,7 +19,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Lab, RESPONDER_IP, RESPONDER_MAC, Responder, UNPRIVILEGED_USER, ping_counts};
+use common::{Lab, RESPONDER_IP, Responder, UNPRIVILEGED_USER, ping_counts};
 use nix::sys::signal::Signal;
 
 const BIN_01: &str = env!("CARGO_BIN_EXE_01_open_clone");
@@ -389,17 +389,7 @@ fn wait_attached(lab: &Lab, program: &Running) {
 /// or for 02, prints it). The static neighbour entry makes the kernel send its requests
 /// at once, answered or not.
 fn flood(lab: &Lab, seconds: u32) -> Child {
-    lab.ip(&[
-        "neigh",
-        "replace",
-        RESPONDER_IP,
-        "lladdr",
-        RESPONDER_MAC,
-        "dev",
-        "tap4",
-        "nud",
-        "permanent",
-    ]);
+    lab.pin_responder("tap4");
     lab.command("ping")
         .args(["-f", "-q", "-i", "0.0002", "-w", &seconds.to_string(), RESPONDER_IP])
         .stdout(Stdio::null())

@@ -171,17 +171,7 @@ fn allocations_for_pings(count: u32) -> u64 {
     let pcap = std::env::temp_dir().join(format!("{}.pcap", lab.netns));
     // A permanent neighbour entry: no ARP exchange, so that both runs see the same kinds
     // of frame, only more or fewer of them.
-    lab.ip(&[
-        "neigh",
-        "replace",
-        common::RESPONDER_IP,
-        "lladdr",
-        common::RESPONDER_MAC,
-        "dev",
-        "tap4",
-        "nud",
-        "permanent",
-    ]);
+    lab.pin_responder("tap4");
     // At start, 05 looks for its namespace's name in /run/netns (for the fixes its
     // messages print), one allocation per entry it reads: other tests add and remove
     // namespaces meanwhile. In a private mount namespace with an empty /run/netns, both

@@ -369,17 +369,7 @@ fn run(o: &Options, bin_dir: &std::path::Path) -> Result<String> {
     ));
     let tap = Lab::create(Some(name("tap")), "root")?;
     // The bare loop answers no ARP: the kernel gets our MAC once and for all.
-    tap.ip(&[
-        "neigh",
-        "replace",
-        RESPONDER_IP,
-        "lladdr",
-        RESPONDER_MAC,
-        "dev",
-        "tap4",
-        "nud",
-        "permanent",
-    ]);
+    tap.pin_responder("tap4");
     let ka = Lab::namespace(Some(name("ka")))?;
     let kb = Lab::namespace(Some(name("kb")))?;
     ka.ip(&["link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns", &kb.netns]);
@@ -388,17 +378,7 @@ fn run(o: &Options, bin_dir: &std::path::Path) -> Result<String> {
     kb.ip(&["addr", "add", &format!("{RESPONDER_IP}/24"), "dev", "veth1"]);
     ka.ip(&["link", "set", "veth0", "up"]);
     kb.ip(&["link", "set", "veth1", "up"]);
-    ka.ip(&[
-        "neigh",
-        "replace",
-        RESPONDER_IP,
-        "lladdr",
-        RESPONDER_MAC,
-        "dev",
-        "veth0",
-        "nud",
-        "permanent",
-    ]);
+    ka.pin_responder("veth0");
     let mut bench = Bench {
         o,
         tap,

@@ -671,6 +671,23 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// A permanent neighbour entry for the responder (172.16.1.2 is 02:00:00:00:00:02)
+    /// on `dev`: the kernel sends to it at once, with no ARP exchange first, answered or
+    /// not.
+    pub fn pin_responder(&self, dev: &str) {
+        self.ip(&[
+            "neigh",
+            "replace",
+            RESPONDER_IP,
+            "lladdr",
+            RESPONDER_MAC,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ]);
+    }
+
     /// Whether a program holds the lab's interface: a TAP has carrier (LOWER_UP) exactly
     /// while a program has it open.
     pub fn attached(&self) -> bool {
