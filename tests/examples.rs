@@ -6,23 +6,14 @@ use tapbook_lab as common;
 use tapbook_lab::require_lab;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::{Lab, UNPRIVILEGED_USER};
 
-/// Builds the example `name` (a no-op when it is up to date; `cargo test` builds no
-/// examples) and returns its path, next to this test's binaries.
+/// The example `name`, built next to this test's binaries.
 fn example(name: &str) -> String {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = Command::new(cargo)
-        .args(["build", "--quiet", "--example", name])
-        .current_dir(common::repo_root())
-        .status()
-        .expect("running cargo build");
-    assert!(built.success(), "cargo build --example {name}");
-    let bin = Path::new(env!("CARGO_BIN_EXE_01_open_clone"));
-    bin.with_file_name("examples").join(name).to_string_lossy().into_owned()
+    let beside = Path::new(env!("CARGO_BIN_EXE_01_open_clone"));
+    common::example(name, beside).to_string_lossy().into_owned()
 }
 
 /// Starts `read_one_frame ARGS` as tap4's owner, makes the kernel send with `ping ...`,

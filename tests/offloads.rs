@@ -301,24 +301,7 @@ fn open_with_reports_what_the_kernel_agreed_to() {
 #[test]
 fn the_bench_runs_and_ends_with_its_summary_line() {
     require_lab!("the_bench_runs_and_ends_with_its_summary_line");
-    // Examples are not built for `cargo test --test offloads`: build it (a no-op when it
-    // is up to date), next to this test's binaries, with the cargo that runs this test.
-    // Run through sudo (`cargo lab test` as a user) there is no CARGO, and no cargo for
-    // root to run: `cargo lab test` built it already (--all-targets).
-    let bench = std::path::Path::new(BIN).with_file_name("examples").join("offload_bench");
-    if let Some(cargo) = std::env::var_os("CARGO") {
-        let built = std::process::Command::new(cargo)
-            .args(["build", "--quiet", "--example", "offload_bench"])
-            .current_dir(common::repo_root())
-            .status()
-            .expect("running cargo build");
-        assert!(built.success());
-    }
-    assert!(
-        bench.exists(),
-        "{} is not built: cargo build --example offload_bench",
-        bench.display()
-    );
+    let bench = common::example("offload_bench", std::path::Path::new(BIN));
     let out =
         std::process::Command::new(&bench).arg("--quick").output().expect("running the bench");
     let text = String::from_utf8_lossy(&out.stdout);

@@ -284,6 +284,24 @@ pub fn lab_user() -> String {
     }
 }
 
+/// The example `name`, built next to the test binaries (`beside` is one of them:
+/// target/debug/examples/NAME). `cargo test` builds no examples: it is built here with
+/// the cargo that runs the tests (a no-op when up to date). Run through sudo (`cargo lab
+/// test` as a user) there is no cargo for root; `cargo lab test` built them first.
+pub fn example(name: &str, beside: &Path) -> PathBuf {
+    let path = beside.with_file_name("examples").join(name);
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let built = Command::new(cargo)
+            .args(["build", "--quiet", "--example", name])
+            .current_dir(repo_root())
+            .status()
+            .expect("running cargo build");
+        assert!(built.success(), "cargo build --example {name}");
+    }
+    assert!(path.exists(), "{} is not built: cargo build --example {name}", path.display());
+    path
+}
+
 /// Writes a line to standard output; an output that fails is not worth a panic.
 pub fn say(text: impl std::fmt::Display) {
     let _ = writeln!(std::io::stdout(), "{text}");

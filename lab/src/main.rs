@@ -694,6 +694,10 @@ fn test(args: &[String]) -> Result<ExitCode> {
         Command::new("shellcheck").arg("-x").args(&scripts).current_dir(&root),
         None,
     );
+    // The examples the tests run, built as the caller: through sudo, root has no cargo.
+    if !quick {
+        check("examples", cargo().args(["build", "--examples", "--quiet"]), None);
+    }
     let mut tests = cargo();
     // Every test binary runs even when one fails, so the summary counts them all.
     tests.arg("test").arg("--workspace").arg("--no-fail-fast");
