@@ -90,6 +90,13 @@ fn the_checker_passes_the_reference_fails_each_bug_and_finds_the_student_edition
         std::env::set_var("CARGO_TARGET_DIR", work.join("target"));
         if std::env::var_os("CARGO").is_none() {
             std::env::set_var("CARGO", env!("CARGO"));
+            // That cargo is the toolchain's own (not rustup's proxy): it needs rustc
+            // beside it on PATH, which sudo's PATH lacks.
+            if let Some(bin) = std::path::Path::new(env!("CARGO")).parent() {
+                let path = std::env::var_os("PATH").unwrap_or_default();
+                let paths = std::iter::once(bin.to_path_buf()).chain(std::env::split_paths(&path));
+                std::env::set_var("PATH", std::env::join_paths(paths).expect("a PATH"));
+            }
         }
     }
     let lab = can_run("the_checker_has_teeth (tier b)", &[]);
