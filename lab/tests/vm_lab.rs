@@ -13,6 +13,7 @@
 //! warm, most of it booting the guest under TCG (and, where `/dev/kvm` exists but KVM
 //! does not work, finding that out).
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -121,15 +122,13 @@ fn a_linux_guest_pings_our_responder_as_root_and_as_a_user() {
     if !can_run_rootless(test) {
         return;
     }
-    let out = vm_as_user(&[], "05_full_responder");
+    let (out, group) = vm_as_user(&[], "05_full_responder");
     let said = text(&out);
     assert!(out.status.success(), "cargo lab vm as {UNPRIVILEGED_USER} failed:\n{said}");
     assert!(said.contains("in a user namespace of its own (no root, no sudo)"), "{said}");
     assert!(said.contains("(you, with no capabilities)"), "{said}");
     check_run(&said);
-    // ps exits with 1 when the user has no process at all.
-    let left = Command::new("ps").args(["-u", UNPRIVILEGED_USER, "-o", "stat=,args="]).output();
-    let left = String::from_utf8_lossy(&left.expect("running ps").stdout).into_owned();
+    let left = left_in_group(group);
     assert!(
         !left.lines().any(|l| l.contains("qemu-system") && !l.starts_with('Z')),
         "QEMU still running after cargo lab vm:\n{left}"
@@ -196,14 +195,13 @@ fn guests_get_a_lease_from_our_server_through_our_switch_as_root_and_as_a_user()
     if !can_run_rootless(test) {
         return;
     }
-    let out = vm_as_user(&["--network", "ours"], "10_dhcp_server");
+    let (out, group) = vm_as_user(&["--network", "ours"], "10_dhcp_server");
     let said = text(&out);
     assert!(out.status.success(), "cargo lab vm --network ours as {UNPRIVILEGED_USER}:\n{said}");
     assert!(said.contains("in a user namespace of its own (no root, no sudo)"), "{said}");
     assert!(said.contains("no TAP, as nobody (you, with no capabilities)"), "{said}");
     check_ours(&said, 1);
-    let left = Command::new("ps").args(["-u", UNPRIVILEGED_USER, "-o", "stat=,args="]).output();
-    let left = String::from_utf8_lossy(&left.expect("running ps").stdout).into_owned();
+    let left = left_in_group(group);
     assert!(
         !left.lines().any(|l| {
             ["qemu-system", "10_dhcp_server", "12_learning_switch"].iter().any(|p| l.contains(p))
@@ -259,14 +257,14 @@ fn reading_the_guests_ping_and_the_responders_counters() {
 
 /// `cargo lab vm ARGS --count PINGS --bin BIN` as the unprivileged user, with the release
 /// build of BIN a root run made, and a kernel cache of the user's own (its home may not
-/// exist).
-fn vm_as_user(args: &[&str], bin: &str) -> Output {
+/// exist); in a process group of its own, whose number it returns too.
+fn vm_as_user(args: &[&str], bin: &str) -> (Output, i32) {
     let debug = Path::new(CARGO_LAB).parent().expect("the binary's directory");
     let bin = debug.parent().expect("the target directory").join("release").join(bin);
     let cache = std::env::temp_dir().join(format!("tapbook-vm-cache-{UNPRIVILEGED_USER}"));
     std::fs::create_dir_all(&cache).expect("creating the user's kernel cache");
     run_ok(Command::new("chown").arg(UNPRIVILEGED_USER).arg(&cache));
-    Command::new("setpriv")
+    let child = Command::new("setpriv")
         .args(["--reuid", UNPRIVILEGED_USER, "--regid", &primary_group(UNPRIVILEGED_USER)])
         .args(["--clear-groups", "--", "env", "HOME=/nonexistent"])
         .arg(format!("TAPBOOK_CACHE={}", cache.display()))
@@ -278,6 +276,24 @@ fn vm_as_user(args: &[&str], bin: &str) -> Output {
         .current_dir(repo_root())
         .env_remove("SUDO_USER")
         .stdin(Stdio::null())
-        .output()
-        .expect("running cargo lab vm as a user")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("running cargo lab vm as a user");
+    let group = child.id() as i32;
+    (child.wait_with_output().expect("waiting for cargo lab vm"), group)
+}
+
+/// What still runs in process group `group` (`ps` lines "STAT ARGS"): what a run left
+/// behind, and nothing of another run of these tests on the same machine.
+fn left_in_group(group: i32) -> String {
+    let ps = Command::new("ps").args(["-e", "-o", "pgid=,stat=,args="]).output();
+    let ps = String::from_utf8_lossy(&ps.expect("running ps").stdout).into_owned();
+    ps.lines()
+        .filter_map(|l| {
+            let (pgid, rest) = l.trim_start().split_once(' ')?;
+            (pgid.parse::<i32>().ok()? == group).then(|| format!("{}\n", rest.trim_start()))
+        })
+        .collect()
 }
