@@ -298,23 +298,6 @@ fn eperm_names_the_interface_and_namespace_given_and_its_fix_works() {
     assert!(!lab.ip(&["-o", "link"]).contains("tap4:"), "the fix made a tap4 nobody asked for");
 }
 
-/// An empty directory, removed when dropped.
-struct ScratchDir(std::path::PathBuf);
-
-impl ScratchDir {
-    fn new(prefix: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
-        std::fs::create_dir_all(&path).expect("creating a scratch directory");
-        ScratchDir(path)
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
 /// Runs `script` as root in a private mount namespace inside the lab's network
 /// namespace, then `bin` (as `user`) with stdin empty. Returns what it printed.
 fn in_private_mounts(lab: &Lab, script: &str, bin: &str, user: &str) -> Output {
@@ -337,7 +320,7 @@ fn each_problem_with_dev_net_tun_is_diagnosed_with_its_own_fix() {
     // A tmpfs for our fake nodes (device nodes need a file system that allows them),
     // over an empty directory of this test's: in the private mount namespace, nobody
     // else sees it, nor what it holds. (Not over /tmp: the binaries may live there.)
-    let scratch = ScratchDir::new("tb-fake");
+    let scratch = common::ScratchDir::new("fake");
     let dir = scratch.0.display();
     let fake = format!("mount -t tmpfs tb-fake {dir}");
     let cases: [(&str, String, &str, &str); 5] = [

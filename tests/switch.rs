@@ -12,37 +12,15 @@ use tapbook_lab as common;
 use tapbook_lab::require_lab;
 use tapbook_lab::switch_lab::{self, GuestImage, Peer, host};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Lab, Responder, wait_until};
+use common::{Lab, Responder, ScratchDir, wait_until};
 use nix::sys::signal::Signal;
 
 const BIN_11: &str = env!("CARGO_BIN_EXE_11_qemu_relay");
 const BIN_12: &str = env!("CARGO_BIN_EXE_12_learning_switch");
-
-/// A scratch directory for the sockets, removed at the end.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("tb-sw-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch directory");
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn ping_ok(lab: &Lab, addr: &str, count: u32, program: &Responder) {
     let out = lab.ping(&["-c", &count.to_string(), "-i", "0.2", "-W", "2", addr]);
@@ -65,7 +43,7 @@ fn start(lab: &mut Lab, bin: &str, args: &[&str], sockets: &[&Path]) -> Responde
 #[test]
 fn the_kernel_pings_a_peer_through_the_relay_over_stream() {
     require_lab!("the_kernel_pings_a_peer_through_the_relay_over_stream");
-    let dir = Scratch::new("relay-stream");
+    let dir = ScratchDir::new("relay-stream");
     let sock = dir.path("guest.sock");
     let mut lab = Lab::new("relay11s");
     let mut relay = start(&mut lab, BIN_11, &["--stream", sock.to_str().unwrap()], &[&sock]);
@@ -89,7 +67,7 @@ fn the_kernel_pings_a_peer_through_the_relay_over_stream() {
 #[test]
 fn the_kernel_pings_a_peer_through_the_relay_over_dgram() {
     require_lab!("the_kernel_pings_a_peer_through_the_relay_over_dgram");
-    let dir = Scratch::new("relay-dgram");
+    let dir = ScratchDir::new("relay-dgram");
     let (ours, theirs) = (dir.path("relay.sock"), dir.path("qemu.sock"));
     let spec = format!("{}:{}", ours.display(), theirs.display());
     let mut lab = Lab::new("relay11d");
@@ -120,7 +98,7 @@ fn help_mistakes_and_a_missing_tap_are_one_clear_message() {
         assert!(String::from_utf8_lossy(&mistake.stderr).contains("unexpected argument"));
     }
     // A socket path where a file is: refused, and the file left alone.
-    let dir = Scratch::new("mistakes");
+    let dir = ScratchDir::new("mistakes");
     let file = dir.path("notes.txt");
     std::fs::write(&file, "mine").expect("a file");
     let out = Command::new(BIN_12)
@@ -142,7 +120,7 @@ fn help_mistakes_and_a_missing_tap_are_one_clear_message() {
 #[test]
 fn the_relay_needs_no_privilege() {
     require_lab!("the_relay_needs_no_privilege");
-    let dir = Scratch::new("relay-user");
+    let dir = ScratchDir::new("relay-user");
     // The user must be able to make its socket there.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
@@ -160,7 +138,7 @@ fn the_relay_needs_no_privilege() {
 #[test]
 fn a_station_not_heard_from_for_the_ageing_time_is_flooded_to_again() {
     require_lab!("a_station_not_heard_from_for_the_ageing_time_is_flooded_to_again");
-    let dir = Scratch::new("ageing");
+    let dir = ScratchDir::new("ageing");
     let (a, b) = (dir.path("peer2.sock"), dir.path("peer4.sock"));
     let mut lab = Lab::new("switch12a");
     let args = [
@@ -200,7 +178,7 @@ fn table_port(text: &str, mac: &str) -> Option<String> {
 #[test]
 fn the_switch_floods_until_it_learns_then_sends_to_one_port() {
     require_lab!("the_switch_floods_until_it_learns_then_sends_to_one_port");
-    let dir = Scratch::new("switch");
+    let dir = ScratchDir::new("switch");
     let (a, b) = (dir.path("peer2.sock"), dir.path("peer4.sock"));
     let mut lab = Lab::new("switch12");
     let args = ["--tap", "tap4", "--stream", a.to_str().unwrap(), "--stream", b.to_str().unwrap()];
@@ -269,7 +247,7 @@ fn wait_done(guest: &mut Responder, what: &str, program: &Responder) {
 #[test]
 fn a_qemu_guest_pings_the_kernel_through_the_relay() {
     require_lab!("a_qemu_guest_pings_the_kernel_through_the_relay", "qemu-system-x86_64");
-    let dir = Scratch::new("relay-qemu");
+    let dir = ScratchDir::new("relay-qemu");
     let image = guest_image();
     let sock = dir.path("guest.sock");
     let mut lab = Lab::new("relay11q");
@@ -294,7 +272,7 @@ fn a_qemu_guest_pings_the_kernel_through_the_relay() {
 fn two_qemu_guests_ping_each_other_through_the_switch() {
     let test = "two_qemu_guests_ping_each_other_through_the_switch";
     require_lab!(test, "qemu-system-x86_64", "busybox");
-    let dir = Scratch::new("switch-qemu");
+    let dir = ScratchDir::new("switch-qemu");
     let image = guest_image();
     let (g3, peer) = (dir.path("guest3.sock"), dir.path("peer2.sock"));
     let (ours, theirs) = (dir.path("guest4.sock"), dir.path("qemu4.sock"));

@@ -11,41 +11,18 @@
 use tapbook_lab as common;
 use tapbook_lab::require_lab;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::vm::{self, Accel, Guest, Mode, Verdict};
-use common::{UNPRIVILEGED_USER, is_root, primary_group, wait_until};
+use common::{ScratchDir, UNPRIVILEGED_USER, is_root, primary_group, wait_until};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 const BIN_10: &str = env!("CARGO_BIN_EXE_10_dhcp_server");
 const BIN_12: &str = env!("CARGO_BIN_EXE_12_learning_switch");
-
-/// A scratch directory anyone may make sockets in (sticky, as /tmp), removed at the end.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("tb-us-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch directory");
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A program we started, its output in a file; killed if still running when dropped.
 struct Program {
@@ -122,7 +99,9 @@ fn table_port(text: &str, mac: &str) -> Option<String> {
 fn a_guest_gets_its_lease_from_our_server_with_no_tap_no_namespace_and_no_root() {
     let test = "a_guest_gets_its_lease_from_our_server_with_no_tap_no_namespace_and_no_root";
     require_lab!(test, "qemu-system-x86_64", "busybox");
-    let dir = Scratch::new("lease");
+    // Anyone may make sockets in it (sticky, as /tmp): the programs run as nobody.
+    let dir = ScratchDir::new("us-lease");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
     let (kernel, initramfs) = guest_files(&dir.0);
     let (guest_sock, server_sock) = (dir.path("guest1.sock"), dir.path("responder.sock"));
     let (guest_arg, server_arg) = (guest_sock.to_str().unwrap(), server_sock.to_str().unwrap());

@@ -302,6 +302,29 @@ pub fn example(name: &str, beside: &Path) -> PathBuf {
     path
 }
 
+/// A test's scratch directory in the temporary directory (for sockets, logs, fake
+/// device nodes), removed with what it holds when dropped.
+pub struct ScratchDir(pub PathBuf);
+
+impl ScratchDir {
+    pub fn new(tag: &str) -> ScratchDir {
+        let dir = std::env::temp_dir().join(unique_name(tag));
+        std::fs::create_dir_all(&dir).expect("creating a scratch directory");
+        ScratchDir(dir)
+    }
+
+    /// `name` inside it.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Writes a line to standard output; an output that fails is not worth a panic.
 pub fn say(text: impl std::fmt::Display) {
     let _ = writeln!(std::io::stdout(), "{text}");
